@@ -1,0 +1,44 @@
+# Tongban Hub. `make demo` and `make test` do all the set-up on a fresh machine.
+PYTHON_SYS ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+BUF := $(VENV)/bin/buf
+STAMP := $(VENV)/.installed
+
+include make/protos.mk
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo test test-unit lint typecheck clean
+
+help:
+	@echo "make demo   - set up, start a site on embedded SQLite, drive one real case end to end, stop"
+	@echo "make test   - set up and run the whole suite (wire contract, import contracts, pytest)"
+	@echo "make lint / typecheck / protos / protos-check / clean"
+
+$(STAMP): pyproject.toml
+	$(PYTHON_SYS) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PYTHON) -m adapters.demo
+
+test: $(STAMP)
+	$(MAKE) --no-print-directory protos-check
+	$(VENV)/bin/lint-imports
+	$(PYTHON) -m pytest
+
+test-unit: $(STAMP)
+	$(PYTHON) -m pytest tests/unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check hub routing adapters ops tests
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy hub routing
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,54 @@
+"""Composition root: the one place that turns Settings into a running CaseHub.
+
+Nothing is opened at import time; everything is built here, in order, from the settings object.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from adapters.calendar_notices import load_notices
+from adapters.settings import PostgresSettings, Settings
+from adapters.store.postgres_index import PostgresCaseIndex
+from adapters.store.sqlite_index import SqliteCaseIndex
+from hub.application.ports import CaseIndex
+from hub.application.service import CaseHub
+from hub.domain.workdays import WorkCalendar
+from routing.catalogue import Catalogue
+from routing.regions import RegionDirectory
+
+
+def conninfo(pg: PostgresSettings) -> str:
+    return psycopg.conninfo.make_conninfo(
+        host=pg.host, port=pg.port, dbname=pg.dbname, user=pg.user, password=pg.password or None
+    )
+
+
+def ensure_postgres_schema(pg: PostgresSettings) -> None:
+    """The event store expects its schema to exist; create it (idempotent) before the library connects."""
+    with psycopg.connect(conninfo(pg), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(pg.schema)))
+
+
+def build_index(settings: Settings) -> CaseIndex:
+    if settings.store == "sqlite":
+        return SqliteCaseIndex(settings.data_dir / "case_index.sqlite3")
+    return PostgresCaseIndex(conninfo(settings.postgres), settings.postgres.schema)
+
+
+def build_hub(settings: Settings) -> CaseHub:
+    if settings.store == "sqlite":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        ensure_postgres_schema(settings.postgres)
+    notices = load_notices(settings.calendar_dir) if settings.calendar_dir else []
+    return CaseHub(
+        site=settings.site,
+        catalogue=Catalogue.load(),
+        regions=RegionDirectory.load(),
+        index=build_index(settings),
+        calendar=WorkCalendar(notices),
+        policy=settings.policy,
+        env=settings.event_store_env(),
+    )

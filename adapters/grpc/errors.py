@@ -1,0 +1,89 @@
+"""One table from hub errors to gRPC status codes, with the standard rich error details.
+
+Bad input is INVALID_ARGUMENT with google.rpc.BadRequest field violations; a rule is
+FAILED_PRECONDITION with google.rpc.ErrorInfo (reason + metadata); an unknown case NOT_FOUND; a
+lost race ABORTED (re-read and retry). Anything unexpected is INTERNAL with no internals leaked.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+import structlog
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from hub.domain.errors import CaseNotFound, ConcurrentUpdate, HubError, InvalidInput, RuleViolation
+
+ERROR_DOMAIN = "tongban.hub"
+log = structlog.get_logger("tongban.grpc")
+
+STATUS_OF: tuple[tuple[type[HubError], int], ...] = (
+    (InvalidInput, code_pb2.INVALID_ARGUMENT),
+    (CaseNotFound, code_pb2.NOT_FOUND),
+    (ConcurrentUpdate, code_pb2.ABORTED),
+    (RuleViolation, code_pb2.FAILED_PRECONDITION),
+    (HubError, code_pb2.FAILED_PRECONDITION),
+)
+
+
+def to_status(error: HubError) -> status_pb2.Status:
+    code = next(code for kind, code in STATUS_OF if isinstance(error, kind))
+    detail = any_pb2.Any()
+    if isinstance(error, InvalidInput):
+        detail.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in error.violations
+                ]
+            )
+        )
+    else:
+        metadata = dict(getattr(error, "metadata", {}) or {})
+        detail.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata))
+    return status_pb2.Status(code=code, message=error.message, details=[detail])
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def translate_errors(method: F) -> F:
+    """Turn hub errors raised by a servicer method into their status; hide everything else."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except HubError as error:
+            context.abort_with_status(rpc_status.to_status(to_status(error)))
+        except Exception:
+            log.exception("rpc_failed", method=method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, "internal error: the hub logged the details")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def field_violations(error: grpc.RpcError) -> dict[str, str]:
+    """Client side: the field violations carried by an INVALID_ARGUMENT error, by field path."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    out: dict[str, str] = {}
+    for detail in status.details if status else ():
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            out.update({v.field: v.description for v in bad.field_violations})
+    return out
+
+
+def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
+    """Client side: the ErrorInfo (reason, metadata) of a rule violation, if any."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    for detail in status.details if status else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info
+    return None

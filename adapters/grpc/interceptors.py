@@ -1,0 +1,52 @@
+"""Server interceptor: one structured log line per RPC, with a request id bound as context."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import structlog
+
+log = structlog.get_logger("tongban.grpc")
+
+
+class LoggingInterceptor(grpc.ServerInterceptor):
+    def __init__(self, site: str) -> None:
+        self.site = site
+
+    def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = handler_call_details.method
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        request_id = str(metadata.get("x-request-id") or uuid.uuid4())
+        inner = handler.unary_unary
+
+        def logged(request: Any, context: grpc.ServicerContext) -> Any:
+            started = time.perf_counter()
+            with structlog.contextvars.bound_contextvars(site=self.site, request_id=request_id, rpc=method):
+                case_id = getattr(request, "case_id", "")
+                try:
+                    response = inner(request, context)
+                except BaseException:
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    log.info("rpc", code=code.name, case_id=case_id, ms=_ms(started))
+                    raise
+                response_case = getattr(response, "case", None)
+                log.info("rpc", code="OK", case_id=case_id or getattr(response_case, "case_id", ""), ms=_ms(started))
+                return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            logged, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

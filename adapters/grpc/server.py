@@ -1,0 +1,58 @@
+"""The site's gRPC server: CaseService plus standard health checking and reflection."""
+
+from __future__ import annotations
+
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from adapters.grpc.case_servicer import CaseServicer
+from adapters.grpc.interceptors import LoggingInterceptor
+from hub.application.service import CaseHub
+from tongban.v1 import case_service_pb2, case_service_pb2_grpc
+
+CASE_SERVICE = case_service_pb2.DESCRIPTOR.services_by_name["CaseService"].full_name
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+class SiteServer:
+    """A started gRPC server bound to ``port``; ``stop`` drains in-flight calls first."""
+
+    def __init__(self, hub: CaseHub, listen: str, workers: int = 16) -> None:
+        self.hub = hub
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
+            interceptors=[LoggingInterceptor(hub.site)],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        case_service_pb2_grpc.add_CaseServiceServicer_to_server(CaseServicer(hub), self.server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (CASE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self.server,
+        )
+        self._stopped = False
+        self.port = self.server.add_insecure_port(listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {listen}")
+
+    def start(self) -> None:
+        self.server.start()
+        for service in ("", CASE_SERVICE):
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace: float = 5.0) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        self.hub.close()
+        self.hub.index.close()

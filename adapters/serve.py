@@ -1,0 +1,57 @@
+"""`tongban serve`: build the site from its config, serve until SIGTERM/SIGINT, stop cleanly."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from adapters.bootstrap import build_hub
+from adapters.calendar_notices import CalendarError
+from adapters.grpc.server import SiteServer
+from adapters.settings import ConfigError, describe, load_settings
+from ops.logging import configure_logging
+
+log = structlog.get_logger("tongban.serve")
+
+
+def run(config_path: str, listen: str | None = None, port_file: str | None = None) -> int:
+    try:
+        settings = load_settings(Path(config_path), {"server": {"listen": listen}} if listen else None)
+    except ConfigError as exc:
+        configure_logging()
+        log.error("config_invalid", error=str(exc))
+        return 2
+    configure_logging(settings.log_format)
+    structlog.contextvars.bind_contextvars(site=settings.site)
+    try:
+        hub = build_hub(settings)
+        server = SiteServer(hub, settings.listen)
+    except (CalendarError, OSError) as exc:
+        log.error("start_failed", error=str(exc))
+        return 1
+    except Exception as exc:  # a store that cannot be reached, mostly
+        log.error("start_failed", error=f"{type(exc).__name__}: {exc}")
+        return 1
+    server.start()
+    host = settings.listen.rsplit(":", 1)[0]
+    log.info("site_started", address=f"{host}:{server.port}", **describe(settings))
+    if port_file:
+        tmp = Path(port_file + ".tmp")
+        tmp.write_text(str(server.port))
+        tmp.replace(port_file)  # atomic: a reader never sees a half-written port
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stopping.wait()
+    log.info("site_stopping")
+    server.stop()
+    log.info("site_stopped")
+    return 0

@@ -1,0 +1,125 @@
+"""Site configuration: one frozen, typed object, loaded once from a TOML file by the composition root.
+
+Secrets never live in the file: the PII key is read from the environment variable the file names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from hub.domain.deadlines import DeadlinePolicy
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or wrong; the message says where."""
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    host: str = "127.0.0.1"
+    port: int = 5432
+    dbname: str = "tongban"
+    user: str = "postgres"
+    password: str = ""
+    schema: str = "tongban"
+
+
+@dataclass(frozen=True)
+class Settings:
+    site: str
+    site_name: str = ""
+    store: Literal["sqlite", "postgres"] = "sqlite"
+    data_dir: Path = Path(".data")
+    postgres: PostgresSettings = field(default_factory=PostgresSettings)
+    listen: str = "127.0.0.1:7400"
+    pii_key_env: str = "TONGBAN_PII_KEY"
+    calendar_dir: Path | None = None
+    log_format: Literal["console", "json"] = "console"
+    policy: DeadlinePolicy = field(default_factory=DeadlinePolicy)
+
+    @property
+    def pii_key(self) -> str | None:
+        return os.environ.get(self.pii_key_env) or None
+
+    def event_store_env(self) -> dict[str, str]:
+        """The eventsourcing library's environment for this site's store."""
+        env: dict[str, str] = {}
+        if self.store == "sqlite":
+            env["PERSISTENCE_MODULE"] = "eventsourcing.sqlite"
+            env["SQLITE_DBNAME"] = str(self.data_dir / "events.sqlite3")
+            env["SQLITE_LOCK_TIMEOUT"] = "10"
+        else:
+            pg = self.postgres
+            env.update(
+                PERSISTENCE_MODULE="eventsourcing.postgres",
+                POSTGRES_HOST=pg.host,
+                POSTGRES_PORT=str(pg.port),
+                POSTGRES_DBNAME=pg.dbname,
+                POSTGRES_USER=pg.user,
+                POSTGRES_PASSWORD=pg.password,
+                POSTGRES_SCHEMA=pg.schema,
+            )
+        if self.pii_key:
+            env["CIPHER_TOPIC"] = "eventsourcing.cryptography:AESCipher"
+            env["CIPHER_KEY"] = self.pii_key
+        return env
+
+
+def load_settings(path: Path, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read a site config file. Relative paths in it are relative to the file's folder."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    raw.update(overrides or {})
+    return settings_from(raw, base=path.parent)
+
+
+def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
+    site = raw.get("site", {})
+    store = raw.get("store", {})
+    server = raw.get("server", {})
+    code = str(site.get("code", ""))
+    if not re.fullmatch(r"\d{6}", code):
+        raise ConfigError(f"[site] code must be a 6-digit region code, got {code!r}")
+    kind = store.get("kind", "sqlite")
+    if kind not in ("sqlite", "postgres"):
+        raise ConfigError(f"[store] kind must be 'sqlite' or 'postgres', got {kind!r}")
+    try:
+        postgres = PostgresSettings(**store.get("postgres", {}))
+        policy = DeadlinePolicy(**raw.get("deadlines", {}))
+    except TypeError as exc:
+        raise ConfigError(f"unknown setting: {exc}") from None
+    calendar_dir = raw.get("calendar", {}).get("notices_dir")
+    log_format = raw.get("logging", {}).get("format", "console")
+    if log_format not in ("console", "json"):
+        raise ConfigError(f"[logging] format must be 'console' or 'json', got {log_format!r}")
+    return Settings(
+        site=code,
+        site_name=str(site.get("name", "")),
+        store=kind,
+        data_dir=(base / store.get("data_dir", ".data")).resolve(),
+        postgres=postgres,
+        listen=str(server.get("listen", "127.0.0.1:7400")),
+        pii_key_env=str(raw.get("security", {}).get("pii_key_env", "TONGBAN_PII_KEY")),
+        calendar_dir=(base / calendar_dir).resolve() if calendar_dir else None,
+        log_format=log_format,
+        policy=policy,
+    )
+
+
+def describe(settings: Settings) -> dict[str, str]:
+    """Settings as strings for a start-up log line (no secrets)."""
+    out = {f.name: str(getattr(settings, f.name)) for f in fields(settings) if f.name not in ("postgres", "policy")}
+    if settings.store == "postgres":
+        pg = settings.postgres
+        out["postgres"] = f"{pg.user}@{pg.host}:{pg.port}/{pg.dbname} schema={pg.schema}"
+    out["pii_encryption"] = "on" if settings.pii_key else "off"
+    return out

@@ -1,0 +1,75 @@
+"""Ports: what the application needs from the outside, as protocols the adapters satisfy.
+
+The catalogue and region directory are implemented in routing/ (pure data); the case index
+(the read model behind list queries) in adapters/store/. Nothing here knows how.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from enum import Enum
+from typing import Protocol
+
+from hub.domain.values import ServiceItem
+
+
+class Catalogue(Protocol):
+    def __contains__(self, code: object) -> bool: ...
+
+    def get(self, code: str) -> ServiceItem: ...
+
+
+class Regions(Protocol):
+    def is_valid(self, code: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    """One case in the read model: enough to list and filter, no PII."""
+
+    case_id: str
+    case_number: str
+    state: str
+    item_code: str
+    item_name: str
+    receiving_site: str
+    handling_site: str
+    co_handling_sites: tuple[str, ...]
+    version: int
+    received_at: str
+    updated_at: str
+    next_due: date | None = None
+    next_warn: date | None = None
+    due_provisional: bool = False
+
+
+class DueFilter(Enum):
+    WARNING_OR_BREACHED = "warning_or_breached"
+    BREACHED = "breached"
+
+
+@dataclass(frozen=True)
+class CaseQuery:
+    """Newest first (case ids are UUIDv7, so id order is receipt order); ``after`` is the last id seen."""
+
+    as_of: date
+    states: frozenset[str] = field(default_factory=frozenset)
+    due: DueFilter | None = None
+    partner: str | None = None
+    page_size: int = 50
+    after: str | None = None
+
+
+class CaseIndex(Protocol):
+    """The read model. ``upsert`` stores the rows and the log position in one transaction, so a
+    crash never leaves the index ahead of or behind what it says it has processed."""
+
+    def position(self) -> int: ...
+
+    def upsert(self, rows: Sequence[CaseRow], position: int) -> None: ...
+
+    def query(self, query: CaseQuery) -> list[CaseRow]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,294 @@
+"""CaseHub: the site's use cases over the event-sourced case store.
+
+One instance per site. Each command loads one case, lets the domain decide, and saves the new
+events atomically; ``save`` takes many aggregates, which is how a receipt stores the case and its
+uniqueness claims in one transaction (and how group commit will batch commands later).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from hub.application.commands import CaseCommand, ReceiveCase
+from hub.application.ports import Catalogue, CaseIndex, CaseQuery, CaseRow, Regions
+from hub.domain.case import Case, actor_from
+from hub.domain.claims import UniqueClaim, claim_id
+from hub.domain.deadlines import Clock, DeadlinePolicy, clocks
+from hub.domain.errors import CaseNotFound, ConcurrentUpdate, FieldViolation, HubError, InvalidInput, RuleViolation
+from hub.domain.identifiers import CaseNumberAllocator, case_id_time, new_case_id
+from hub.domain.lifecycle import CaseState
+from hub.domain.pii import mask_applicant
+from hub.domain.values import (
+    Actor,
+    IssueKind,
+    LabelledEnum,
+    Mode,
+    Outcome,
+    Party,
+    ProcedureKind,
+    RatingLevel,
+    ResultMethod,
+    Role,
+)
+from hub.domain.workdays import WorkCalendar
+
+EVENT_LABELS = {
+    "CaseReceived": "收件",
+    "IssueRaised": "登记问题件",
+    "ResponsibilityAssigned": "责任认定",
+    "IssueResolved": "问题件办结",
+    "CaseRated": "评价",
+    "BadReviewCallbackMade": "差评回访",
+    "BadReviewClosed": "差评处理",
+    "RectificationFeedbackRecorded": "整改反馈",
+}
+_NOT_DETAILS = {"originator_id", "originator_version", "originator_topic", "timestamp", "actor", "id", "request_id"}
+# Stored codes shown to people by their Chinese label.
+_LABELLED: dict[str, tuple[type[LabelledEnum], ...]] = {
+    "mode": (Mode,), "outcome": (Outcome,), "method": (ResultMethod,), "about": (Party,), "party": (Party,),
+    "kind": (ProcedureKind, IssueKind), "score": (RatingLevel,),
+}
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    version: int
+    step: str
+    label: str
+    actor: Actor
+    at: datetime
+    state_after: CaseState
+    details: dict[str, str]
+
+
+class CaseHub(Application[UUID]):
+    """The application service of one site (its region code is ``site``)."""
+
+    name = "tongban"
+
+    def __init__(
+        self,
+        *,
+        site: str,
+        catalogue: Catalogue,
+        regions: Regions,
+        index: CaseIndex,
+        calendar: WorkCalendar | None = None,
+        policy: DeadlinePolicy | None = None,
+        env: Mapping[str, str] | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(env=dict(env or {}))
+        self.site = site
+        self.catalogue = catalogue
+        self.regions = regions
+        self.index = index
+        self.calendar = calendar or WorkCalendar()
+        self.policy = policy or DeadlinePolicy()
+        self.now = now or (lambda: datetime.now(timezone.utc))
+        self.numbers = CaseNumberAllocator(site)
+        self._index_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ commands
+    def receive(self, cmd: ReceiveCase) -> tuple[Case, bool]:
+        """Open a case; a repeated request id returns the case it opened (``created`` False)."""
+        self._check_receipt(cmd)
+        request_key = f"{self.site}/{cmd.request_id}"
+        fingerprint = hashlib.sha256(cmd.model_dump_json(exclude={"request_id"}).encode()).hexdigest()
+        existing = self._case_for_request(request_key, fingerprint)
+        if existing is not None:
+            return existing, False
+        item = self.catalogue.get(cmd.item_code)
+        for _attempt in range(5):
+            case_id = new_case_id()
+            number = self.numbers.next(case_id_time(case_id))
+            case = Case.receive(
+                case_id=case_id,
+                case_number=number,
+                request_id=cmd.request_id,
+                item=item,
+                mode=cmd.mode,
+                handling_site=cmd.handling_site,
+                co_handling_sites=list(cmd.co_handling_sites),
+                applicant=cmd.applicant.to_domain(),
+                materials=[m.to_domain() for m in cmd.materials],
+                applicant_consent=cmd.applicant_consent,
+                identity_verified=cmd.identity_verified,
+                note=cmd.note,
+                actor=cmd.actor.to_domain(),
+            )
+            claims = (
+                UniqueClaim.make("request", request_key, case_id, fingerprint),
+                UniqueClaim.make("case-number", number, case_id),
+            )
+            try:
+                self.save(case, *claims)
+            except IntegrityError:
+                existing = self._case_for_request(request_key, fingerprint)
+                if existing is not None:
+                    return existing, False
+                continue  # the case number was taken by another process: mint another
+            return case, True
+        raise HubError("无法分配办件编号，请稍后重试")
+
+    def execute(self, cmd: CaseCommand) -> Case:
+        """Apply one step to one case. Nothing is written unless every rule passes."""
+        case = self.get_case(cmd.case_id)
+        if cmd.expected_version is not None and case.version != cmd.expected_version:
+            raise ConcurrentUpdate(str(cmd.case_id), cmd.expected_version, case.version)
+        cmd.apply(case)
+        try:
+            self.save(case)
+        except IntegrityError:
+            raise ConcurrentUpdate(str(cmd.case_id), cmd.expected_version, None) from None
+        return case
+
+    def _check_receipt(self, cmd: ReceiveCase) -> None:
+        problems: list[FieldViolation] = []
+        if cmd.actor.site != self.site:
+            problems.append(FieldViolation("actor.site", f"收件人须属于本站点 {self.site}"))
+        if cmd.item_code not in self.catalogue:
+            problems.append(FieldViolation("item_code", f"未知事项编码 {cmd.item_code}"))
+        for path, code in [("handling_site", cmd.handling_site)] + [
+            (f"co_handling_sites.{i}", c) for i, c in enumerate(cmd.co_handling_sites)
+        ]:
+            if not self.regions.is_valid(code):
+                problems.append(FieldViolation(path, f"未知或已撤销的行政区划代码 {code}"))
+        if problems:
+            raise InvalidInput(problems)
+        if cmd.handling_site == self.site:
+            raise RuleViolation("SAME_PLACE", "办理地与收件地相同，无需通办")
+
+    def _case_for_request(self, request_key: str, fingerprint: str) -> Case | None:
+        try:
+            claim = self.repository.get(claim_id("request", request_key))
+        except AggregateNotFoundError:
+            return None
+        if not isinstance(claim, UniqueClaim):
+            return None
+        if claim.fingerprint != fingerprint:
+            raise RuleViolation(
+                "REQUEST_ID_REUSED",
+                f"请求编号 {request_key.split('/', 1)[1]} 已用于另一份不同的收件请求",
+                {"case_id": claim.case_id},
+            )
+        return self.get_case(UUID(claim.case_id))
+
+    # ------------------------------------------------------------------ queries
+    def get_case(self, case_id: UUID) -> Case:
+        try:
+            case = self.repository.get(case_id)
+        except AggregateNotFoundError:
+            raise CaseNotFound(str(case_id)) from None
+        if not isinstance(case, Case):
+            raise CaseNotFound(str(case_id))
+        return case
+
+    def clocks(self, case: Case, as_of: datetime | None = None) -> list[Clock]:
+        return clocks(case.marks, self.calendar, self.policy, as_of or self.now())
+
+    def history(self, case_id: UUID) -> list[HistoryItem]:
+        """The case's stored events, oldest first, with the state each one left the case in."""
+        self.get_case(case_id)
+        items: list[HistoryItem] = []
+        case: Any = None
+        for stored in self.repository.event_store.get(case_id):
+            case = stored.mutate(case)
+            name = type(stored).__name__
+            step = getattr(stored, "STEP", None)
+            items.append(
+                HistoryItem(
+                    version=stored.originator_version,
+                    step=name,
+                    label=step.label if step is not None else EVENT_LABELS.get(name, name),
+                    actor=_actor(getattr(stored, "actor", {})),
+                    at=stored.timestamp,
+                    state_after=case.state,
+                    details=_details(stored),
+                )
+            )
+        return items
+
+    def list_cases(self, query: CaseQuery) -> list[CaseRow]:
+        self.refresh_index()
+        return self.index.query(query)
+
+    def refresh_index(self, batch: int = 500) -> int:
+        """Bring the read model up to the end of the event log; returns how many cases were updated."""
+        updated = 0
+        with self._index_lock:
+            position = self.index.position()
+            while True:
+                notifications = self.recorder.select_notifications(start=position + 1, limit=batch)
+                if not notifications:
+                    return updated
+                ids = dict.fromkeys(
+                    n.originator_id for n in notifications if n.topic.startswith("tongban.case:")
+                )
+                rows = [self.row(self.get_case(UUID(str(i)))) for i in ids]
+                position = notifications[-1].id
+                self.index.upsert(rows, position)
+                updated += len(rows)
+
+    def row(self, case: Case) -> CaseRow:
+        open_clocks = [c for c in self.clocks(case) if c.is_open and c.due is not None]
+        return CaseRow(
+            case_id=str(case.id),
+            case_number=case.case_number,
+            state=case.state.value,
+            item_code=str(case.item["code"]),
+            item_name=str(case.item["name"]),
+            receiving_site=case.receiving_site,
+            handling_site=case.handling_site,
+            co_handling_sites=tuple(case.co_handling_sites),
+            version=case.version,
+            received_at=case.created_on.isoformat(),
+            updated_at=case.modified_on.isoformat(),
+            next_due=min((c.due for c in open_clocks if c.due), default=None),
+            next_warn=min((c.warn_from for c in open_clocks if c.warn_from), default=None),
+            due_provisional=any(c.provisional for c in open_clocks),
+        )
+
+
+def _actor(data: Mapping[str, str]) -> Actor:
+    return actor_from(dict(data)) if data else Actor("", Role.SYSTEM, "")
+
+
+def _details(stored: Any) -> dict[str, str]:
+    payload = dict(getattr(stored, "details", None) or {})
+    if not payload:
+        payload = {k: v for k, v in vars(stored).items() if k not in _NOT_DETAILS}
+    if "applicant" in payload:
+        applicant = mask_applicant(payload.pop("applicant"))
+        payload["applicant"] = f"{applicant['name']} {applicant['id_number']}"
+    if "item" in payload:
+        payload["item"] = f"{payload['item']['code']} {payload['item']['name']}"
+    return {k: _label(k, v) for k, v in payload.items() if v not in ("", None, [], {})}
+
+
+def _label(key: str, value: Any) -> str:
+    for enum in _LABELLED.get(key, ()):
+        try:
+            return enum(str(value)).label
+        except ValueError:
+            continue
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    return _text(value)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return "、".join(_text(v) for v in value)
+    if isinstance(value, dict):
+        return str(value.get("name") or ", ".join(f"{k}={v}" for k, v in value.items()))
+    return str(value)

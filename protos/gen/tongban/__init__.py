@@ -1,0 +1,1 @@
+"""Generated from protos/tongban by `make protos`. Do not edit."""
