@@ -15,7 +15,8 @@ import structlog
 
 from hub.domain.pii import mask_id_number, mask_phone
 
-_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{17}[\dXx]|[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10})(?![0-9A-Za-z])")
+_USCC = r"[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}"
+_ID_NUMBER = re.compile(rf"(?<![0-9A-Za-z])(\d{{17}}[\dXx]|{_USCC})(?![0-9A-Za-z])")
 _MOBILE = re.compile(r"(?<!\d)(1[3-9]\d{9})(?!\d)")
 _PII_KEYS = {"id_number", "phone", "address"}
 

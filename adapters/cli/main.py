@@ -10,15 +10,21 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import click
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
+from tongban.v1 import case_pb2 as pb
+from tongban.v1 import case_service_pb2 as svc
+from tongban.v1 import case_service_pb2_grpc
 
 from adapters.cli import render
 from adapters.grpc.errors import error_info, field_violations
 from adapters.grpc.translate import wire_enum
+from hub.domain.identifiers import LOCAL_TZ
 from hub.domain.lifecycle import CaseState
 from hub.domain.values import (
     ApplicantKind,
@@ -33,9 +39,6 @@ from hub.domain.values import (
     ResultMethod,
     Role,
 )
-from tongban.v1 import case_pb2 as pb
-from tongban.v1 import case_service_pb2 as svc
-from tongban.v1 import case_service_pb2_grpc
 
 EXIT_CODES = {
     grpc.StatusCode.INVALID_ARGUMENT: 2,
@@ -197,7 +200,8 @@ STEPS: list[tuple[str, str, str, list[click.Option], Fields]] = [
     ("reject", "RejectCase", "不予受理",
      [click.Option(["--reason"], required=True), click.Option(["--notice-number"], default="")],
      lambda o: {"reason": o["reason"], "notice_number": o["notice_number"]}),
-    ("return", "ReturnCase", "退回收件地", [click.Option(["--reason"], required=True)], lambda o: {"reason": o["reason"]}),
+    ("return", "ReturnCase", "退回收件地", [click.Option(["--reason"], required=True)],
+     lambda o: {"reason": o["reason"]}),
     ("accept", "AcceptCase", "受理并承诺时限",
      [click.Option(["--days"], type=int, default=None, help="承诺办结工作日（默认按目录）")],
      lambda o: {} if o["days"] is None else {"committed_days": o["days"]}),
@@ -240,7 +244,8 @@ STEPS: list[tuple[str, str, str, list[click.Option], Fields]] = [
      [click.Option(["--score"], type=click.IntRange(1, 5), required=True), click.Option(["--reason"], default=""),
       click.Option(["--about"], type=choice(Party), default=Party.HANDLING_PLACE.value)],
      lambda o: {"score": o["score"], "reason": o["reason"], "about": wire(Party, pb.Party.DESCRIPTOR, o["about"])}),
-    ("callback", "RecordCallback", "差评回访", [click.Option(["--note"], required=True)], lambda o: {"note": o["note"]}),
+    ("callback", "RecordCallback", "差评回访", [click.Option(["--note"], required=True)],
+     lambda o: {"note": o["note"]}),
     ("close-review", "CloseBadReview", "差评整改/解释/申诉",
      [click.Option(["--outcome"], type=choice(RectificationOutcome), required=True),
       click.Option(["--note"], default="")],
@@ -273,29 +278,50 @@ for _spec in STEPS:
     case.add_command(_step_command(*_spec))
 
 
+def as_of_stamp(value: str | None) -> Timestamp | None:
+    """'2026-12-20' means the end of that day in Beijing; a full ISO time is taken as given."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("须为日期（2026-12-20）或时间（2026-12-20T15:00）") from None
+    if len(value) == 10:
+        moment = moment.replace(hour=23, minute=59, second=59)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=LOCAL_TZ)
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
 @case.command("show")
 @click.argument("case_id")
+@click.option("--as-of", default=None, help="按某日（北京时间）计算时限状态，如 2026-12-20")
 @click.pass_context
-def show(ctx: click.Context, case_id: str) -> None:
+def show(ctx: click.Context, case_id: str, as_of: str | None) -> None:
     """显示办件、时限与办理记录。"""
-    _show(ctx, _run(ctx, "GetCaseHistory", svc.GetCaseHistoryRequest(case_id=case_id)))
+    request = svc.GetCaseHistoryRequest(case_id=case_id, as_of=as_of_stamp(as_of))
+    _show(ctx, _run(ctx, "GetCaseHistory", request))
 
 
 @case.command("list")
-@click.option("--state", "states", multiple=True, type=click.Choice([s.value for s in CaseState]), help="状态（可多次）")
+@click.option("--state", "states", multiple=True, type=click.Choice([s.value for s in CaseState]),
+              help="状态（可多次）")
 @click.option("--overdue", is_flag=True, help="只看已超期")
 @click.option("--warning", is_flag=True, help="看预警和超期")
 @click.option("--partner", default="", help="对方站点行政区划代码")
 @click.option("--page-size", default=50, show_default=True)
 @click.option("--page-token", default="")
+@click.option("--as-of", default=None, help="按某日判断预警/超期，如 2026-12-20")
 @click.pass_context
 def list_cases(ctx: click.Context, states: tuple[str, ...], overdue: bool, warning: bool, partner: str,
-               page_size: int, page_token: str) -> None:
+               page_size: int, page_token: str, as_of: str | None) -> None:
     """按状态、时限或对方站点列出办件。"""
     due = svc.DUE_FILTER_BREACHED if overdue else svc.DUE_FILTER_WARNING_OR_BREACHED if warning else 0
     request = svc.ListCasesRequest(
         states=[pb.CaseState.Value("CASE_STATE_" + s.upper()) for s in states],
-        due=due, partner=partner, page_size=page_size, page_token=page_token,
+        due=due, partner=partner, page_size=page_size, page_token=page_token, as_of=as_of_stamp(as_of),
     )
     response = _run(ctx, "ListCases", request)
     if ctx.obj["json"]:

@@ -9,10 +9,10 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from rich.console import Console
 from rich.table import Table
+from tongban.v1 import case_pb2 as pb
 
 from hub.domain.identifiers import LOCAL_TZ
 from hub.domain.values import Mode, Party
-from tongban.v1 import case_pb2 as pb
 
 CLOCK_STATUS = {
     pb.CLOCK_STATUS_RUNNING: "计时中",
@@ -24,6 +24,15 @@ CLOCK_STATUS = {
 }
 PARTY = {pb.Party.Value("PARTY_" + p.name): p.label for p in Party}
 MODE = {pb.Mode.Value("MODE_" + m.name): m.label for m in Mode}
+DETAIL_LABELS = {
+    "applicant": "申请人", "case_number": "办件编号", "item": "事项", "mode": "模式", "materials": "材料",
+    "receiving_site": "收件地", "handling_site": "办理地", "co_handling_sites": "联办地", "note": "备注",
+    "reasons": "理由", "reason": "理由", "courier": "寄递企业", "tracking_number": "快递单号",
+    "missing_materials": "需补正材料", "notice_number": "通知书文号", "committed_days": "承诺工作日",
+    "kind": "种类", "conclusion": "结论", "outcome": "结果", "decision_number": "决定书文号", "method": "送达方式",
+    "licence_reference": "证照编号", "received_by": "签收人", "issue_id": "问题件", "description": "描述",
+    "party": "责任方", "resolution": "处理结果", "score": "评分", "about": "评价对象", "satisfied": "满意",
+}
 ROLE = {pb.ROLE_WINDOW_CLERK: "收件", pb.ROLE_HANDLER: "办理", pb.ROLE_SUPERVISOR: "监督",
         pb.ROLE_APPLICANT: "申请人", pb.ROLE_SYSTEM: "系统"}
 
@@ -97,7 +106,7 @@ def history_table(entries: Any) -> Table:
         table.add_column(header)
     for e in entries:
         who = f"{e.actor.name or e.actor.staff_id}（{ROLE.get(e.actor.role, '')}）"
-        details = "；".join(f"{k}={v}" for k, v in sorted(e.details.items()))
+        details = "；".join(f"{DETAIL_LABELS.get(k, k)}：{v}" for k, v in e.details.items())
         state = pb.CaseState.Name(e.state_after)
         table.add_row(str(e.version), local_time(e.at), e.step_label, who, e.actor.site, _state_label(state), details)
     return table

@@ -7,11 +7,13 @@ one table instead of twenty-four hand-written methods; reads are written out.
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import grpc
+from tongban.v1 import case_pb2, case_service_pb2_grpc
+from tongban.v1 import case_service_pb2 as svc
 
 from adapters.grpc.errors import translate_errors
 from adapters.grpc.translate import case_message, history_message, request_data, summary_message
@@ -21,7 +23,6 @@ from hub.application.service import CaseHub
 from hub.domain.errors import InvalidInput
 from hub.domain.identifiers import LOCAL_TZ
 from hub.domain.lifecycle import CaseState
-from tongban.v1 import case_pb2, case_service_pb2 as svc, case_service_pb2_grpc
 
 # RPC name -> command. The request messages carry exactly the command's fields.
 STEP_RPCS: dict[str, type[c.CaseCommand]] = {
@@ -41,19 +42,21 @@ _DUE = {1: DueFilter.WARNING_OR_BREACHED, 2: DueFilter.BREACHED}
 class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
     def __init__(self, hub: CaseHub) -> None:
         self.hub = hub
+        self.reference = c.ReferenceData(hub.catalogue, hub.regions)
 
-    def _case(self, case: Any) -> case_pb2.Case:
-        return case_message(case, self.hub.clocks(case))
+    def _case(self, case: Any, as_of: datetime | None = None) -> case_pb2.Case:
+        return case_message(case, self.hub.clocks(case, as_of))
 
     @translate_errors
     def ReceiveCase(self, request: svc.ReceiveCaseRequest, context: grpc.ServicerContext) -> svc.ReceiveCaseResponse:
-        command = c.parse(c.ReceiveCase, request_data(request))
+        command = c.parse(c.ReceiveCase, request_data(request), self.reference)
         case, created = self.hub.receive(command)
         return svc.ReceiveCaseResponse(case=self._case(case), created=created)
 
     @translate_errors
     def GetCase(self, request: svc.GetCaseRequest, context: grpc.ServicerContext) -> svc.GetCaseResponse:
-        return svc.GetCaseResponse(case=self._case(self.hub.get_case(_case_id(request.case_id))))
+        case = self.hub.get_case(_case_id(request.case_id))
+        return svc.GetCaseResponse(case=self._case(case, _as_of(request)))
 
     @translate_errors
     def GetCaseHistory(
@@ -61,7 +64,7 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
     ) -> svc.GetCaseHistoryResponse:
         case_id = _case_id(request.case_id)
         entries = [history_message(item) for item in self.hub.history(case_id)]
-        return svc.GetCaseHistoryResponse(case=self._case(self.hub.get_case(case_id)), entries=entries)
+        return svc.GetCaseHistoryResponse(case=self._case(self.hub.get_case(case_id), _as_of(request)), entries=entries)
 
     @translate_errors
     def ListCases(self, request: svc.ListCasesRequest, context: grpc.ServicerContext) -> svc.ListCasesResponse:
@@ -78,7 +81,7 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
             raise InvalidInput.one("due", "取值无效")
         if request.partner and not (len(request.partner) == 6 and request.partner.isdigit()):
             raise InvalidInput.one("partner", "须为 6 位行政区划代码")
-        as_of = datetime.now(LOCAL_TZ).date()
+        as_of = (_as_of(request) or datetime.now(LOCAL_TZ)).astimezone(LOCAL_TZ).date()
         page_size = request.page_size or 50
         query = CaseQuery(
             as_of=as_of,
@@ -107,6 +110,12 @@ def _step_rpc(name: str, command: type[c.CaseCommand]) -> Any:
 
 for _name, _command in STEP_RPCS.items():
     setattr(CaseServicer, _name, _step_rpc(_name, _command))
+
+
+def _as_of(request: Any) -> datetime | None:
+    if not request.HasField("as_of"):
+        return None
+    return request.as_of.ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
 
 
 def _case_id(value: str) -> UUID:

@@ -16,6 +16,7 @@ from typing import Any
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from tongban.v1 import case_pb2 as pb
 
 from hub.application.ports import CaseRow
 from hub.application.service import HistoryItem
@@ -36,7 +37,6 @@ from hub.domain.values import (
     ResultMethod,
     Role,
 )
-from tongban.v1 import case_pb2 as pb
 
 DOMAIN_ENUMS: dict[str, type[Enum]] = {
     "tongban.v1.CaseState": CaseState,
@@ -158,7 +158,9 @@ def case_message(case: Case, clocks: list[Clock]) -> pb.Case:
                 issue_id=issue_id,
                 kind=wire_enum(pb.IssueKind.DESCRIPTOR, IssueKind(issue["kind"])),
                 description=issue["description"],
-                responsible=wire_enum(pb.Party.DESCRIPTOR, Party(issue["responsible"]) if issue["responsible"] else None),
+                responsible=wire_enum(
+                    pb.Party.DESCRIPTOR, Party(issue["responsible"]) if issue["responsible"] else None
+                ),
                 resolved=issue["resolved"],
                 resolution=issue["resolution"],
                 raised_at=timestamp(issue["raised_at"]),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from hub.application.ports import CaseQuery, CaseRow
 from adapters.store.index_filter import matches
+from hub.application.ports import CaseQuery, CaseRow
 
 
 class MemoryCaseIndex:

@@ -82,7 +82,9 @@ class PostgresCaseIndex:
         if query.after:
             where.append(sql.SQL("case_id < %s"))
             args.append(query.after)
-        statement = sql.SQL("SELECT {columns} FROM {schema}.case_index WHERE {where} ORDER BY case_id DESC LIMIT %s").format(
+        statement = sql.SQL(
+            "SELECT {columns} FROM {schema}.case_index WHERE {where} ORDER BY case_id DESC LIMIT %s"
+        ).format(
             columns=sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS),
             schema=self._schema,
             where=sql.SQL(" AND ").join(where),

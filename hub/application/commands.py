@@ -7,13 +7,23 @@ nothing is written. ID numbers and credit codes are checked with python-stdnum.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from stdnum.cn import ric, uscc
 from stdnum.exceptions import ValidationError as StdnumError
 
+from hub.application.ports import Catalogue, Regions
 from hub.domain.case import Case
 from hub.domain.errors import FieldViolation, InvalidInput
 from hub.domain.lifecycle import Step
@@ -39,6 +49,12 @@ Text = Annotated[str, StringConstraints(max_length=500, strip_whitespace=True)]
 ShortText = Annotated[str, StringConstraints(max_length=64, strip_whitespace=True)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
 Token = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
+_STDNUM_REASONS = {
+    "InvalidChecksum": "校验位错误",
+    "InvalidLength": "长度不正确",
+    "InvalidFormat": "格式不正确",
+    "InvalidComponent": "出生日期或地区码无效",
+}
 _PHONE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
 
 
@@ -85,7 +101,7 @@ class ApplicantIn(_Model):
                 return str(checker.validate(id_number))
             except StdnumError as exc:
                 what = "居民身份证号码" if id_type is IdType.RESIDENT_ID else "统一社会信用代码"
-                raise ValueError(f"{what}无效: {exc}") from None
+                raise ValueError(f"{what}无效：{_STDNUM_REASONS.get(type(exc).__name__, '号码不正确')}") from None
         return id_number
 
     @field_validator("phone")
@@ -109,6 +125,9 @@ class MaterialIn(_Model):
 
 
 class ReceiveCase(_Model):
+    """A receipt. Pass ``context=ReferenceData(...)`` to ``parse`` to have item and region codes
+    checked in the same pass as the other fields, so every problem is reported at once."""
+
     request_id: Token
     actor: ActorIn
     item_code: Annotated[str, StringConstraints(min_length=1, max_length=40)]
@@ -120,6 +139,37 @@ class ReceiveCase(_Model):
     applicant_consent: bool = False
     identity_verified: bool = False
     note: Text = ""
+
+    @field_validator("item_code")
+    @classmethod
+    def _known_item(cls, code: str, info: ValidationInfo) -> str:
+        if isinstance(info.context, ReferenceData) and code not in info.context.catalogue:
+            raise ValueError(f"未知事项编码 {code}")
+        return code
+
+    @field_validator("handling_site")
+    @classmethod
+    def _known_site(cls, code: str, info: ValidationInfo) -> str:
+        if isinstance(info.context, ReferenceData) and not info.context.regions.is_valid(code):
+            raise ValueError(f"未知或已撤销的行政区划代码 {code}")
+        return code
+
+    @field_validator("co_handling_sites")
+    @classmethod
+    def _known_sites(cls, codes: list[str], info: ValidationInfo) -> list[str]:
+        if isinstance(info.context, ReferenceData):
+            unknown = [code for code in codes if not info.context.regions.is_valid(code)]
+            if unknown:
+                raise ValueError(f"未知或已撤销的行政区划代码 {'、'.join(unknown)}")
+        return codes
+
+
+@dataclass(frozen=True)
+class ReferenceData:
+    """The catalogue and region directory, for validating codes while parsing."""
+
+    catalogue: Catalogue
+    regions: Regions
 
 
 class CaseCommand(_Model):
@@ -297,10 +347,10 @@ class RecordFeedback(CaseCommand):
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse(model: type[M], data: dict[str, Any]) -> M:
+def parse(model: type[M], data: dict[str, Any], context: object = None) -> M:
     """Validate ``data`` as ``model``; every problem becomes a field violation of InvalidInput."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise InvalidInput(_violations(exc)) from None
 

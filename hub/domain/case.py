@@ -12,6 +12,7 @@ recorded history under tests/fixtures must keep loading (tests/integration/test_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, ClassVar
@@ -387,7 +388,7 @@ def _rule_dispatch(case: Case, details: dict[str, Any]) -> None:
         _require(details, "tracking_number", "邮寄送达须填写快递单号")
 
 
-_STEP_RULES = {
+_STEP_RULES: dict[Step, Callable[[Case, dict[str, Any]], None]] = {
     Step.REFUSE_INTAKE: lambda c, d: _require(d, "reasons", "须说明不予接收的理由"),
     Step.REQUEST_SUPPLEMENT: _rule_request_supplement,
     Step.SUBMIT_SUPPLEMENT: lambda c, d: _require(d, "materials", "须列明提交的补正材料"),
@@ -403,10 +404,11 @@ _STEP_RULES = {
 
 
 def _step_event(name: str, step: Step) -> type[Case.StepTaken]:
-    cls = type(name, (Case.StepTaken,), {"TOPIC": f"tongban.case:{name}", "STEP": step, "__module__": __name__})
+    topic = f"tongban.case:{name}"
+    cls: type[Case.StepTaken] = type(name, (Case.StepTaken,), {"TOPIC": topic, "STEP": step, "__module__": __name__})
     cls.__qualname__ = f"Case.{name}"
     setattr(Case, name, cls)
-    register_topic(cls.TOPIC, cls)
+    register_topic(topic, cls)
     return cls
 
 

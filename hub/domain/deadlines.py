@@ -137,7 +137,7 @@ class _Tracker:
         if track is not None and track.pauses and track.pauses[-1][1] is None:
             track.pauses[-1] = (track.pauses[-1][0], _local(at))
 
-    def on(self, step: str, at: datetime, subject: str, data: dict[str, Any]) -> None:  # noqa: C901
+    def on(self, step: str, at: datetime, subject: str, data: dict[str, Any]) -> None:
         p = self.policy
         if step == "receive":
             self.start("forward", Party.RECEIVING_PLACE, at, p.forward_days)

@@ -10,12 +10,12 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tongban.v1 import case_pb2 as pb
+from tongban.v1 import case_service_pb2 as svc
 
 from adapters.grpc.errors import error_info, field_violations
 from tests.builders import CLERK, HANDLER, HANDLING, ID_NUMBER, RECEIVING
 from tests.integration.conftest import RunningSite
-from tongban.v1 import case_pb2 as pb
-from tongban.v1 import case_service_pb2 as svc
 
 WIRE_CLERK = pb.Actor(staff_id=CLERK.staff_id, role=pb.ROLE_WINDOW_CLERK, site=RECEIVING, name=CLERK.name)
 WIRE_HANDLER = pb.Actor(staff_id=HANDLER.staff_id, role=pb.ROLE_HANDLER, site=HANDLING, name=HANDLER.name)
