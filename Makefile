@@ -29,6 +29,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(MAKE) --no-print-directory protos-check
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check hub routing adapters ops tests
+	$(VENV)/bin/mypy hub routing
 	$(PYTHON) -m pytest
 
 test-unit: $(STAMP)

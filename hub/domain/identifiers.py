@@ -5,7 +5,7 @@ append-friendly and reconciliation can bucket cases by day from the id alone.
 
 Case number, 23 characters, all digits except perhaps the last::
 
-    410400 20261129 45296 001 7
+    410400 20261129 45296 001 8
     |      |        |     |   check character (ISO 7064 MOD 11-2, as in the ID card; may be X)
     |      |        |     serial within that second (000-999)
     |      |        seconds since local midnight (Asia/Shanghai), 5 digits
