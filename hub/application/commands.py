@@ -296,7 +296,7 @@ class RaiseIssue(CaseCommand):
 
 
 class AssignResponsibility(CaseCommand):
-    issue_id: Annotated[str, StringConstraints(pattern=r"^Q\d{1,4}$")]
+    issue_id: Annotated[str, StringConstraints(pattern=r"^Q\d{1,4}(-\d{6})?$")]
     party: Party
     note: Text = ""
 
@@ -305,7 +305,7 @@ class AssignResponsibility(CaseCommand):
 
 
 class ResolveIssue(CaseCommand):
-    issue_id: Annotated[str, StringConstraints(pattern=r"^Q\d{1,4}$")]
+    issue_id: Annotated[str, StringConstraints(pattern=r"^Q\d{1,4}(-\d{6})?$")]
     resolution: Reason
 
     def apply(self, case: Case) -> None:

@@ -1,44 +1,53 @@
-"""The Case aggregate: one application for one item, as a stream of past-tense facts.
+"""The Case aggregate: one application for one item, shared by the sites that take part in it.
 
-Commands (public methods) check the rules and then trigger exactly one event; the event's body
-only mutates state, so replaying stored events never re-runs a rule. Event payloads are JSON
-primitives on purpose: they are the stored schema and the audit trail, so no Python class leaks
-into them. Every event carries ``actor`` (staff id, role, site); the library stamps the time.
+Commands (public methods) check the rules and then record exactly one event; an event's effect
+is computed by folding (case_state.py), so replaying stored events, or receiving a partner's
+events, never re-runs a rule. Event payloads are JSON primitives on purpose: they are the stored
+schema, the wire data and the audit trail.
 
-Event topics are explicit (``tongban.case:<Name>``) so classes can move without breaking stored
-history. To change an event's shape, bump its ``class_version`` and add ``upcast_vN_vN+1``; the
-recorded history under tests/fixtures must keep loading (tests/integration/test_recorded_history.py).
+Every event carries its shared identity (origin site, seq per (case, origin), Lamport clock,
+event id; see shared.py) and ``actor`` (staff id, role, site); the library stamps the time, or
+keeps the origin's time for an event received from a partner.
+
+Topics are explicit (``tongban.case:<Name>``), so classes can move without breaking stored history.
+To change an event's shape, bump ``class_version`` and add ``upcast_vN_vN+1`` (docs/events.md).
+Version 2 added the shared identity; v1 events (one site held the whole case) get it derived.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime
 from typing import Any, ClassVar
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import Aggregate
 from eventsourcing.utils import register_topic
+from uuid6 import uuid7
 
+from hub.domain.case_state import STEP_OF_TYPE, CaseFold
 from hub.domain.errors import RuleViolation
-from hub.domain.lifecycle import TERMINAL, TRANSITIONS, CaseState, Side, Step, next_state
+from hub.domain.lifecycle import TRANSITIONS, Side, Step, next_state
+from hub.domain.shared import SharedEvent
+from hub.domain.step_rules import STEP_RULES, no_rule
 from hub.domain.values import (
     Actor,
     Applicant,
     IssueKind,
     Material,
     Mode,
-    Outcome,
     Party,
     RatingLevel,
     RectificationOutcome,
-    ResultMethod,
     Role,
     ServiceItem,
 )
 
 JOINT_LEGAL_DAYS = 45  # 多地联办: 45 working days (+15 extension) per DOMAIN.md
+_LEGACY_IDS = uuid5(NAMESPACE_URL, "urn:tongban:legacy-event")
+_NOT_DATA = frozenset(
+    {"originator_id", "originator_version", "timestamp", "originator_topic", "origin", "seq", "lamport",
+     "event_id", "actor"}
+)
 
 
 def actor_data(actor: Actor) -> dict[str, str]:
@@ -49,53 +58,135 @@ def actor_from(data: dict[str, str]) -> Actor:
     return Actor(data["staff_id"], Role(data["role"]), data["site"], data.get("name", ""))
 
 
-class Case(Aggregate):
+class Case(CaseFold, Aggregate):
     TOPIC = "tongban.case:Case"
+    acting_site: str | None = None  # the site recording new events; set by the application that loads the case
 
     class Event(Aggregate.Event):
+        """Base of every case event: carries the shared identity and the actor."""
+
         TOPIC = "tongban.case:Case.Event"
+        class_version = 2
+        origin: str
+        seq: int
+        lamport: int
+        event_id: str
+        actor: dict[str, str]
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # v1 had no shared identity: mark it for derivation when the case is folded.
+            state.update(origin="", seq=0, lamport=0, event_id="")
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate._absorb(aggregate._shared(self), self.originator_version)
 
     class Created(Event, Aggregate.Created):
         TOPIC = "tongban.case:Case.Created"
 
-    # ------------------------------------------------------------------ receipt
-    @event("CaseReceived", topic="tongban.case:CaseReceived")
-    def __init__(
-        self,
-        *,
-        id: UUID,
-        case_number: str,
-        request_id: str,
-        item: dict[str, Any],
-        mode: str,
-        receiving_site: str,
-        handling_site: str,
-        co_handling_sites: list[str],
-        applicant: dict[str, str],
-        materials: list[dict[str, Any]],
-        note: str,
-        actor: dict[str, str],
-    ) -> None:
-        self.case_number = case_number
-        self.request_id = request_id
-        self.item = item
-        self.mode = Mode(mode)
-        self.receiving_site = receiving_site
-        self.handling_site = handling_site
-        self.co_handling_sites = list(co_handling_sites)
-        self.applicant = applicant
-        self.materials = list(materials)
-        self.note = note
-        self.state = CaseState.RECEIVED
-        self.committed_days: int | None = None
-        self.outcome: Outcome | None = None
-        self.result: dict[str, str] = {}
-        self.supplement_requested = False
-        self.issues: dict[str, dict[str, Any]] = {}
-        self.rating: dict[str, Any] | None = None
-        self.marks: list[tuple[str, datetime, str, dict[str, Any]]] = []
-        self._mark(Step.RECEIVE.value, "", {})
+    class CaseReceived(Created):
+        TOPIC = "tongban.case:CaseReceived"
+        case_number: str
+        request_id: str
+        item: dict[str, Any]
+        mode: str
+        receiving_site: str
+        handling_site: str
+        co_handling_sites: list[str]
+        applicant: dict[str, str]
+        materials: list[dict[str, Any]]
+        note: str
+        route: dict[str, Any]
 
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(origin="", seq=0, lamport=0, event_id="", route={})
+
+    class StepTaken(Event):
+        """Base of the main-track facts: each subclass is one named, stored event type."""
+
+        TOPIC = "tongban.case:StepTaken"
+        STEP: ClassVar[Step]
+        details: dict[str, Any]
+
+    class IssueRaised(Event):
+        TOPIC = "tongban.case:IssueRaised"
+        issue_id: str
+        kind: str
+        description: str
+
+    class ResponsibilityAssigned(Event):
+        TOPIC = "tongban.case:ResponsibilityAssigned"
+        issue_id: str
+        party: str
+        note: str
+
+    class IssueResolved(Event):
+        TOPIC = "tongban.case:IssueResolved"
+        issue_id: str
+        resolution: str
+
+    class CaseRated(Event):
+        TOPIC = "tongban.case:CaseRated"
+        score: int
+        reason: str
+        about: str
+
+    class BadReviewCallbackMade(Event):
+        TOPIC = "tongban.case:BadReviewCallbackMade"
+        note: str
+
+    class BadReviewClosed(Event):
+        TOPIC = "tongban.case:BadReviewClosed"
+        outcome: str
+        note: str
+
+    class RectificationFeedbackRecorded(Event):
+        TOPIC = "tongban.case:RectificationFeedbackRecorded"
+        satisfied: bool
+        note: str
+
+    def __init__(self) -> None:
+        self._reset()
+
+    # ------------------------------------------------------------------ shared identity
+    def _shared(self, event: Case.Event) -> SharedEvent:
+        """The event's shared form; v1 events get their identity derived deterministically."""
+        data = {k: v for k, v in vars(event).items() if k not in _NOT_DATA}
+        origin, seq, lamport, event_id = event.origin, event.seq, event.lamport, event.event_id
+        if not origin:  # v1: everything was recorded by one site, the receiving site
+            origin = data["receiving_site"] if isinstance(event, Case.CaseReceived) else self.receiving_site
+            seq = self.last_seq(origin) + 1 if hasattr(self, "chains") else 1
+            lamport = (self.lamport if hasattr(self, "lamport") else 0) + 1
+            event_id = str(uuid5(_LEGACY_IDS, f"{self.id}/{origin}/{seq}"))
+        return SharedEvent(
+            case_id=event.originator_id, origin=origin, seq=seq, lamport=lamport, event_id=event_id,
+            type=type(event).__name__, type_version=type(event).class_version, occurred_at=event.timestamp,
+            actor=dict(event.actor), data=data,
+        )
+
+    def _identity(self, origin: str) -> dict[str, Any]:
+        return {
+            "origin": origin,
+            "seq": self.last_seq(origin) + 1,
+            "lamport": self.lamport + 1,
+            "event_id": str(uuid7()),
+        }
+
+    def _record(self, event_class: type[Case.Event], actor: Actor, **data: Any) -> None:
+        origin = self.acting_site or actor.site
+        self.trigger_event(event_class, actor=actor_data(actor), **self._identity(origin), **data)
+
+    def ingest(self, shared: SharedEvent) -> None:
+        """Record an event a partner site originated, exactly as it was (its time, actor and identity)."""
+        self.trigger_event(EVENT_TYPES[shared.type], timestamp=shared.occurred_at, **_fields(shared))
+
+    @classmethod
+    def from_partner(cls, shared: SharedEvent) -> Case:
+        """Open the local copy of a case from the receiving site's CaseReceived."""
+        return cls._create(Case.CaseReceived, id=shared.case_id, timestamp=shared.occurred_at, **_fields(shared))
+
+    # ------------------------------------------------------------------ receipt
     @classmethod
     def receive(
         cls,
@@ -113,6 +204,7 @@ class Case(Aggregate):
         identity_verified: bool,
         note: str,
         actor: Actor,
+        route: dict[str, Any] | None = None,
     ) -> Case:
         """Open a case at the receiving window (收件). The receiving site is the actor's site."""
         if mode not in item.modes:
@@ -131,8 +223,11 @@ class Case(Aggregate):
             raise RuleViolation("NOT_JOINT", "只有多地联办可以指定联办地")
         if handling_site in co_handling_sites:
             raise RuleViolation("DUPLICATE_SITE", "联办地不能与办理地相同")
-        return cls(
+        return cls._create(
+            Case.CaseReceived,
             id=case_id,
+            origin=actor.site, seq=1, lamport=1, event_id=str(uuid7()),
+            actor=actor_data(actor),
             case_number=case_number,
             request_id=request_id,
             item={
@@ -150,34 +245,14 @@ class Case(Aggregate):
             applicant=asdict(applicant) | {"kind": applicant.kind.value, "id_type": applicant.id_type.value},
             materials=[asdict(m) for m in materials],
             note=note,
-            actor=actor_data(actor),
+            route=dict(route or {}),
         )
 
-    # ------------------------------------------------------------------ helpers
-    def _mark(self, step: str, subject: str, data: dict[str, Any]) -> None:
-        """Remember when a step happened: the clocks in deadlines.py are derived from these marks."""
-        self.marks.append((step, self.modified_on, subject, data))
-
-    def _advance(self, step: Step) -> None:
-        self.state = next_state(self.state, step)
-
-    @property
-    def handling_sites(self) -> tuple[str, ...]:
-        return (self.handling_site, *self.co_handling_sites)
-
-    @property
-    def sites(self) -> tuple[str, ...]:
-        return (self.receiving_site, *self.handling_sites)
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.state in TERMINAL
-
+    # ------------------------------------------------------------------ checks
     def _check(self, step: Step, actor: Actor) -> None:
         """The state table allows the step, and the actor's site is the one accountable for it."""
         next_state(self.state, step)
-        side = TRANSITIONS[step].side
-        self._check_site(actor, side, step.label)
+        self._check_site(actor, TRANSITIONS[step].side, step.label)
 
     def _check_site(self, actor: Actor, side: Side, what: str) -> None:
         allowed = {
@@ -193,63 +268,21 @@ class Case(Aggregate):
             )
 
     # ------------------------------------------------------------------ main track
-    class StepTaken(Event):
-        """Base of the main-track facts: each subclass is one named, stored event type."""
-
-        TOPIC = "tongban.case:StepTaken"
-        STEP: ClassVar[Step]
-        details: dict[str, Any]
-        actor: dict[str, str]
-
-        def apply(self, aggregate: Any) -> None:
-            aggregate._apply_step(self.STEP, self.details)
-
-    def _apply_step(self, step: Step, details: dict[str, Any]) -> None:
-        self._advance(step)
-        if step is Step.REQUEST_SUPPLEMENT:
-            self.supplement_requested = True
-        elif step is Step.SUBMIT_SUPPLEMENT:
-            self.materials.extend(details.get("materials", []))
-        elif step is Step.ACCEPT:
-            self.committed_days = int(details["committed_days"])
-        elif step is Step.DECIDE:
-            self.outcome = Outcome(details["outcome"])
-        elif step is Step.DISPATCH:
-            self.result = {k: str(v) for k, v in details.items()}
-        self._mark(step.value, "", details)
-
     def take_step(self, step: Step, actor: Actor, **details: Any) -> None:
         """Take a main-track step after checking the state table, the actor's site and the step's rules."""
         if step is Step.RECEIVE:
             raise RuleViolation("ALREADY_RECEIVED", "办件已收件")
         self._check(step, actor)
-        _STEP_RULES.get(step, _no_rule)(self, details)
-        self.trigger_event(STEP_EVENTS[step], details=details, actor=actor_data(actor))
+        STEP_RULES.get(step, no_rule)(self, details)
+        self._record(STEP_EVENTS[step], actor, details=details)
 
     # ------------------------------------------------------------------ issues (问题件)
-    @event("IssueRaised", topic="tongban.case:IssueRaised")
-    def _issue_raised(self, issue_id: str, kind: str, description: str, actor: dict[str, str]) -> None:
-        side = Party.RECEIVING_PLACE if actor["site"] == self.receiving_site else Party.HANDLING_PLACE
-        self.issues[issue_id] = {
-            "kind": kind, "description": description, "responsible": None, "raised_by_party": side.value,
-            "resolved": False, "resolution": "", "raised_at": self.modified_on,
-        }
-        self._mark("issue_raised", issue_id, {"holder": side.value})
-
-    @event("ResponsibilityAssigned", topic="tongban.case:ResponsibilityAssigned")
-    def _responsibility_assigned(self, issue_id: str, party: str, note: str, actor: dict[str, str]) -> None:
-        self.issues[issue_id]["responsible"] = party
-        self._mark("responsibility_assigned", issue_id, {"holder": party})
-
-    @event("IssueResolved", topic="tongban.case:IssueResolved")
-    def _issue_resolved(self, issue_id: str, resolution: str, actor: dict[str, str]) -> None:
-        self.issues[issue_id].update(resolved=True, resolution=resolution)
-        self._mark("issue_resolved", issue_id, {})
-
     def raise_issue(self, actor: Actor, kind: IssueKind, description: str) -> str:
         self._check_site(actor, Side.EITHER, "登记问题件")
-        issue_id = f"Q{len(self.issues) + 1}"
-        self._issue_raised(issue_id=issue_id, kind=kind.value, description=description, actor=actor_data(actor))
+        origin = self.acting_site or actor.site
+        raised_here = sum(1 for i in self.issues if i.endswith(f"-{origin}")) + 1
+        issue_id = f"Q{raised_here}-{origin}"  # unique even when two sites raise issues at once
+        self._record(Case.IssueRaised, actor, issue_id=issue_id, kind=kind.value, description=description)
         return issue_id
 
     def assign_responsibility(self, actor: Actor, issue_id: str, party: Party, note: str) -> None:
@@ -257,14 +290,14 @@ class Case(Aggregate):
         issue = self._open_issue(issue_id)
         if issue["responsible"] == party.value:
             raise RuleViolation("ALREADY_ASSIGNED", f"问题件 {issue_id} 已认定由{party.label}负责")
-        self._responsibility_assigned(issue_id=issue_id, party=party.value, note=note, actor=actor_data(actor))
+        self._record(Case.ResponsibilityAssigned, actor, issue_id=issue_id, party=party.value, note=note)
 
     def resolve_issue(self, actor: Actor, issue_id: str, resolution: str) -> None:
         self._check_site(actor, Side.EITHER, "问题件办结")
         issue = self._open_issue(issue_id)
         if issue["responsible"] is None:
             raise RuleViolation("RESPONSIBILITY_FIRST", f"问题件 {issue_id} 须先认定责任方再办结")
-        self._issue_resolved(issue_id=issue_id, resolution=resolution, actor=actor_data(actor))
+        self._record(Case.IssueResolved, actor, issue_id=issue_id, resolution=resolution)
 
     def _open_issue(self, issue_id: str) -> dict[str, Any]:
         issue = self.issues.get(issue_id)
@@ -275,32 +308,6 @@ class Case(Aggregate):
         return issue
 
     # ------------------------------------------------------------------ rating (好差评)
-    @event("CaseRated", topic="tongban.case:CaseRated")
-    def _rated(self, score: int, reason: str, about: str, actor: dict[str, str]) -> None:
-        bad = score < 3
-        self.rating = {
-            "score": score, "reason": reason, "about": about, "bad_review": bad,
-            "callback_done": False, "outcome": None, "feedback": None,
-        }
-        if bad:
-            self._mark("bad_review", "rating", {"holder": about})
-
-    @event("BadReviewCallbackMade", topic="tongban.case:BadReviewCallbackMade")
-    def _callback_made(self, note: str, actor: dict[str, str]) -> None:
-        assert self.rating is not None
-        self.rating["callback_done"] = True
-
-    @event("BadReviewClosed", topic="tongban.case:BadReviewClosed")
-    def _bad_review_closed(self, outcome: str, note: str, actor: dict[str, str]) -> None:
-        assert self.rating is not None
-        self.rating["outcome"] = outcome
-        self._mark("bad_review_closed", "rating", {})
-
-    @event("RectificationFeedbackRecorded", topic="tongban.case:RectificationFeedbackRecorded")
-    def _feedback_recorded(self, satisfied: bool, note: str, actor: dict[str, str]) -> None:
-        assert self.rating is not None
-        self.rating["feedback"] = {"satisfied": satisfied, "note": note}
-
     def rate(self, actor: Actor, level: RatingLevel, reason: str, about: Party) -> None:
         self._check_site(actor, Side.EITHER, "评价")
         if self.rating is not None:
@@ -309,13 +316,13 @@ class Case(Aggregate):
             raise RuleViolation("REASON_REQUIRED", "「不满意」「非常不满意」须填写理由")
         if about not in (Party.RECEIVING_PLACE, Party.HANDLING_PLACE):
             raise RuleViolation("RATE_A_PLACE", "评价对象须为收件地或办理地")
-        self._rated(score=level.score, reason=reason, about=about.value, actor=actor_data(actor))
+        self._record(Case.CaseRated, actor, score=level.score, reason=reason, about=about.value)
 
     def record_callback(self, actor: Actor, note: str) -> None:
         review = self._bad_review(actor)
         if review["callback_done"]:
             raise RuleViolation("CALLBACK_DONE", "差评已回访")
-        self._callback_made(note=note, actor=actor_data(actor))
+        self._record(Case.BadReviewCallbackMade, actor, note=note)
 
     def close_bad_review(self, actor: Actor, outcome: RectificationOutcome, note: str) -> None:
         review = self._bad_review(actor)
@@ -325,7 +332,7 @@ class Case(Aggregate):
             raise RuleViolation("REVIEW_CLOSED", "差评已处理完毕")
         if not note.strip():
             raise RuleViolation("NOTE_REQUIRED", "须说明整改、解释或申诉情况")
-        self._bad_review_closed(outcome=outcome.value, note=note, actor=actor_data(actor))
+        self._record(Case.BadReviewClosed, actor, outcome=outcome.value, note=note)
 
     def record_feedback(self, actor: Actor, satisfied: bool, note: str) -> None:
         review = self._bad_review(actor, anyone=True)
@@ -333,7 +340,7 @@ class Case(Aggregate):
             raise RuleViolation("NOT_CLOSED_YET", "差评尚未整改、解释或申诉，不能登记反馈")
         if review["feedback"] is not None:
             raise RuleViolation("FEEDBACK_RECORDED", "已登记申请人反馈")
-        self._feedback_recorded(satisfied=satisfied, note=note, actor=actor_data(actor))
+        self._record(Case.RectificationFeedbackRecorded, actor, satisfied=satisfied, note=note)
 
     def _bad_review(self, actor: Actor, anyone: bool = False) -> dict[str, Any]:
         """The open bad review; only the place it is about handles it (谁办理谁负责)."""
@@ -345,62 +352,11 @@ class Case(Aggregate):
         return self.rating
 
 
-# ---------------------------------------------------------------------- per-step rules
-def _no_rule(case: Case, details: dict[str, Any]) -> None:
-    return None
-
-
-def _require(details: dict[str, Any], key: str, message: str) -> None:
-    value = details.get(key)
-    if value is None or (isinstance(value, (str, list)) and not value):
-        raise RuleViolation("DETAIL_REQUIRED", message, {"field": key})
-
-
-def _rule_request_supplement(case: Case, details: dict[str, Any]) -> None:
-    if case.supplement_requested:
-        raise RuleViolation("SUPPLEMENT_ONCE", "补正材料须一次性告知，本件已告知过一次")
-    _require(details, "missing_materials", "须列明全部需补正的材料")
-
-
-def _rule_accept(case: Case, details: dict[str, Any]) -> None:
-    days = details.get("committed_days")
-    legal = int(case.item["legal_days"])
-    if days is None:
-        details["committed_days"] = days = int(case.item["committed_days"])
-    if not 0 <= int(days) <= legal:
-        raise RuleViolation(
-            "COMMITMENT_EXCEEDS_LEGAL_LIMIT",
-            f"承诺办结时限 {days} 个工作日超过法定时限 {legal} 个工作日",
-            {"committed_days": str(days), "legal_days": str(legal)},
-        )
-
-
-def _rule_decide(case: Case, details: dict[str, Any]) -> None:
-    if details.get("outcome") == Outcome.DENIED.value:
-        _require(details, "reason", "不予许可须说明理由")
-
-
-def _rule_dispatch(case: Case, details: dict[str, Any]) -> None:
-    method = ResultMethod(details["method"])
-    if method is ResultMethod.ELECTRONIC_LICENCE:
-        _require(details, "licence_reference", "电子证照须填写证照编号")
-    else:
-        _require(details, "tracking_number", "邮寄送达须填写快递单号")
-
-
-_STEP_RULES: dict[Step, Callable[[Case, dict[str, Any]], None]] = {
-    Step.REFUSE_INTAKE: lambda c, d: _require(d, "reasons", "须说明不予接收的理由"),
-    Step.REQUEST_SUPPLEMENT: _rule_request_supplement,
-    Step.SUBMIT_SUPPLEMENT: lambda c, d: _require(d, "materials", "须列明提交的补正材料"),
-    Step.REJECT: lambda c, d: _require(d, "reason", "不予受理须说明理由"),
-    Step.RETURN: lambda c, d: _require(d, "reason", "退件须说明理由"),
-    Step.ACCEPT: _rule_accept,
-    Step.SUSPEND: lambda c, d: _require(d, "reason", "中止须说明理由"),
-    Step.START_SPECIAL: lambda c, d: _require(d, "kind", "须选择特别程序种类"),
-    Step.DECIDE: _rule_decide,
-    Step.DISPATCH: _rule_dispatch,
-    Step.WITHDRAW: lambda c, d: _require(d, "reason", "撤回须说明理由"),
-}
+def _fields(shared: SharedEvent) -> dict[str, Any]:
+    return {
+        "origin": shared.origin, "seq": shared.seq, "lamport": shared.lamport, "event_id": shared.event_id,
+        "actor": dict(shared.actor), **shared.data,
+    }
 
 
 def _step_event(name: str, step: Step) -> type[Case.StepTaken]:
@@ -409,6 +365,7 @@ def _step_event(name: str, step: Step) -> type[Case.StepTaken]:
     cls.__qualname__ = f"Case.{name}"
     setattr(Case, name, cls)
     register_topic(topic, cls)
+    STEP_OF_TYPE[name] = step
     return cls
 
 
@@ -435,3 +392,10 @@ STEP_EVENTS: dict[Step, type[Case.StepTaken]] = {
         ("CaseWithdrawn", Step.WITHDRAW),
     ]
 }
+
+_TRACK_EVENTS: tuple[type[Case.Event], ...] = (
+    Case.CaseReceived, Case.IssueRaised, Case.ResponsibilityAssigned, Case.IssueResolved, Case.CaseRated,
+    Case.BadReviewCallbackMade, Case.BadReviewClosed, Case.RectificationFeedbackRecorded,
+)
+# Wire type name -> event class, for events received from partners.
+EVENT_TYPES: dict[str, type[Case.Event]] = {cls.__name__: cls for cls in (*_TRACK_EVENTS, *STEP_EVENTS.values())}

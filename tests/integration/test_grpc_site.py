@@ -87,7 +87,7 @@ def test_full_lifecycle_survives_a_restart(site_factory: Callable[[], RunningSit
         case = call(site, rpc, case_id=case_id, actor=actor, **fields)
         assert case.state == state, rpc
     issue = call(site, "RaiseIssue", case_id=case_id, actor=WIRE_CLERK, kind=pb.ISSUE_KIND_DISPUTE, description="争议")
-    assert issue.issues[0].issue_id == "Q1"
+    assert issue.issues[0].issue_id == "Q1-410400"
     assert case.rating.outcome == pb.RECTIFICATION_OUTCOME_EXPLAINED and case.rating.feedback_satisfied
     history = site.stub.GetCaseHistory(svc.GetCaseHistoryRequest(case_id=case_id), timeout=10)
     steps = [e.step for e in history.entries]
