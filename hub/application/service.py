@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, ProcessRecorder
 
 from hub.application.commands import CaseCommand, ReceiveCase
 from hub.application.ports import CaseIndex, CaseQuery, CaseRow, Catalogue, Regions
@@ -105,6 +105,10 @@ class CaseHub(Application[UUID]):
         self.now = now or (lambda: datetime.now(UTC))
         self.numbers = CaseNumberAllocator(site)
         self._index_lock = threading.Lock()
+
+    def construct_recorder(self) -> ProcessRecorder:
+        """A process recorder: relays store receipts and their log position in one transaction."""
+        return self.factory.process_recorder()
 
     # ------------------------------------------------------------------ commands
     def receive(self, cmd: ReceiveCase) -> tuple[Case, bool]:
@@ -221,6 +225,7 @@ class CaseHub(Application[UUID]):
             raise CaseNotFound(str(case_id)) from None
         if not isinstance(case, Case):
             raise CaseNotFound(str(case_id))
+        case.acting_site = self.site
         return case
 
     def clocks(self, case: Case, as_of: datetime | None = None) -> list[Clock]:

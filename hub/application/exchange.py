@@ -1,0 +1,217 @@
+"""Point-to-point exchange of shared case events with partner sites, independent of the channel.
+
+Outbound: a relay per partner follows this site's notification log from its last position and
+takes the events this site originated for cases shared with that partner. When the partner's
+receipts come back, they are stored together with the new position in ONE transaction, so after a
+crash the relay resends from the last receipted position: delivery is at least once, and the
+receiver's (case, origin, seq) check makes it exactly once in effect.
+
+Inbound: a partner's events are applied per (case, origin) in seq order; duplicates are ignored
+(after checking they are the same event), a gap stops that origin and is reported so the sender
+resends, and anything for a case not routed between the sender and us is refused whole.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from hub.domain.case import Case
+from hub.domain.errors import HubError, RuleViolation
+from hub.domain.receipts import DeliveryLedger, ledger_id
+from hub.domain.shared import SharedEvent, chain_start
+
+CASE_TOPICS = "tongban.case:"
+_INGEST_ATTEMPTS = 5
+
+
+class NotRouted(HubError):
+    """The partner sent or asked for something outside the cases routed between it and us."""
+
+    reason = "NOT_ROUTED"
+
+    def __init__(self, message: str, sender: str) -> None:
+        super().__init__(message)
+        self.sender = sender
+
+
+@dataclass(frozen=True)
+class CaseReceipt:
+    """What the receiving site stored for one (case, origin) after a delivery."""
+
+    case_id: UUID
+    origin: str
+    stored_through: int
+    chain_head: str
+    status: str = "stored"  # stored | gap | fork
+    missing_from: int = 0
+
+
+@dataclass(frozen=True)
+class OutboundBatch:
+    events: list[SharedEvent]
+    through: int  # the notification id this batch reaches; the relay's next position once receipted
+
+
+def relay_name(partner: str, channel: str) -> str:
+    return f"relay:{partner}:{channel}"
+
+
+class Exchange:
+    def __init__(self, hub: Any) -> None:
+        self.hub = hub
+        self.site: str = hub.site
+
+    # ------------------------------------------------------------------ outbound
+    def position(self, partner: str, channel: str) -> int:
+        return int(self.hub.recorder.max_tracking_id(relay_name(partner, channel)) or 0)
+
+    def outbound(self, partner: str, after: int, limit: int = 200) -> OutboundBatch:
+        """Events this site originated, for cases shared with ``partner``, after log position ``after``."""
+        notifications = self.hub.recorder.select_notifications(start=after + 1, limit=limit)
+        if not notifications:
+            return OutboundBatch([], after)
+        cases: dict[UUID, Case] = {}
+        events: list[SharedEvent] = []
+        for n in notifications:
+            if not n.topic.startswith(CASE_TOPICS):
+                continue
+            case_id = UUID(str(n.originator_id))
+            case = cases.get(case_id) or cases.setdefault(case_id, self.hub.get_case(case_id))
+            if partner not in case.sites:
+                continue
+            entry = next((e for e in case.log if e.version == n.originator_version), None)
+            if entry is not None and entry.shared.origin == self.site:
+                events.append(entry.shared)
+        return OutboundBatch(events, notifications[-1].id)
+
+    def resend(self, case_id: UUID, origin: str, from_seq: int) -> list[SharedEvent]:
+        """Events of one origin from ``from_seq`` on, to fill a gap the partner reported."""
+        return self.hub.get_case(case_id).shared_events(origin)[from_seq - 1:]
+
+    def record_receipts(
+        self, partner: str, channel: str, receipts: Sequence[CaseReceipt], through: int | None
+    ) -> None:
+        """Store the partner's receipts, and (if given) the relay's new position, atomically."""
+        ledgers: dict[UUID, DeliveryLedger] = {}
+        for receipt in receipts:
+            ledger = ledgers.get(receipt.case_id) or self._ledger(receipt.case_id, partner)
+            ledgers[receipt.case_id] = ledger
+            ours = self.hub.get_case(receipt.case_id).chain_head(receipt.origin, receipt.stored_through)
+            ledger.record(
+                origin=receipt.origin, stored_through=receipt.stored_through, chain_head=receipt.chain_head,
+                matched=ours == receipt.chain_head, status=receipt.status, channel=channel,
+            )
+        tracking = Tracking(relay_name(partner, channel), through) if through is not None else None
+        processing: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
+        processing.collect_events(*ledgers.values())
+        if processing.events:
+            self.hub._record(processing)
+        elif tracking is not None:
+            self.hub.recorder.insert_tracking(tracking)
+
+    def _ledger(self, case_id: UUID, partner: str) -> DeliveryLedger:
+        try:
+            found = self.hub.repository.get(ledger_id(case_id, partner))
+        except AggregateNotFoundError:
+            return DeliveryLedger.open(case_id, partner)
+        assert isinstance(found, DeliveryLedger)
+        return found
+
+    def receipts(self, case_id: UUID) -> list[dict[str, object]]:
+        """Every receipt recorded for a case, per partner."""
+        out: list[dict[str, object]] = []
+        for partner in self.hub.get_case(case_id).sites:
+            if partner == self.site:
+                continue
+            try:
+                ledger = self.hub.repository.get(ledger_id(case_id, partner))
+            except AggregateNotFoundError:
+                continue
+            out.extend({"partner": partner, **r} for r in ledger.receipts)
+        return out
+
+    # ------------------------------------------------------------------ inbound
+    def ingest(self, sender: str, events: Sequence[SharedEvent]) -> list[CaseReceipt]:
+        """Apply a partner's events; refuse the whole batch if any is outside what we share with it."""
+        by_case: dict[UUID, list[SharedEvent]] = defaultdict(list)
+        for shared in events:
+            if shared.origin != sender:
+                raise NotRouted(f"站点 {sender} 只能发送自己产生的事件（收到来源 {shared.origin}）", sender)
+            by_case[shared.case_id].append(shared)
+        for attempt in range(_INGEST_ATTEMPTS):
+            try:
+                return self._ingest_once(sender, by_case)
+            except IntegrityError:  # a local step on one of these cases won the race: reload and retry
+                if attempt == _INGEST_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _ingest_once(self, sender: str, by_case: dict[UUID, list[SharedEvent]]) -> list[CaseReceipt]:
+        cases = {case_id: self._case_for(sender, case_id, evs) for case_id, evs in by_case.items()}
+        receipts: list[CaseReceipt] = []
+        touched: list[Case] = []
+        for case_id, evs in by_case.items():
+            case = cases[case_id]
+            status, missing_from = "stored", 0
+            for shared in sorted(evs, key=lambda e: e.seq):
+                if case is None:  # a case new to us: its first event must be the receipt
+                    if shared.seq != 1 or shared.type != "CaseReceived":
+                        status, missing_from = "gap", 1
+                        break
+                    case = cases[case_id] = Case.from_partner(shared)
+                    case.acting_site = self.site
+                    continue
+                last = case.last_seq(sender)
+                if shared.seq <= last:
+                    if case.shared_events(sender)[shared.seq - 1].hash() != shared.hash():
+                        status = "fork"
+                    continue
+                if shared.seq > last + 1:
+                    status, missing_from = "gap", last + 1
+                    break
+                case.ingest(shared)
+            if case is None:
+                receipts.append(CaseReceipt(case_id, sender, 0, chain_start(case_id, sender), status, missing_from))
+                continue
+            touched.append(case)
+            receipts.append(
+                CaseReceipt(case_id, sender, case.last_seq(sender), case.chain_head(sender), status, missing_from)
+            )
+        if touched:
+            self.hub.save(*touched)
+        return receipts
+
+    def _case_for(self, sender: str, case_id: UUID, events: list[SharedEvent]) -> Case | None:
+        """The local case, after checking the sender may send events for it."""
+        try:
+            case = self.hub.get_case(case_id)
+        except HubError:
+            case = None
+        if case is None:
+            first = min(events, key=lambda e: e.seq)
+            data = first.data
+            if first.seq != 1 or first.type != "CaseReceived":
+                return None  # we never saw the case open: a gap from seq 1 is reported
+            handling = [data.get("handling_site"), *data.get("co_handling_sites", [])]
+            if data.get("receiving_site") != sender or self.site not in handling:
+                raise NotRouted(f"办件 {case_id} 未在 {sender} 与本站 {self.site} 之间流转", sender)
+            return None
+        if sender not in case.sites or self.site not in case.sites:
+            raise NotRouted(f"办件 {case_id} 未在 {sender} 与本站 {self.site} 之间流转", sender)
+        return case
+
+    def events_for(self, requester: str, case_id: UUID, origin: str, from_seq: int) -> list[SharedEvent]:
+        """FetchEvents: a partner asks again for events it is missing."""
+        case = self.hub.get_case(case_id)
+        if requester not in case.sites:
+            raise NotRouted(f"办件 {case_id} 未在 {requester} 与本站之间流转", requester)
+        if from_seq < 1:
+            raise RuleViolation("BAD_SEQ", "序号须从 1 开始")
+        return case.shared_events(origin)[from_seq - 1:]

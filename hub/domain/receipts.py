@@ -1,0 +1,47 @@
+"""Delivery receipts: what a partner site confirmed it stored, kept on the sending side.
+
+A receipt is local evidence, not a shared case event (sharing it would call for a receipt of the
+receipt). One ledger per (case, partner) keeps every receipt: through which seq of which origin
+the partner stored the case's events, the partner's chain head there, and whether it matched ours.
+"""
+
+from __future__ import annotations
+
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+_NAMESPACE = uuid5(NAMESPACE_URL, "urn:tongban:delivery-ledger")
+
+
+def ledger_id(case_id: UUID, partner: str) -> UUID:
+    return uuid5(_NAMESPACE, f"{case_id}/{partner}")
+
+
+class DeliveryLedger(Aggregate):
+    TOPIC = "tongban.receipt:DeliveryLedger"
+
+    class Event(Aggregate.Event):
+        TOPIC = "tongban.receipt:DeliveryLedger.Event"
+
+    class Created(Event, Aggregate.Created):
+        TOPIC = "tongban.receipt:DeliveryLedger.Created"
+
+    @event("LedgerOpened", topic="tongban.receipt:LedgerOpened")
+    def __init__(self, *, id: UUID, case_id: str, partner: str) -> None:
+        self.case_id = case_id
+        self.partner = partner
+        self.receipts: list[dict[str, object]] = []
+
+    @classmethod
+    def open(cls, case_id: UUID, partner: str) -> DeliveryLedger:
+        return cls(id=ledger_id(case_id, partner), case_id=str(case_id), partner=partner)
+
+    @event("ReceiptRecorded", topic="tongban.receipt:ReceiptRecorded")
+    def record(
+        self, *, origin: str, stored_through: int, chain_head: str, matched: bool, status: str, channel: str
+    ) -> None:
+        self.receipts.append(
+            {"origin": origin, "stored_through": stored_through, "chain_head": chain_head, "matched": matched,
+             "status": status, "channel": channel}
+        )

@@ -1,0 +1,100 @@
+"""The exchange between two sites' hubs on in-memory stores, without any channel in between."""
+
+from __future__ import annotations
+
+import dataclasses
+from uuid import UUID
+
+import pytest
+
+from adapters.store.memory_index import MemoryCaseIndex
+from hub.application import commands as c
+from hub.application.exchange import Exchange, NotRouted
+from hub.application.service import CaseHub
+from routing.catalogue import Catalogue
+from routing.regions import RegionDirectory
+from tests.builders import CLERK, HANDLER, HANDLING, OTHER, RECEIVING, actor_data, receive_request
+
+CATALOGUE, REGIONS = Catalogue.load(), RegionDirectory.load()
+
+
+def hub(site: str) -> CaseHub:
+    return CaseHub(site=site, catalogue=CATALOGUE, regions=REGIONS, index=MemoryCaseIndex(),
+                   env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+
+
+def relay(source: CaseHub, target: CaseHub, channel: str = "grpc") -> int:
+    """One relay pass: outbound batch, partner ingest, receipts stored with the new position."""
+    out, into = Exchange(source), Exchange(target)
+    batch = out.outbound(target.site, out.position(target.site, channel))
+    receipts = into.ingest(source.site, batch.events) if batch.events else []
+    out.record_receipts(target.site, channel, receipts, batch.through)
+    return len(batch.events)
+
+
+def step(h: CaseHub, command: type[c.CaseCommand], case_id: UUID, actor: dict[str, str], **fields: object) -> None:
+    h.execute(c.parse(command, {"case_id": str(case_id), "actor": actor, **fields}))
+
+
+@pytest.fixture
+def sites() -> tuple[CaseHub, CaseHub]:
+    return hub(RECEIVING), hub(HANDLING)
+
+
+def test_a_case_flows_both_ways_and_both_sites_hold_the_same_events(sites: tuple[CaseHub, CaseHub]) -> None:
+    a, b = sites
+    case, _ = a.receive(c.parse(c.ReceiveCase, receive_request()))
+    step(a, c.ForwardCase, case.id, actor_data(CLERK))
+    assert relay(a, b) == 2
+    step(b, c.SignCase, case.id, actor_data(HANDLER))
+    step(b, c.RequestSupplement, case.id, actor_data(HANDLER), missing_materials=["参保缴费凭证"])
+    assert relay(b, a) == 2
+    step(a, c.SubmitSupplement, case.id, actor_data(CLERK), materials=[{"name": "参保缴费凭证"}])
+    relay(a, b)
+    step(b, c.AcceptCase, case.id, actor_data(HANDLER), committed_days=10)
+    relay(b, a)
+    ours, theirs = a.get_case(case.id), b.get_case(case.id)
+    assert [e.hash() for e in ours.shared_events()] == [e.hash() for e in theirs.shared_events()]
+    assert ours.state == theirs.state and ours.state.value == "in_review"
+    assert ours.chain_head(HANDLING) == theirs.chain_head(HANDLING)
+    receipts = Exchange(a).receipts(case.id)
+    assert receipts and all(r["matched"] for r in receipts)
+    assert receipts[-1]["stored_through"] == 3  # a's third event reached b
+    assert relay(a, b) == 0 and relay(b, a) == 0  # positions moved: nothing is sent twice
+
+
+def test_duplicates_are_ignored_and_gaps_reported(sites: tuple[CaseHub, CaseHub]) -> None:
+    a, b = sites
+    case, _ = a.receive(c.parse(c.ReceiveCase, receive_request()))
+    step(a, c.ForwardCase, case.id, actor_data(CLERK))
+    step(a, c.RaiseIssue, case.id, actor_data(CLERK), kind="dispute", description="争议")
+    events = a.get_case(case.id).shared_events(RECEIVING)
+    into = Exchange(b)
+    first = into.ingest(RECEIVING, [events[0], events[2]])  # seq 2 lost on the way
+    assert (first[0].status, first[0].stored_through, first[0].missing_from) == ("gap", 1, 2)
+    again = into.ingest(RECEIVING, [events[0], events[1], events[1], events[2]])
+    assert (again[0].status, again[0].stored_through) == ("stored", 3)
+    assert b.get_case(case.id).version == 3
+
+
+def test_a_forged_duplicate_is_reported_as_a_fork(sites: tuple[CaseHub, CaseHub]) -> None:
+    a, b = sites
+    case, _ = a.receive(c.parse(c.ReceiveCase, receive_request()))
+    received = a.get_case(case.id).shared_events()[0]
+    Exchange(b).ingest(RECEIVING, [received])
+    forged = dataclasses.replace(received, data={**received.data, "note": "篡改"})
+    assert Exchange(b).ingest(RECEIVING, [forged])[0].status == "fork"
+
+
+def test_events_for_a_case_not_routed_with_the_sender_are_refused(sites: tuple[CaseHub, CaseHub]) -> None:
+    a, b = sites
+    case, _ = a.receive(c.parse(c.ReceiveCase, receive_request()))
+    events = a.get_case(case.id).shared_events()
+    with pytest.raises(NotRouted):
+        Exchange(b).ingest(OTHER, events)  # a third site replays A's events as its own
+    stranger = hub(OTHER)
+    with pytest.raises(NotRouted):
+        Exchange(stranger).ingest(RECEIVING, events)  # the case is not handled by that site
+    with pytest.raises(NotRouted):
+        Exchange(a).events_for(OTHER, case.id, RECEIVING, 1)
+    assert stranger.recorder.max_notification_id() in (None, 0)
