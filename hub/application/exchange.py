@@ -22,6 +22,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from hub.application.service import CaseHub
 from hub.domain.case import Case
 from hub.domain.errors import HubError, RuleViolation
 from hub.domain.receipts import DeliveryLedger, ledger_id
@@ -64,7 +65,7 @@ def relay_name(partner: str, channel: str) -> str:
 
 
 class Exchange:
-    def __init__(self, hub: Any) -> None:
+    def __init__(self, hub: CaseHub) -> None:
         self.hub = hub
         self.site: str = hub.site
 
