@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking
 
 from hub.application.service import CaseHub
 from hub.domain.case import Case
@@ -70,8 +70,12 @@ class Exchange:
         self.site: str = hub.site
 
     # ------------------------------------------------------------------ outbound
+    @property
+    def recorder(self) -> ProcessRecorder:
+        return cast(ProcessRecorder, self.hub.recorder)
+
     def position(self, partner: str, channel: str) -> int:
-        return int(self.hub.recorder.max_tracking_id(relay_name(partner, channel)) or 0)
+        return int(self.recorder.max_tracking_id(relay_name(partner, channel)) or 0)
 
     def outbound(self, partner: str, after: int, limit: int = 200) -> OutboundBatch:
         """Events this site originated, for cases shared with ``partner``, after log position ``after``."""
@@ -115,11 +119,11 @@ class Exchange:
         if processing.events:
             self.hub._record(processing)
         elif tracking is not None:
-            self.hub.recorder.insert_tracking(tracking)
+            self.recorder.insert_tracking(tracking)
 
     def _ledger(self, case_id: UUID, partner: str) -> DeliveryLedger:
         try:
-            found = self.hub.repository.get(ledger_id(case_id, partner))
+            found: Any = self.hub.repository.get(ledger_id(case_id, partner))
         except AggregateNotFoundError:
             return DeliveryLedger.open(case_id, partner)
         assert isinstance(found, DeliveryLedger)
@@ -132,7 +136,7 @@ class Exchange:
             if partner == self.site:
                 continue
             try:
-                ledger = self.hub.repository.get(ledger_id(case_id, partner))
+                ledger: Any = self.hub.repository.get(ledger_id(case_id, partner))
             except AggregateNotFoundError:
                 continue
             out.extend({"partner": partner, **r} for r in ledger.receipts)
