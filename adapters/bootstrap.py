@@ -15,8 +15,10 @@ from adapters.store.sqlite_index import SqliteCaseIndex
 from hub.application.ports import CaseIndex
 from hub.application.service import CaseHub
 from hub.domain.workdays import WorkCalendar
+from routing.agreements import Agreements
 from routing.catalogue import Catalogue
 from routing.regions import RegionDirectory
+from routing.router import Router
 
 
 def conninfo(pg: PostgresSettings) -> str:
@@ -43,12 +45,16 @@ def build_hub(settings: Settings) -> CaseHub:
     else:
         ensure_postgres_schema(settings.postgres)
     notices = load_notices(settings.calendar_dir) if settings.calendar_dir else []
+    catalogue, regions = Catalogue.load(), RegionDirectory.load()
+    agreements = Agreements.load(settings.agreements_file)
+    agreements.check_references(catalogue=catalogue, regions=regions)
     return CaseHub(
         site=settings.site,
-        catalogue=Catalogue.load(),
-        regions=RegionDirectory.load(),
+        catalogue=catalogue,
+        regions=regions,
         index=build_index(settings),
         calendar=WorkCalendar(notices),
         policy=settings.policy,
         env=settings.event_store_env(),
+        router=Router(settings.site, catalogue, regions, agreements),
     )

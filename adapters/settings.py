@@ -30,6 +30,15 @@ class PostgresSettings:
 
 
 @dataclass(frozen=True)
+class PartnerSettings:
+    """How to reach one partner site: over gRPC (its ExchangeService address) or NATS JetStream."""
+
+    site: str
+    channel: Literal["grpc", "nats"] = "grpc"
+    address: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     site: str
     site_name: str = ""
@@ -41,6 +50,11 @@ class Settings:
     calendar_dir: Path | None = None
     log_format: Literal["console", "json"] = "console"
     policy: DeadlinePolicy = field(default_factory=DeadlinePolicy)
+    exchange_listen: str | None = None
+    certs_dir: Path | None = None
+    nats_url: str | None = None
+    partners: tuple[PartnerSettings, ...] = ()
+    agreements_file: Path | None = None  # None: the packaged seed agreements (routing/data)
 
     @property
     def pii_key(self) -> str | None:
@@ -101,6 +115,13 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
     log_format = raw.get("logging", {}).get("format", "console")
     if log_format not in ("console", "json"):
         raise ConfigError(f"[logging] format must be 'console' or 'json', got {log_format!r}")
+    exchange = raw.get("exchange", {})
+    partners = tuple(_partner(p) for p in raw.get("partners", []))
+    certs_dir = exchange.get("certs_dir")
+    if any(p.channel == "nats" for p in partners) and not exchange.get("nats_url"):
+        raise ConfigError("[exchange] nats_url is required when a partner uses channel = 'nats'")
+    if exchange.get("listen") and not certs_dir:
+        raise ConfigError("[exchange] certs_dir is required: partners connect over mutual TLS")
     return Settings(
         site=code,
         site_name=str(site.get("name", "")),
@@ -112,12 +133,31 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         calendar_dir=(base / calendar_dir).resolve() if calendar_dir else None,
         log_format=log_format,
         policy=policy,
+        exchange_listen=exchange.get("listen"),
+        certs_dir=(base / certs_dir).resolve() if certs_dir else None,
+        nats_url=exchange.get("nats_url"),
+        partners=partners,
+        agreements_file=(base / agreements).resolve() if (agreements := raw.get("routing", {}).get("agreements"))
+        else None,
     )
+
+
+def _partner(raw: dict[str, Any]) -> PartnerSettings:
+    site, channel, address = str(raw.get("site", "")), raw.get("channel", "grpc"), str(raw.get("address", ""))
+    if not re.fullmatch(r"\d{6}", site):
+        raise ConfigError(f"[[partners]] site must be a 6-digit region code, got {site!r}")
+    if channel not in ("grpc", "nats"):
+        raise ConfigError(f"[[partners]] {site}: channel must be 'grpc' or 'nats', got {channel!r}")
+    if channel == "grpc" and not address:
+        raise ConfigError(f"[[partners]] {site}: address is required for channel 'grpc'")
+    return PartnerSettings(site, channel, address)
 
 
 def describe(settings: Settings) -> dict[str, str]:
     """Settings as strings for a start-up log line (no secrets)."""
-    out = {f.name: str(getattr(settings, f.name)) for f in fields(settings) if f.name not in ("postgres", "policy")}
+    skip = ("postgres", "policy", "partners")
+    out = {f.name: str(getattr(settings, f.name)) for f in fields(settings) if f.name not in skip}
+    out["partners"] = ", ".join(f"{p.site}/{p.channel}" for p in settings.partners)
     if settings.store == "postgres":
         pg = settings.postgres
         out["postgres"] = f"{pg.user}@{pg.host}:{pg.port}/{pg.dbname} schema={pg.schema}"

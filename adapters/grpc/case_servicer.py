@@ -12,8 +12,6 @@ from typing import Any
 from uuid import UUID
 
 import grpc
-from tongban.v1 import case_pb2, case_service_pb2_grpc
-from tongban.v1 import case_service_pb2 as svc
 
 from adapters.grpc.errors import translate_errors
 from adapters.grpc.translate import case_message, history_message, request_data, summary_message
@@ -23,6 +21,8 @@ from hub.application.service import CaseHub
 from hub.domain.errors import InvalidInput
 from hub.domain.identifiers import LOCAL_TZ
 from hub.domain.lifecycle import CaseState
+from tongban.v1 import case_pb2, case_service_pb2_grpc
+from tongban.v1 import case_service_pb2 as svc
 
 # RPC name -> command. The request messages carry exactly the command's fields.
 STEP_RPCS: dict[str, type[c.CaseCommand]] = {

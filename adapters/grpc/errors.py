@@ -17,7 +17,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from hub.domain.errors import CaseNotFound, ConcurrentUpdate, HubError, InvalidInput, RuleViolation
+from hub.domain.errors import CaseNotFound, ConcurrentUpdate, HubError, InvalidInput, NotPermitted, RuleViolation
 
 ERROR_DOMAIN = "tongban.hub"
 log = structlog.get_logger("tongban.grpc")
@@ -26,6 +26,7 @@ STATUS_OF: tuple[tuple[type[HubError], int], ...] = (
     (InvalidInput, code_pb2.INVALID_ARGUMENT),
     (CaseNotFound, code_pb2.NOT_FOUND),
     (ConcurrentUpdate, code_pb2.ABORTED),
+    (NotPermitted, code_pb2.PERMISSION_DENIED),
     (RuleViolation, code_pb2.FAILED_PRECONDITION),
     (HubError, code_pb2.FAILED_PRECONDITION),
 )

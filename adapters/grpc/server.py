@@ -7,11 +7,11 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from tongban.v1 import case_service_pb2, case_service_pb2_grpc
 
 from adapters.grpc.case_servicer import CaseServicer
 from adapters.grpc.interceptors import LoggingInterceptor
 from hub.application.service import CaseHub
+from tongban.v1 import case_service_pb2, case_service_pb2_grpc
 
 CASE_SERVICE = case_service_pb2.DESCRIPTOR.services_by_name["CaseService"].full_name
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024

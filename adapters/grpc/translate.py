@@ -16,7 +16,6 @@ from typing import Any
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from tongban.v1 import case_pb2 as pb
 
 from hub.application.ports import CaseRow
 from hub.application.service import HistoryItem
@@ -37,6 +36,7 @@ from hub.domain.values import (
     ResultMethod,
     Role,
 )
+from tongban.v1 import case_pb2 as pb
 
 DOMAIN_ENUMS: dict[str, type[Enum]] = {
     "tongban.v1.CaseState": CaseState,

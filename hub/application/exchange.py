@@ -24,7 +24,7 @@ from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking
 
 from hub.application.service import CaseHub
 from hub.domain.case import Case
-from hub.domain.errors import HubError, RuleViolation
+from hub.domain.errors import HubError, NotPermitted, RuleViolation
 from hub.domain.receipts import DeliveryLedger, ledger_id
 from hub.domain.shared import SharedEvent, chain_start
 
@@ -32,7 +32,7 @@ CASE_TOPICS = "tongban.case:"
 _INGEST_ATTEMPTS = 5
 
 
-class NotRouted(HubError):
+class NotRouted(NotPermitted):
     """The partner sent or asked for something outside the cases routed between it and us."""
 
     reason = "NOT_ROUTED"

@@ -12,7 +12,7 @@ from datetime import date
 from enum import Enum
 from typing import Protocol
 
-from hub.domain.values import ServiceItem
+from hub.domain.values import Mode, ServiceItem
 
 
 class Catalogue(Protocol):
@@ -23,6 +23,27 @@ class Catalogue(Protocol):
 
 class Regions(Protocol):
     def is_valid(self, code: str) -> bool: ...
+
+
+class Route(Protocol):
+    """Where a case goes: the handling site(s) and department, under which agreement (version)."""
+
+    @property
+    def handling_site(self) -> str: ...
+
+    @property
+    def co_handling_sites(self) -> tuple[str, ...]: ...
+
+    def as_data(self) -> dict[str, object]: ...
+
+
+class Router(Protocol):
+    """Picks the partner site for a case from the catalogue, region codes and partner agreements.
+    Refusals are RuleViolations (reason UNROUTABLE_*), raised by the implementation."""
+
+    def route(
+        self, *, item_code: str, mode: Mode, handling_region: str, co_handling_regions: Sequence[str], on: date
+    ) -> Route: ...
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, ProcessRecorder
 
 from hub.application.commands import CaseCommand, ReceiveCase
-from hub.application.ports import CaseIndex, CaseQuery, CaseRow, Catalogue, Regions
+from hub.application.ports import CaseIndex, CaseQuery, CaseRow, Catalogue, Regions, Router
 from hub.domain.case import Case, actor_from
 from hub.domain.claims import UniqueClaim, claim_id
 from hub.domain.deadlines import Clock, DeadlinePolicy, clocks
@@ -31,7 +31,7 @@ from hub.domain.errors import (
     InvalidInput,
     RuleViolation,
 )
-from hub.domain.identifiers import CaseNumberAllocator, case_id_time, new_case_id
+from hub.domain.identifiers import LOCAL_TZ, CaseNumberAllocator, case_id_time, new_case_id
 from hub.domain.lifecycle import CaseState
 from hub.domain.pii import mask_applicant
 from hub.domain.values import (
@@ -94,6 +94,7 @@ class CaseHub(Application[UUID]):
         policy: DeadlinePolicy | None = None,
         env: Mapping[str, str] | None = None,
         now: Callable[[], datetime] | None = None,
+        router: Router | None = None,
     ) -> None:
         super().__init__(env=dict(env or {}))
         self.site = site
@@ -102,9 +103,16 @@ class CaseHub(Application[UUID]):
         self.index = index
         self.calendar = calendar or WorkCalendar()
         self.policy = policy or DeadlinePolicy()
+        self.router = router
         self.now = now or (lambda: datetime.now(UTC))
         self.numbers = CaseNumberAllocator(site)
         self._index_lock = threading.Lock()
+        self.listeners: list[Callable[[], None]] = []
+
+    def _notify(self, recordings: list[Any]) -> None:
+        """After every save: wake whoever follows the log (the relays), without them polling hard."""
+        for listener in self.listeners:
+            listener()
 
     def construct_recorder(self) -> ProcessRecorder:
         """A process recorder: relays store receipts and their log position in one transaction."""
@@ -120,6 +128,13 @@ class CaseHub(Application[UUID]):
         if existing is not None:
             return existing, False
         item = self.catalogue.get(cmd.item_code)
+        handling_site, co_sites, route = cmd.handling_site, list(cmd.co_handling_sites), None
+        if self.router is not None:
+            decided = self.router.route(
+                item_code=cmd.item_code, mode=cmd.mode, handling_region=cmd.handling_site,
+                co_handling_regions=cmd.co_handling_sites, on=self.now().astimezone(LOCAL_TZ).date(),
+            )
+            handling_site, co_sites, route = decided.handling_site, list(decided.co_handling_sites), decided.as_data()
         for _attempt in range(5):
             case_id = new_case_id()
             number = self.numbers.next(case_id_time(case_id))
@@ -129,14 +144,15 @@ class CaseHub(Application[UUID]):
                 request_id=cmd.request_id,
                 item=item,
                 mode=cmd.mode,
-                handling_site=cmd.handling_site,
-                co_handling_sites=list(cmd.co_handling_sites),
+                handling_site=handling_site,
+                co_handling_sites=co_sites,
                 applicant=cmd.applicant.to_domain(),
                 materials=[m.to_domain() for m in cmd.materials],
                 applicant_consent=cmd.applicant_consent,
                 identity_verified=cmd.identity_verified,
                 note=cmd.note,
                 actor=cmd.actor.to_domain(),
+                route=route,
             )
             claims = (
                 UniqueClaim.make("request", request_key, case_id, fingerprint),

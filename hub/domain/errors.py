@@ -65,6 +65,12 @@ class IllegalStep(RuleViolation):
         self.step = step
 
 
+class NotPermitted(HubError):
+    """The caller may not do this at all (maps to PERMISSION_DENIED)."""
+
+    reason = "NOT_PERMITTED"
+
+
 class CaseNotFound(HubError):
     reason = "CASE_NOT_FOUND"
 

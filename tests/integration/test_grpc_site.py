@@ -10,12 +10,12 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from tongban.v1 import case_pb2 as pb
-from tongban.v1 import case_service_pb2 as svc
 
 from adapters.grpc.errors import error_info, field_violations
 from tests.builders import CLERK, HANDLER, HANDLING, ID_NUMBER, RECEIVING
 from tests.integration.conftest import RunningSite
+from tongban.v1 import case_pb2 as pb
+from tongban.v1 import case_service_pb2 as svc
 
 WIRE_CLERK = pb.Actor(staff_id=CLERK.staff_id, role=pb.ROLE_WINDOW_CLERK, site=RECEIVING, name=CLERK.name)
 WIRE_HANDLER = pb.Actor(staff_id=HANDLER.staff_id, role=pb.ROLE_HANDLER, site=HANDLING, name=HANDLER.name)
@@ -242,3 +242,27 @@ def test_health_and_reflection_are_served(site: RunningSite) -> None:
     responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
     names = {s.name for r in responses for s in r.list_services_response.service}
     assert "tongban.v1.CaseService" in names
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"handling_site": "310101"}, "NO_AGREEMENT"),  # 上海: no point-to-point agreement with 平顶山
+        ({"handling_site": "410402"}, "LOCAL_MATTER"),  # our own county
+        ({"handling_site": "330102", "item_code": "KSTB-020"}, "ITEM_NOT_COVERED"),
+    ],
+)
+def test_unroutable_receipt_is_refused_with_the_reason(site: RunningSite, changes: dict[str, Any], reason: str) -> None:
+    before = stored_events(site)
+    with pytest.raises(grpc.RpcError) as refused:
+        site.stub.ReceiveCase(receive_request(**changes), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(refused.value).reason == reason, refused.value.details()  # type: ignore[union-attr]
+    assert stored_events(site) == before
+
+
+def test_a_county_routes_to_its_city_site_and_the_route_is_recorded(site: RunningSite) -> None:
+    case = site.stub.ReceiveCase(receive_request(handling_site="320505"), timeout=10).case
+    assert case.handling_site == "320500"
+    stored = site.hub.get_case(uuid.UUID(case.case_id))
+    assert stored.route["agreement_id"] == "PDS-SZ-2026" and stored.route["agreement_version"] >= 1

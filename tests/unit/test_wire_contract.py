@@ -15,9 +15,9 @@ from enum import Enum
 
 import pytest
 from google.protobuf.descriptor import EnumDescriptor, ServiceDescriptor
-from tongban.v1 import case_pb2, case_service_pb2, case_service_pb2_grpc
 
 from hub.domain import values
+from tongban.v1 import case_pb2, case_service_pb2, case_service_pb2_grpc
 
 DOMAIN_ENUMS: dict[str, tuple[str, str]] = {
     # proto enum name: (domain module, domain enum class name)

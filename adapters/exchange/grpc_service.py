@@ -1,0 +1,69 @@
+"""ExchangeService: where partner sites deliver their events to us (served over mutual TLS)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from uuid import UUID
+
+import grpc
+import structlog
+
+from adapters.exchange.wire import event_from, event_message, receipt_message
+from adapters.grpc.errors import translate_errors
+from hub.application.exchange import Exchange, NotRouted
+from hub.domain.errors import InvalidInput, NotPermitted
+from tongban.v1 import exchange_pb2, exchange_pb2_grpc
+
+log = structlog.get_logger("tongban.exchange")
+MAX_BATCH = 1000
+
+
+class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
+    def __init__(self, exchange: Exchange, identify: Callable[[grpc.ServicerContext], str | None]) -> None:
+        self.exchange = exchange
+        self.identify = identify
+
+    def _caller(self, context: grpc.ServicerContext) -> str:
+        caller = self.identify(context)
+        if caller is None:
+            log.warning("partner_unidentified")
+            raise NotPermitted("no verified site certificate")
+        return caller
+
+    @translate_errors
+    def DeliverEvents(
+        self, request: exchange_pb2.DeliverEventsRequest, context: grpc.ServicerContext
+    ) -> exchange_pb2.DeliverEventsResponse:
+        caller = self._caller(context)
+        if request.sender_site != caller:
+            log.warning("partner_impersonation", caller=caller, claimed=request.sender_site)
+            raise NotPermitted(f"certificate is for site {caller}, request claims {request.sender_site}")
+        if len(request.events) > MAX_BATCH:
+            raise InvalidInput.one("events", f"一次最多 {MAX_BATCH} 个事件")
+        events = [event_from(m) for m in request.events]
+        try:
+            receipts = self.exchange.ingest(caller, events)
+        except NotRouted as refused:
+            log.warning("partner_refused", partner=caller, reason=refused.message, events=len(events))
+            raise
+        log.info("partner_events_received", partner=caller, events=len(events),
+                 gaps=sum(r.status == "gap" for r in receipts), forks=sum(r.status == "fork" for r in receipts))
+        return exchange_pb2.DeliverEventsResponse(
+            receiver_site=self.exchange.site, receipts=[receipt_message(r) for r in receipts]
+        )
+
+    @translate_errors
+    def FetchEvents(
+        self, request: exchange_pb2.FetchEventsRequest, context: grpc.ServicerContext
+    ) -> exchange_pb2.FetchEventsResponse:
+        caller = self._caller(context)
+        try:
+            case_id = UUID(request.case_id)
+        except ValueError:
+            raise InvalidInput.one("case_id", "不是有效的办件编号(UUID)") from None
+        try:
+            events = self.exchange.events_for(caller, case_id, request.origin_site, request.from_seq)
+        except NotRouted as refused:
+            log.warning("partner_refused", partner=caller, reason=refused.message)
+            raise
+        return exchange_pb2.FetchEventsResponse(events=[event_message(e) for e in events])
