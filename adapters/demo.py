@@ -20,12 +20,12 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from tongban.v1 import case_pb2 as pb
-from tongban.v1 import case_service_pb2 as svc
-from tongban.v1 import case_service_pb2_grpc
 
 from adapters.grpc.errors import error_info
 from routing.catalogue import Catalogue
+from tongban.v1 import case_pb2 as pb
+from tongban.v1 import case_service_pb2 as svc
+from tongban.v1 import case_service_pb2_grpc
 
 RECEIVING, HANDLING = "410400", "320500"
 CLERK = pb.Actor(staff_id="PDS-0107", role=pb.ROLE_WINDOW_CLERK, site=RECEIVING, name="李敏")

@@ -17,9 +17,6 @@ import click
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
-from tongban.v1 import case_pb2 as pb
-from tongban.v1 import case_service_pb2 as svc
-from tongban.v1 import case_service_pb2_grpc
 
 from adapters.cli import render
 from adapters.grpc.errors import error_info, field_violations
@@ -39,6 +36,9 @@ from hub.domain.values import (
     ResultMethod,
     Role,
 )
+from tongban.v1 import case_pb2 as pb
+from tongban.v1 import case_service_pb2 as svc
+from tongban.v1 import case_service_pb2_grpc
 
 EXIT_CODES = {
     grpc.StatusCode.INVALID_ARGUMENT: 2,

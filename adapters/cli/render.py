@@ -9,10 +9,10 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from rich.console import Console
 from rich.table import Table
-from tongban.v1 import case_pb2 as pb
 
 from hub.domain.identifiers import LOCAL_TZ
 from hub.domain.values import Mode, Party
+from tongban.v1 import case_pb2 as pb
 
 CLOCK_STATUS = {
     pb.CLOCK_STATUS_RUNNING: "计时中",

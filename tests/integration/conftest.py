@@ -8,12 +8,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from tongban.v1 import case_service_pb2_grpc
 
 from adapters.bootstrap import build_hub
 from adapters.grpc.server import SiteServer
 from adapters.settings import PostgresSettings, Settings
 from tests.builders import RECEIVING
+from tongban.v1 import case_service_pb2_grpc
 
 
 @dataclass
