@@ -1,0 +1,1 @@
+"""NATS adapters: the message bus between sites, and a manager for a local nats-server process."""
