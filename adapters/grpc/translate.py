@@ -169,6 +169,7 @@ def case_message(case: Case, clocks: list[Clock]) -> pb.Case:
         ],
         result_reference=case.result.get("licence_reference") or case.result.get("tracking_number", ""),
         deemed_accepted=deemed_accepted(clocks),
+        conflicts=[f"{c['type']}@{c['origin']}: {c['reason']}" for c in case.conflicts],
     )
     if case.rating is not None:
         rating = case.rating
@@ -206,6 +207,10 @@ def history_message(item: HistoryItem) -> pb.HistoryEntry:
         at=timestamp(item.at),
         state_after=wire_enum(pb.CaseState.DESCRIPTOR, item.state_after),
         details=item.details,
+        origin_site=item.origin,
+        seq=item.seq,
+        event_id=item.event_id,
+        event_hash=item.event_hash,
     )
 
 

@@ -59,7 +59,10 @@ EVENT_LABELS = {
     "BadReviewClosed": "差评处理",
     "RectificationFeedbackRecorded": "整改反馈",
 }
-_NOT_DETAILS = {"originator_id", "originator_version", "originator_topic", "timestamp", "actor", "id", "request_id"}
+_NOT_DETAILS = {
+    "originator_id", "originator_version", "originator_topic", "timestamp", "actor", "id", "request_id",
+    "origin", "seq", "lamport", "event_id", "route",
+}
 # Stored codes shown to people by their Chinese label.
 _LABELLED: dict[str, tuple[type[LabelledEnum], ...]] = {
     "mode": (Mode,), "outcome": (Outcome, RectificationOutcome), "method": (ResultMethod,),
@@ -76,6 +79,10 @@ class HistoryItem:
     at: datetime
     state_after: CaseState
     details: dict[str, str]
+    origin: str = ""
+    seq: int = 0
+    event_id: str = ""
+    event_hash: str = ""
 
 
 class CaseHub(Application[UUID]):
@@ -255,6 +262,7 @@ class CaseHub(Application[UUID]):
         stored: Any
         for stored in self.repository.event_store.get(case_id):
             case = stored.mutate(case)
+            shared = next(e.shared for e in case.log if e.version == stored.originator_version)
             name = type(stored).__name__
             step = getattr(stored, "STEP", None)
             items.append(
@@ -266,6 +274,10 @@ class CaseHub(Application[UUID]):
                     at=stored.timestamp,
                     state_after=case.state,
                     details=_details(stored),
+                    origin=shared.origin,
+                    seq=shared.seq,
+                    event_id=shared.event_id,
+                    event_hash=shared.hash(),
                 )
             )
         return items

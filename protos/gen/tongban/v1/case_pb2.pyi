@@ -570,6 +570,7 @@ class Case(_message.Message):
     RATING_FIELD_NUMBER: _builtins.int
     RESULT_REFERENCE_FIELD_NUMBER: _builtins.int
     DEEMED_ACCEPTED_FIELD_NUMBER: _builtins.int
+    CONFLICTS_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     case_number: _builtins.str
     version: _builtins.int
@@ -601,6 +602,10 @@ class Case(_message.Message):
     def issues(self) -> _containers.RepeatedCompositeFieldContainer[Global___Issue]: ...
     @_builtins.property
     def rating(self) -> Global___Rating: ...
+    @_builtins.property
+    def conflicts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Events that could not be applied in the agreed order (concurrent steps at two sites)."""
+
     def __init__(
         self,
         *,
@@ -627,10 +632,11 @@ class Case(_message.Message):
         rating: Global___Rating | None = ...,
         result_reference: _builtins.str = ...,
         deemed_accepted: _builtins.bool = ...,
+        conflicts: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "rating", b"rating", "received_at", b"received_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "case_id", b"case_id", "case_number", b"case_number", "clocks", b"clocks", "co_handling_sites", b"co_handling_sites", "committed_days", b"committed_days", "deemed_accepted", b"deemed_accepted", "department", b"department", "handling_site", b"handling_site", "issues", b"issues", "item_code", b"item_code", "item_name", b"item_name", "materials", b"materials", "mode", b"mode", "outcome", b"outcome", "rating", b"rating", "received_at", b"received_at", "receiving_site", b"receiving_site", "result_reference", b"result_reference", "state", b"state", "state_label", b"state_label", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "case_id", b"case_id", "case_number", b"case_number", "clocks", b"clocks", "co_handling_sites", b"co_handling_sites", "committed_days", b"committed_days", "conflicts", b"conflicts", "deemed_accepted", b"deemed_accepted", "department", b"department", "handling_site", b"handling_site", "issues", b"issues", "item_code", b"item_code", "item_name", b"item_name", "materials", b"materials", "mode", b"mode", "outcome", b"outcome", "rating", b"rating", "received_at", b"received_at", "receiving_site", b"receiving_site", "result_reference", b"result_reference", "state", b"state", "state_label", b"state_label", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -669,12 +675,21 @@ class HistoryEntry(_message.Message):
     AT_FIELD_NUMBER: _builtins.int
     STATE_AFTER_FIELD_NUMBER: _builtins.int
     DETAILS_FIELD_NUMBER: _builtins.int
+    ORIGIN_SITE_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    EVENT_HASH_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     step: _builtins.str
     """Event name, e.g. "CaseReceived"."""
     step_label: _builtins.str
     """Chinese label, e.g. "收件"."""
     state_after: Global___CaseState.ValueType
+    origin_site: _builtins.str
+    """Shared identity: the site that recorded the event, its seq there, and the event's hash."""
+    seq: _builtins.int
+    event_id: _builtins.str
+    event_hash: _builtins.str
     @_builtins.property
     def actor(self) -> Global___Actor: ...
     @_builtins.property
@@ -693,10 +708,14 @@ class HistoryEntry(_message.Message):
         at: _timestamp_pb2.Timestamp | None = ...,
         state_after: Global___CaseState.ValueType = ...,
         details: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        origin_site: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        event_id: _builtins.str = ...,
+        event_hash: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "at", b"at", "details", b"details", "state_after", b"state_after", "step", b"step", "step_label", b"step_label", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "at", b"at", "details", b"details", "event_hash", b"event_hash", "event_id", b"event_id", "origin_site", b"origin_site", "seq", b"seq", "state_after", b"state_after", "step", b"step", "step_label", b"step_label", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
