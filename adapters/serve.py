@@ -9,10 +9,10 @@ from types import FrameType
 
 import structlog
 
-from adapters.bootstrap import build_hub
 from adapters.calendar_notices import CalendarError
-from adapters.grpc.server import SiteServer
 from adapters.settings import ConfigError, describe, load_settings
+from adapters.site import Site
+from adapters.tls import TlsError
 from ops.logging import configure_logging
 
 log = structlog.get_logger("tongban.serve")
@@ -28,20 +28,19 @@ def run(config_path: str, listen: str | None = None, port_file: str | None = Non
     configure_logging(settings.log_format)
     structlog.contextvars.bind_contextvars(site=settings.site)
     try:
-        hub = build_hub(settings)
-        server = SiteServer(hub, settings.listen)
-    except (CalendarError, OSError) as exc:
+        site = Site(settings)
+    except (CalendarError, OSError, TlsError) as exc:
         log.error("start_failed", error=str(exc))
         return 1
     except Exception as exc:  # a store that cannot be reached, mostly
         log.error("start_failed", error=f"{type(exc).__name__}: {exc}")
         return 1
-    server.start()
+    site.start()
     host = settings.listen.rsplit(":", 1)[0]
-    log.info("site_started", address=f"{host}:{server.port}", **describe(settings))
+    log.info("site_started", address=f"{host}:{site.staff.port}", partner_port=site.partner_port, **describe(settings))
     if port_file:
         tmp = Path(port_file + ".tmp")
-        tmp.write_text(str(server.port))
+        tmp.write_text(str(site.staff.port))
         tmp.replace(port_file)  # atomic: a reader never sees a half-written port
     stopping = threading.Event()
 
@@ -52,6 +51,6 @@ def run(config_path: str, listen: str | None = None, port_file: str | None = Non
     signal.signal(signal.SIGINT, on_signal)
     stopping.wait()
     log.info("site_stopping")
-    server.stop()
+    site.stop()
     log.info("site_stopped")
     return 0

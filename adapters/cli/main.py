@@ -19,6 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
 
 from adapters.cli import render
+from adapters.cli.certs import certs
 from adapters.grpc.errors import error_info, field_violations
 from adapters.grpc.translate import wire_enum
 from hub.domain.identifiers import LOCAL_TZ
@@ -331,6 +332,8 @@ def list_cases(ctx: click.Context, states: tuple[str, ...], overdue: bool, warni
     if response.next_page_token:
         out.print(f"下一页：--page-token {response.next_page_token}")
 
+
+main.add_command(certs)
 
 if __name__ == "__main__":
     main()

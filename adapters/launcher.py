@@ -1,0 +1,120 @@
+"""Start and stop real `tongban serve` processes on loopback: for the demo and the multi-site tests.
+
+Every process is started by us, binds 127.0.0.1 only, and is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class SiteSpec:
+    """What a site process needs: its code, ports, partners and where its data lives."""
+
+    site: str
+    name: str
+    data_dir: Path
+    certs_dir: Path
+    partner_port: int = field(default_factory=free_port)
+    partners: list[tuple[str, str, str]] = field(default_factory=list)  # (site, channel, address)
+    nats_url: str = ""
+    postgres: dict[str, str | int] | None = None
+
+    def config(self) -> str:
+        lines = [
+            f'[site]\ncode = "{self.site}"\nname = "{self.name}"\n',
+            f'[store]\nkind = "{"postgres" if self.postgres else "sqlite"}"\ndata_dir = "{self.data_dir}"\n',
+        ]
+        if self.postgres:
+            lines.append("[store.postgres]\n" + "".join(
+                f"{k} = {v!r}\n" if isinstance(v, int) else f'{k} = "{v}"\n' for k, v in self.postgres.items()
+            ))
+        lines.append('[server]\nlisten = "127.0.0.1:0"\n')
+        exchange = f'[exchange]\nlisten = "127.0.0.1:{self.partner_port}"\ncerts_dir = "{self.certs_dir}"\n'
+        if self.nats_url:
+            exchange += f'nats_url = "{self.nats_url}"\n'
+        lines.append(exchange)
+        for site, channel, address in self.partners:
+            lines.append(f'[[partners]]\nsite = "{site}"\nchannel = "{channel}"\naddress = "{address}"\n')
+        lines.append('[logging]\nformat = "json"\n')
+        return "\n".join(lines)
+
+
+class SiteProcess:
+    def __init__(self, spec: SiteSpec, workdir: Path) -> None:
+        self.spec = spec
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = workdir / f"{spec.site}.toml"
+        self.port_file = workdir / f"{spec.site}.port"
+        self.log_path = workdir / f"{spec.site}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.staff_port = 0
+
+    @property
+    def staff_address(self) -> str:
+        return f"127.0.0.1:{self.staff_port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process and self.process.poll() is None else None
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.config_path.write_text(self.spec.config(), encoding="utf-8")
+        self.port_file.unlink(missing_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "adapters.cli.main", "serve", "--config", str(self.config_path),
+                 "--port-file", str(self.port_file)],
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        deadline = time.monotonic() + timeout
+        while not self.port_file.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"site {self.spec.site} did not start:\n{self.log_tail()}")
+            time.sleep(0.02)
+        self.staff_port = int(self.port_file.read_text())
+        with grpc.insecure_channel(self.staff_address) as channel:
+            status = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True
+            )
+        if status.status != health_pb2.HealthCheckResponse.SERVING:
+            raise RuntimeError(f"site {self.spec.site} is not serving")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        os.kill(self.process.pid, signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, for tests of what survives one."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])

@@ -1,0 +1,76 @@
+"""A running site: the staff API, the partner API over mutual TLS, and one relay per partner.
+
+`tongban serve`, the demo and the multi-site tests all start sites through this one class, so what
+is tested is what runs.
+"""
+
+from __future__ import annotations
+
+from concurrent import futures
+
+import grpc
+import structlog
+
+from adapters.bootstrap import build_hub
+from adapters.exchange.grpc_client import GrpcPartner
+from adapters.exchange.grpc_service import ExchangeServicer
+from adapters.exchange.relay import Channel, Relay
+from adapters.grpc.server import MAX_MESSAGE_BYTES, SiteServer
+from adapters.settings import PartnerSettings, Settings
+from adapters.tls import TlsFiles, channel_credentials, peer_site, server_credentials
+from hub.application.exchange import Exchange
+from tongban.v1 import exchange_pb2_grpc
+
+log = structlog.get_logger("tongban.site")
+
+
+class Site:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.hub = build_hub(settings)
+        self.exchange = Exchange(self.hub)
+        self.staff = SiteServer(self.hub, settings.listen)
+        self.partner_server: grpc.Server | None = None
+        self.partner_port = 0
+        if settings.exchange_listen:
+            self.partner_server = grpc.server(
+                futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="partner"),
+                options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
+            )
+            exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(
+                ExchangeServicer(self.exchange, peer_site), self.partner_server
+            )
+            self.partner_port = self.partner_server.add_secure_port(
+                settings.exchange_listen, server_credentials(self._tls())
+            )
+        self.relays = [Relay(self.exchange, self._channel(p)) for p in settings.partners]
+
+    def _tls(self) -> TlsFiles:
+        assert self.settings.certs_dir is not None
+        return TlsFiles.for_site(self.settings.certs_dir, self.settings.site)
+
+    def _channel(self, partner: PartnerSettings) -> Channel:
+        if partner.channel == "nats":
+            from adapters.exchange.nats_channel import NatsPartner
+
+            assert self.settings.nats_url is not None
+            return NatsPartner(self.settings.site, partner.site, self.settings.nats_url)
+        credentials = channel_credentials(self._tls()) if self.settings.certs_dir else None
+        return GrpcPartner(self.settings.site, partner.site, partner.address, credentials)
+
+    def start(self) -> None:
+        self.staff.start()
+        if self.partner_server is not None:
+            self.partner_server.start()
+        for relay in self.relays:
+            self.hub.listeners.append(relay.wake.set)
+            relay.start()
+        log.info("site_running", staff_port=self.staff.port, partner_port=self.partner_port,
+                 partners=[r.channel.partner for r in self.relays])
+
+    def stop(self, grace: float = 5.0) -> None:
+        for relay in self.relays:
+            relay.stop()
+        if self.partner_server is not None:
+            self.partner_server.stop(grace).wait()
+        self.staff.stop(grace)

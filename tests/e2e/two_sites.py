@@ -1,0 +1,117 @@
+"""Helpers for tests that run several real sites: certificates, processes, staff calls, waiting."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+
+from adapters.launcher import SiteProcess, SiteSpec
+from adapters.tls import create_ca, issue_site_cert
+from tests.builders import ID_NUMBER
+from tongban.v1 import case_pb2 as pb
+from tongban.v1 import case_service_pb2 as svc
+from tongban.v1 import case_service_pb2_grpc
+
+PDS, SZ, HZ = "410400", "320500", "330100"
+NAMES = {PDS: "平顶山市", SZ: "苏州市", HZ: "杭州市"}
+T = TypeVar("T")
+
+
+def actor(site: str, role: int = pb.ROLE_HANDLER) -> pb.Actor:
+    return pb.Actor(staff_id=f"S-{site}", role=role, site=site, name=f"{NAMES[site]}工作人员")
+
+
+CLERK = actor(PDS, pb.ROLE_WINDOW_CLERK)
+
+
+def eventually(check: Callable[[], T | None], timeout: float = 20.0, what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except grpc.RpcError as error:
+            last_error, result = error, None
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+
+
+class Staff:
+    """A staff client of one site's CaseService."""
+
+    def __init__(self, process: SiteProcess) -> None:
+        self.process = process
+
+    @contextmanager
+    def _stub(self) -> Iterator[case_service_pb2_grpc.CaseServiceStub]:
+        with grpc.insecure_channel(self.process.staff_address) as channel:
+            yield case_service_pb2_grpc.CaseServiceStub(channel)
+
+    def call(self, rpc: str, **fields: Any) -> Any:
+        with self._stub() as stub:
+            return getattr(stub, rpc)(getattr(svc, f"{rpc}Request")(**fields), timeout=10)
+
+    def step(self, rpc: str, case_id: str, who: pb.Actor, **fields: Any) -> pb.Case:
+        return self.call(rpc, case_id=case_id, actor=who, **fields).case
+
+    def receive(self, handling_site: str = SZ, mode: int = pb.MODE_PROXY, item: str = "KSTB-006",
+                co_sites: tuple[str, ...] = ()) -> pb.Case:
+        return self.call(
+            "ReceiveCase", request_id=uuid.uuid4().hex, actor=CLERK, item_code=item, mode=mode,
+            handling_site=handling_site, co_handling_sites=list(co_sites),
+            applicant=pb.Applicant(kind=pb.APPLICANT_KIND_PERSON, name="王建国", id_type=pb.ID_TYPE_RESIDENT_ID,
+                                   id_number=ID_NUMBER, phone="13837512345"),
+            materials=[pb.Material(name="居民身份证", copies=1)], applicant_consent=True, identity_verified=True,
+        ).case
+
+    def case(self, case_id: str) -> pb.Case | None:
+        try:
+            return self.call("GetCase", case_id=case_id).case
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+
+    def shared(self, case_id: str) -> list[tuple[str, int, str]]:
+        """(origin, seq, hash) of every event this site holds for the case, sorted."""
+        history = self.call("GetCaseHistory", case_id=case_id)
+        return sorted((e.origin_site, e.seq, e.event_hash) for e in history.entries)
+
+    def wait_state(self, case_id: str, state: int, timeout: float = 20.0) -> pb.Case:
+        return eventually(lambda: (c := self.case(case_id)) is not None and c.state == state and c,
+                          timeout, f"{self.process.spec.site} to see {pb.CaseState.Name(state)}")
+
+
+def make_certs(directory: Path, *sites: str) -> Path:
+    create_ca(directory)
+    for site in sites:
+        issue_site_cert(directory, site)
+    return directory
+
+
+def spec(site: str, root: Path, certs: Path, **changes: Any) -> SiteSpec:
+    return SiteSpec(site=site, name=NAMES[site], data_dir=root / site / "data", certs_dir=certs, **changes)
+
+
+def link(a: SiteSpec, b: SiteSpec, a_to_b: str = "grpc", b_to_a: str = "grpc") -> None:
+    """Make a and b partners, each sending on the named channel."""
+    a.partners.append((b.site, a_to_b, f"127.0.0.1:{b.partner_port}"))
+    b.partners.append((a.site, b_to_a, f"127.0.0.1:{a.partner_port}"))
+
+
+def assert_same_shared_events(case_id: str, *sites: Staff, timeout: float = 20.0) -> None:
+    """Every site ends up holding exactly the same shared events for the case."""
+    def same() -> bool:
+        held = [s.shared(case_id) for s in sites]
+        return all(h == held[0] for h in held) and bool(held[0])
+
+    eventually(same, timeout, "all sites to hold the same shared events")
