@@ -14,8 +14,9 @@ from uuid import UUID
 import grpc
 
 from adapters.grpc.errors import translate_errors
-from adapters.grpc.translate import case_message, history_message, request_data, summary_message
+from adapters.grpc.translate import case_message, history_message, receipt_message, request_data, summary_message
 from hub.application import commands as c
+from hub.application.exchange import Exchange
 from hub.application.ports import CaseQuery, DueFilter
 from hub.application.service import CaseHub
 from hub.domain.errors import InvalidInput
@@ -64,7 +65,10 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
     ) -> svc.GetCaseHistoryResponse:
         case_id = _case_id(request.case_id)
         entries = [history_message(item) for item in self.hub.history(case_id)]
-        return svc.GetCaseHistoryResponse(case=self._case(self.hub.get_case(case_id), _as_of(request)), entries=entries)
+        receipts = [receipt_message(r) for r in Exchange(self.hub).receipts(case_id)]
+        return svc.GetCaseHistoryResponse(
+            case=self._case(self.hub.get_case(case_id), _as_of(request)), entries=entries, receipts=receipts
+        )
 
     @translate_errors
     def ListCases(self, request: svc.ListCasesRequest, context: grpc.ServicerContext) -> svc.ListCasesResponse:

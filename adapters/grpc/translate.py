@@ -214,6 +214,21 @@ def history_message(item: HistoryItem) -> pb.HistoryEntry:
     )
 
 
+def receipt_message(receipt: dict[str, Any]) -> Any:
+    from tongban.v1 import case_service_pb2 as svc
+
+    return svc.DeliveryReceipt(
+        partner_site=str(receipt["partner"]),
+        origin_site=str(receipt["origin"]),
+        stored_through_seq=int(receipt["stored_through"]),
+        chain_head=str(receipt["chain_head"]),
+        matched=bool(receipt["matched"]),
+        status=str(receipt["status"]),
+        channel=str(receipt["channel"]),
+        recorded_at=timestamp(receipt.get("recorded_at")),
+    )
+
+
 def summary_message(row: CaseRow, as_of: Any) -> Any:
     from tongban.v1 import case_service_pb2 as svc
 

@@ -43,5 +43,5 @@ class DeliveryLedger(Aggregate):
     ) -> None:
         self.receipts.append(
             {"origin": origin, "stored_through": stored_through, "chain_head": chain_head, "matched": matched,
-             "status": status, "channel": channel}
+             "status": status, "channel": channel, "recorded_at": self.modified_on}
         )

@@ -78,6 +78,16 @@ def test_a_case_crosses_two_cities_over_grpc_with_mtls(tmp_path: Path, certs: Pa
     assert_same_shared_events(case.case_id, pds, sz)
     origins = {origin for origin, _seq, _hash in pds.shared(case.case_id)}
     assert origins == {PDS, SZ}
+    for site, partner, origin in ((pds, SZ, PDS), (sz, PDS, SZ)):
+        ours = max(seq for o, seq, _h in site.shared(case.case_id) if o == origin)
+
+        def receipted(site: Staff = site, partner: str = partner, ours: int = ours) -> bool:
+            receipts = site.call("GetCaseHistory", case_id=case.case_id).receipts
+            return any(r.partner_site == partner and r.stored_through_seq == ours for r in receipts)
+
+        eventually(receipted, what=f"{partner}'s receipt for all of {origin}'s events")
+        receipts = site.call("GetCaseHistory", case_id=case.case_id).receipts
+        assert all(r.matched and r.status == "stored" and r.channel == "grpc" for r in receipts)
 
 
 def test_joint_case_across_three_sites(tmp_path: Path, certs: Path, started: list[SiteProcess]) -> None:

@@ -1564,20 +1564,72 @@ class GetCaseHistoryResponse(_message.Message):
 
     CASE_FIELD_NUMBER: _builtins.int
     ENTRIES_FIELD_NUMBER: _builtins.int
+    RECEIPTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case(self) -> _case_pb2.Case: ...
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[_case_pb2.HistoryEntry]: ...
+    @_builtins.property
+    def receipts(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryReceipt]:
+        """What partner sites confirmed they stored, as recorded by this site."""
+
     def __init__(
         self,
         *,
         case: _case_pb2.Case | None = ...,
         entries: _abc.Iterable[_case_pb2.HistoryEntry] | None = ...,
+        receipts: _abc.Iterable[Global___DeliveryReceipt] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["case", b"case"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case", b"case", "entries", b"entries"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case", b"case", "entries", b"entries", "receipts", b"receipts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetCaseHistoryResponse: _TypeAlias = GetCaseHistoryResponse  # noqa: Y015
+
+@_typing.final
+class DeliveryReceipt(_message.Message):
+    """A partner's receipt for this site's events of a case."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_SITE_FIELD_NUMBER: _builtins.int
+    ORIGIN_SITE_FIELD_NUMBER: _builtins.int
+    STORED_THROUGH_SEQ_FIELD_NUMBER: _builtins.int
+    CHAIN_HEAD_FIELD_NUMBER: _builtins.int
+    MATCHED_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    RECORDED_AT_FIELD_NUMBER: _builtins.int
+    partner_site: _builtins.str
+    origin_site: _builtins.str
+    stored_through_seq: _builtins.int
+    chain_head: _builtins.str
+    matched: _builtins.bool
+    """The partner's chain head equals ours at that seq."""
+    status: _builtins.str
+    """"stored", "gap" or "fork"."""
+    channel: _builtins.str
+    """"grpc" or "nats"."""
+    @_builtins.property
+    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        partner_site: _builtins.str = ...,
+        origin_site: _builtins.str = ...,
+        stored_through_seq: _builtins.int = ...,
+        chain_head: _builtins.str = ...,
+        matched: _builtins.bool = ...,
+        status: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        recorded_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_at", b"recorded_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain_head", b"chain_head", "channel", b"channel", "matched", b"matched", "origin_site", b"origin_site", "partner_site", b"partner_site", "recorded_at", b"recorded_at", "status", b"status", "stored_through_seq", b"stored_through_seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryReceipt: _TypeAlias = DeliveryReceipt  # noqa: Y015
