@@ -7,6 +7,7 @@ is tested is what runs.
 from __future__ import annotations
 
 from concurrent import futures
+from typing import Any
 
 import grpc
 import structlog
@@ -18,7 +19,7 @@ from adapters.exchange.relay import Channel, Relay
 from adapters.grpc.server import MAX_MESSAGE_BYTES, SiteServer
 from adapters.settings import PartnerSettings, Settings
 from adapters.tls import TlsFiles, channel_credentials, peer_site, server_credentials
-from hub.application.exchange import Exchange
+from hub.application.exchange import CaseReceipt, Exchange
 from tongban.v1 import exchange_pb2_grpc
 
 log = structlog.get_logger("tongban.site")
@@ -44,6 +45,11 @@ class Site:
                 settings.exchange_listen, server_credentials(self._tls())
             )
         self.relays = [Relay(self.exchange, self._channel(p)) for p in settings.partners]
+        self.inbox: Any = None
+        if settings.nats_url:  # partners may deliver to us over NATS; our NATS partners' receipts come back there
+            from adapters.exchange.nats_channel import NatsInbox
+
+            self.inbox = NatsInbox(self.exchange, settings.nats_url, resend=self._resend)
 
     def _tls(self) -> TlsFiles:
         assert self.settings.certs_dir is not None
@@ -58,8 +64,18 @@ class Site:
         credentials = channel_credentials(self._tls()) if self.settings.certs_dir else None
         return GrpcPartner(self.settings.site, partner.site, partner.address, credentials)
 
+    def _resend(self, receipt: CaseReceipt) -> None:
+        """A partner reported a gap over NATS: send the missing events again on our NATS channels."""
+        missing = self.exchange.resend(receipt.case_id, receipt.origin, receipt.missing_from)
+        sites = self.hub.get_case(receipt.case_id).sites
+        for relay in self.relays:
+            if relay.channel.channel_name == "nats" and relay.channel.partner in sites:
+                relay.channel.deliver(missing)
+
     def start(self) -> None:
         self.staff.start()
+        if self.inbox is not None:
+            self.inbox.start()
         if self.partner_server is not None:
             self.partner_server.start()
         for relay in self.relays:
@@ -71,6 +87,8 @@ class Site:
     def stop(self, grace: float = 5.0) -> None:
         for relay in self.relays:
             relay.stop()
+        if self.inbox is not None:
+            self.inbox.stop()
         if self.partner_server is not None:
             self.partner_server.stop(grace).wait()
         self.staff.stop(grace)
