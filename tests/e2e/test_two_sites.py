@@ -195,3 +195,64 @@ def _resend(entry: pb.HistoryEntry, case: pb.Case) -> exchange_pb2.SharedEvent:
                                                                 "name": ""},
         data={"receiving_site": PDS, "handling_site": SZ, "co_handling_sites": []},
     ))
+
+
+def test_duplicates_and_out_of_order_deliveries_are_applied_once_in_order(
+    tmp_path: Path, certs: Path, started: list[SiteProcess]
+) -> None:
+    a, b = spec(PDS, tmp_path, certs), spec(SZ, tmp_path, certs)
+    link(a, b)
+    pa, pb_ = SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b")
+    (pds,) = run(started, pa)  # 苏州 is down: nothing is relayed yet
+    case = pds.receive()
+    pds.step("ForwardCase", case.case_id, CLERK)
+    pds.step("RaiseIssue", case.case_id, CLERK, kind=pb.ISSUE_KIND_OTHER, description="原件待寄")
+    options = [("grpc.ssl_target_name_override", "localhost")]
+    with grpc.secure_channel(f"127.0.0.1:{a.partner_port}", channel_credentials(TlsFiles.for_site(certs, SZ)),
+                             options=options) as channel:
+        fetched = exchange_pb2_grpc.ExchangeServiceStub(channel).FetchEvents(
+            exchange_pb2.FetchEventsRequest(case_id=case.case_id, origin_site=PDS, from_seq=1), timeout=5
+        ).events
+    assert [e.seq for e in fetched] == [1, 2, 3]
+    pa.stop()
+    (sz,) = run(started, pb_)
+    first, second, third = fetched
+    with grpc.secure_channel(f"127.0.0.1:{b.partner_port}", channel_credentials(TlsFiles.for_site(certs, PDS)),
+                             options=options) as channel:
+        stub = exchange_pb2_grpc.ExchangeServiceStub(channel)
+
+        def deliver(*events: exchange_pb2.SharedEvent) -> list[tuple[int, int]]:
+            response = stub.DeliverEvents(exchange_pb2.DeliverEventsRequest(sender_site=PDS, events=events), timeout=5)
+            return [(r.status, r.stored_through_seq) for r in response.receipts]
+
+        assert deliver(third, first) == [(exchange_pb2.RECEIPT_STATUS_GAP, 1)]
+        assert deliver(first, third, second, third, first) == [(exchange_pb2.RECEIPT_STATUS_STORED, 3)]
+        assert deliver(second) == [(exchange_pb2.RECEIPT_STATUS_STORED, 3)]
+    history = sz.call("GetCaseHistory", case_id=case.case_id)
+    assert [(e.origin_site, e.seq) for e in history.entries] == [(PDS, 1), (PDS, 2), (PDS, 3)]
+    assert history.case.state == pb.CASE_STATE_FORWARDED and len(history.case.issues) == 1
+
+
+def test_the_documented_partner_client_verifies_hashes_and_chain(
+    tmp_path: Path, certs: Path, started: list[SiteProcess]
+) -> None:
+    import subprocess
+    import sys
+
+    a, b = spec(PDS, tmp_path, certs), spec(SZ, tmp_path, certs)
+    link(a, b)
+    pds, sz = run(started, SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b"))
+    case = pds.receive()
+    pds.step("ForwardCase", case.case_id, CLERK)
+    sz.wait_state(case.case_id, pb.CASE_STATE_FORWARDED)
+    example = Path(__file__).parents[2] / "docs" / "examples" / "partner_client.py"
+    result = subprocess.run(
+        [sys.executable, str(example), "--address", f"127.0.0.1:{a.partner_port}", "--certs", str(certs),
+         "--site", SZ, "--case", case.case_id, "--origin", PDS],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("hash ok") == 2 and "MISMATCH" not in result.stdout
+    receipts = eventually(lambda: [r for r in pds.call("GetCaseHistory", case_id=case.case_id).receipts
+                                   if r.stored_through_seq == 2], what="the receipt for seq 2")
+    assert f"chain head: {receipts[0].chain_head}" in result.stdout
