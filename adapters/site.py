@@ -7,7 +7,6 @@ is tested is what runs.
 from __future__ import annotations
 
 from concurrent import futures
-from typing import Any
 
 import grpc
 import structlog
@@ -15,6 +14,7 @@ import structlog
 from adapters.bootstrap import build_hub
 from adapters.exchange.grpc_client import GrpcPartner
 from adapters.exchange.grpc_service import ExchangeServicer
+from adapters.exchange.nats_channel import NatsInbox, NatsPartner
 from adapters.exchange.relay import Channel, Relay
 from adapters.grpc.server import MAX_MESSAGE_BYTES, SiteServer
 from adapters.settings import PartnerSettings, Settings
@@ -45,10 +45,8 @@ class Site:
                 settings.exchange_listen, server_credentials(self._tls())
             )
         self.relays = [Relay(self.exchange, self._channel(p)) for p in settings.partners]
-        self.inbox: Any = None
+        self.inbox: NatsInbox | None = None
         if settings.nats_url:  # partners may deliver to us over NATS; our NATS partners' receipts come back there
-            from adapters.exchange.nats_channel import NatsInbox
-
             self.inbox = NatsInbox(self.exchange, settings.nats_url, resend=self._resend)
 
     def _tls(self) -> TlsFiles:
@@ -57,25 +55,23 @@ class Site:
 
     def _channel(self, partner: PartnerSettings) -> Channel:
         if partner.channel == "nats":
-            from adapters.exchange.nats_channel import NatsPartner
-
             assert self.settings.nats_url is not None
             return NatsPartner(self.settings.site, partner.site, self.settings.nats_url)
         credentials = channel_credentials(self._tls()) if self.settings.certs_dir else None
         return GrpcPartner(self.settings.site, partner.site, partner.address, credentials)
 
     def _resend(self, receipt: CaseReceipt) -> None:
-        """A partner reported a gap over NATS: send the missing events again on our NATS channels."""
-        missing = self.exchange.resend(receipt.case_id, receipt.origin, receipt.missing_from)
+        """A partner reported a gap over NATS: send the missing events again on our NATS channels
+        (to each NATS partner of the case: the receipt does not say which one; repeats are dropped)."""
         sites = self.hub.get_case(receipt.case_id).sites
         for relay in self.relays:
-            if relay.channel.channel_name == "nats" and relay.channel.partner in sites:
-                relay.channel.deliver(missing)
+            if isinstance(relay.channel, NatsPartner) and relay.channel.partner in sites:
+                relay.channel.resend(self.exchange, receipt)
 
     def start(self) -> None:
         self.staff.start()
         if self.inbox is not None:
-            self.inbox.start()
+            self.inbox.start(wait=None)  # boot even while NATS is down; the inbox keeps trying
         if self.partner_server is not None:
             self.partner_server.start()
         for relay in self.relays:

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from adapters.cli import render
 from adapters.cli.certs import certs
+from adapters.cli.exchange import exchange
 from adapters.grpc.errors import error_info, field_violations
 from adapters.grpc.translate import wire_enum
 from hub.domain.identifiers import LOCAL_TZ
@@ -334,6 +335,7 @@ def list_cases(ctx: click.Context, states: tuple[str, ...], overdue: bool, warni
 
 
 main.add_command(certs)
+main.add_command(exchange)
 
 if __name__ == "__main__":
     main()
