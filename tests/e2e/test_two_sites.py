@@ -5,7 +5,6 @@ After every scenario both sites hold exactly the same shared events for each cas
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -37,14 +36,6 @@ HANDLER, HZ_HANDLER = actor(SZ), actor(HZ)
 @pytest.fixture
 def certs(tmp_path: Path) -> Path:
     return make_certs(tmp_path / "certs", PDS, SZ, HZ)
-
-
-@pytest.fixture
-def started() -> Iterator[list[SiteProcess]]:
-    processes: list[SiteProcess] = []
-    yield processes
-    for process in processes:
-        process.stop()
 
 
 def run(started: list[SiteProcess], *processes: SiteProcess) -> list[Staff]:

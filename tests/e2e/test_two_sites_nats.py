@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from adapters.launcher import SiteProcess
 from tests.e2e.two_sites import CLERK, PDS, SZ, Staff, actor, assert_same_shared_events, link, make_certs, spec
@@ -13,14 +10,6 @@ from tests.nats_fixtures import nats_server  # noqa: F401
 from tongban.v1 import case_pb2 as pb
 
 HANDLER = actor(SZ)
-
-
-@pytest.fixture
-def started() -> Iterator[list[SiteProcess]]:
-    processes: list[SiteProcess] = []
-    yield processes
-    for process in processes:
-        process.stop()
 
 
 def test_one_leg_over_nats(tmp_path: Path, started: list[SiteProcess],
