@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Sequence
+from datetime import date
 
 from adapters.store.index_filter import matches
-from hub.application.ports import CaseQuery, CaseRow
+from hub.application.ports import CaseQuery, CaseRow, IndexSummary
 
 
 class MemoryCaseIndex:
@@ -31,6 +33,16 @@ class MemoryCaseIndex:
             rows = sorted(self._rows.values(), key=lambda r: r.case_id, reverse=True)
         selected = [r for r in rows if matches(r, query) and (query.after is None or r.case_id < query.after)]
         return selected[: query.page_size]
+
+    def summary(self, site: str, as_of: date) -> IndexSummary:
+        with self._lock:
+            rows = list(self._rows.values())
+        states: Counter[tuple[str, str]] = Counter(
+            (r.state, r.handling_site if r.receiving_site == site else r.receiving_site) for r in rows
+        )
+        warning = sum(1 for r in rows if r.next_warn and r.next_due and r.next_warn <= as_of <= r.next_due)
+        breached = sum(1 for r in rows if r.next_due and r.next_due < as_of)
+        return IndexSummary(dict(states), warning, breached, dict(Counter(r.review for r in rows if r.review)))
 
     def close(self) -> None:
         return None

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from adapters.store.index_sql import COLUMNS, row_from, row_values
-from hub.application.ports import CaseQuery, CaseRow, DueFilter
+from adapters.store.index_sql import COLUMNS, POSITION_TABLE, TABLE, row_from, row_values
+from hub.application.ports import CaseQuery, CaseRow, DueFilter, IndexSummary
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS {schema}.case_index (
+CREATE TABLE IF NOT EXISTS {schema}.{table} (
     case_id TEXT PRIMARY KEY, case_number TEXT NOT NULL, state TEXT NOT NULL,
     item_code TEXT NOT NULL, item_name TEXT NOT NULL, receiving_site TEXT NOT NULL,
     handling_site TEXT NOT NULL, co_handling_sites TEXT NOT NULL, version BIGINT NOT NULL,
     received_at TEXT NOT NULL, updated_at TEXT NOT NULL, next_due DATE, next_warn DATE,
-    due_provisional BOOLEAN NOT NULL
+    due_provisional BOOLEAN NOT NULL, review TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS case_index_state ON {schema}.case_index (state, case_id);
-CREATE INDEX IF NOT EXISTS case_index_due ON {schema}.case_index (next_due);
-CREATE TABLE IF NOT EXISTS {schema}.case_index_position (
+CREATE INDEX IF NOT EXISTS {state_index} ON {schema}.{table} (state, case_id);
+CREATE INDEX IF NOT EXISTS {due_index} ON {schema}.{table} (next_due);
+CREATE TABLE IF NOT EXISTS {schema}.{position} (
     id INTEGER PRIMARY KEY CHECK (id = 1), position BIGINT NOT NULL
 );
 """
@@ -29,15 +30,19 @@ CREATE TABLE IF NOT EXISTS {schema}.case_index_position (
 class PostgresCaseIndex:
     def __init__(self, conninfo: str, schema: str) -> None:
         self._schema = sql.Identifier(schema)
+        self._table, self._position = sql.Identifier(TABLE), sql.Identifier(POSITION_TABLE)
         self._pool = ConnectionPool(conninfo, min_size=1, max_size=4, open=True)
         with self._pool.connection() as conn:
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._schema))
-            conn.execute(sql.SQL(_SCHEMA).format(schema=self._schema))
+            conn.execute(sql.SQL(_SCHEMA).format(
+                schema=self._schema, table=self._table, position=self._position,
+                state_index=sql.Identifier(f"{TABLE}_state"), due_index=sql.Identifier(f"{TABLE}_due"),
+            ))
 
     def position(self) -> int:
         with self._pool.connection() as conn:
             found = conn.execute(
-                sql.SQL("SELECT position FROM {}.case_index_position WHERE id = 1").format(self._schema)
+                sql.SQL("SELECT position FROM {}.{} WHERE id = 1").format(self._schema, self._position)
             ).fetchone()
         return int(found[0]) if found else 0
 
@@ -47,20 +52,20 @@ class PostgresCaseIndex:
             sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in COLUMNS[1:]
         )
         insert = sql.SQL(
-            "INSERT INTO {schema}.case_index ({columns}) VALUES ({values}) "
+            "INSERT INTO {schema}.{table} ({columns}) VALUES ({values}) "
             "ON CONFLICT (case_id) DO UPDATE SET {updates}"
         ).format(
-            schema=self._schema, columns=columns,
+            schema=self._schema, table=self._table, columns=columns,
             values=sql.SQL(", ").join(sql.Placeholder() for _ in COLUMNS), updates=updates,
         )
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             cur.executemany(insert, [row_values(r) for r in rows])
             cur.execute(
                 sql.SQL(
-                    "INSERT INTO {schema}.case_index_position (id, position) VALUES (1, %s) "
+                    "INSERT INTO {schema}.{position} (id, position) VALUES (1, %s) "
                     "ON CONFLICT (id) DO UPDATE SET position = excluded.position "
-                    "WHERE excluded.position > {schema}.case_index_position.position"
-                ).format(schema=self._schema),
+                    "WHERE excluded.position > {schema}.{position}.position"
+                ).format(schema=self._schema, position=self._position),
                 (position,),
             )
 
@@ -83,15 +88,34 @@ class PostgresCaseIndex:
             where.append(sql.SQL("case_id < %s"))
             args.append(query.after)
         statement = sql.SQL(
-            "SELECT {columns} FROM {schema}.case_index WHERE {where} ORDER BY case_id DESC LIMIT %s"
+            "SELECT {columns} FROM {schema}.{table} WHERE {where} ORDER BY case_id DESC LIMIT %s"
         ).format(
             columns=sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS),
             schema=self._schema,
+            table=self._table,
             where=sql.SQL(" AND ").join(where),
         )
         with self._pool.connection() as conn:
             found = conn.execute(statement, [*args, query.page_size]).fetchall()
         return [row_from(r) for r in found]
+
+    def summary(self, site: str, as_of: date) -> IndexSummary:
+        table = sql.SQL("{}.{}").format(self._schema, self._table)
+        with self._pool.connection() as conn:
+            states = conn.execute(
+                sql.SQL("SELECT state, CASE WHEN receiving_site = %s THEN handling_site ELSE receiving_site END, "
+                        "COUNT(*) FROM {} GROUP BY 1, 2").format(table), (site,)
+            ).fetchall()
+            due = conn.execute(
+                sql.SQL("SELECT COUNT(*) FILTER (WHERE next_warn <= %s AND next_due >= %s), "
+                        "COUNT(*) FILTER (WHERE next_due < %s) FROM {}").format(table), (as_of, as_of, as_of)
+            ).fetchone()
+            reviews = conn.execute(sql.SQL("SELECT review, COUNT(*) FROM {} GROUP BY review").format(table)).fetchall()
+        assert due is not None
+        return IndexSummary(
+            {(str(s), str(p)): int(n) for s, p, n in states}, int(due[0]), int(due[1]),
+            {str(r): int(n) for r, n in reviews if r},
+        )
 
     def close(self) -> None:
         self._pool.close()

@@ -11,20 +11,20 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from adapters.store.index_sql import COLUMNS, row_from, row_values
-from hub.application.ports import CaseQuery, CaseRow, DueFilter
+from adapters.store.index_sql import COLUMNS, POSITION_TABLE, TABLE, row_from, row_values
+from hub.application.ports import CaseQuery, CaseRow, DueFilter, IndexSummary
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS case_index (
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
     case_id TEXT PRIMARY KEY, case_number TEXT NOT NULL, state TEXT NOT NULL,
     item_code TEXT NOT NULL, item_name TEXT NOT NULL, receiving_site TEXT NOT NULL,
     handling_site TEXT NOT NULL, co_handling_sites TEXT NOT NULL, version INTEGER NOT NULL,
     received_at TEXT NOT NULL, updated_at TEXT NOT NULL, next_due TEXT, next_warn TEXT,
-    due_provisional INTEGER NOT NULL
+    due_provisional INTEGER NOT NULL, review TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS case_index_state ON case_index (state, case_id);
-CREATE INDEX IF NOT EXISTS case_index_due ON case_index (next_due);
-CREATE TABLE IF NOT EXISTS case_index_position (id INTEGER PRIMARY KEY CHECK (id = 1), position INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS {TABLE}_state ON {TABLE} (state, case_id);
+CREATE INDEX IF NOT EXISTS {TABLE}_due ON {TABLE} (next_due);
+CREATE TABLE IF NOT EXISTS {POSITION_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), position INTEGER NOT NULL);
 """
 
 
@@ -38,7 +38,7 @@ class SqliteCaseIndex:
 
     def position(self) -> int:
         with self._lock:
-            found = self._db.execute("SELECT position FROM case_index_position WHERE id = 1").fetchone()
+            found = self._db.execute(f"SELECT position FROM {POSITION_TABLE} WHERE id = 1").fetchone()
         return int(found[0]) if found else 0
 
     def upsert(self, rows: Sequence[CaseRow], position: int) -> None:
@@ -48,14 +48,14 @@ class SqliteCaseIndex:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    f"INSERT INTO case_index ({', '.join(COLUMNS)}) VALUES ({placeholders}) "
+                    f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({placeholders}) "
                     f"ON CONFLICT (case_id) DO UPDATE SET {updates}",
                     [_sqlite_values(r) for r in rows],
                 )
                 self._db.execute(
-                    "INSERT INTO case_index_position (id, position) VALUES (1, ?) "
+                    f"INSERT INTO {POSITION_TABLE} (id, position) VALUES (1, ?) "
                     "ON CONFLICT (id) DO UPDATE SET position = excluded.position "
-                    "WHERE excluded.position > case_index_position.position",
+                    f"WHERE excluded.position > {POSITION_TABLE}.position",
                     (position,),
                 )
                 self._db.execute("COMMIT")
@@ -81,12 +81,29 @@ class SqliteCaseIndex:
             where.append("case_id < ?")
             args.append(query.after)
         sql = (
-            f"SELECT {', '.join(COLUMNS)} FROM case_index WHERE {' AND '.join(where)} "
+            f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE {' AND '.join(where)} "
             f"ORDER BY case_id DESC LIMIT ?"
         )
         with self._lock:
             found = self._db.execute(sql, [*args, query.page_size]).fetchall()
         return [row_from(_from_sqlite(r)) for r in found]
+
+    def summary(self, site: str, as_of: date) -> IndexSummary:
+        day = as_of.isoformat()
+        with self._lock:
+            states = self._db.execute(
+                f"SELECT state, CASE WHEN receiving_site = ? THEN handling_site ELSE receiving_site END, COUNT(*) "
+                f"FROM {TABLE} GROUP BY 1, 2", (site,)
+            ).fetchall()
+            due = self._db.execute(
+                f"SELECT COALESCE(SUM(next_warn <= ? AND next_due >= ?), 0), COALESCE(SUM(next_due < ?), 0) "
+                f"FROM {TABLE}", (day, day, day)
+            ).fetchone()
+            reviews = self._db.execute(f"SELECT review, COUNT(*) FROM {TABLE} GROUP BY review").fetchall()
+        return IndexSummary(
+            {(str(s), str(p)): int(n) for s, p, n in states}, int(due[0]), int(due[1]),
+            {str(r): int(n) for r, n in reviews if r},
+        )
 
     def close(self) -> None:
         with self._lock:

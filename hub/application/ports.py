@@ -64,6 +64,17 @@ class CaseRow:
     next_due: date | None = None
     next_warn: date | None = None
     due_provisional: bool = False
+    review: str = ""  # bad review: "" none, "open", "on_time", "late"
+
+
+@dataclass(frozen=True)
+class IndexSummary:
+    """Counts over the read model, for dashboards: by (state, partner), due status, bad reviews."""
+
+    by_state_and_partner: dict[tuple[str, str], int]
+    warning: int
+    breached: int
+    reviews: dict[str, int]
 
 
 class DueFilter(Enum):
@@ -92,5 +103,9 @@ class CaseIndex(Protocol):
     def upsert(self, rows: Sequence[CaseRow], position: int) -> None: ...
 
     def query(self, query: CaseQuery) -> list[CaseRow]: ...
+
+    def summary(self, site: str, as_of: date) -> IndexSummary:
+        """Counts; a case's partner is the other side of it as seen from ``site``."""
+        ...
 
     def close(self) -> None: ...

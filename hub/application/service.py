@@ -22,7 +22,7 @@ from hub.application.commands import CaseCommand, ReceiveCase
 from hub.application.ports import CaseIndex, CaseQuery, CaseRow, Catalogue, Regions, Router
 from hub.domain.case import Case, actor_from
 from hub.domain.claims import UniqueClaim, claim_id
-from hub.domain.deadlines import Clock, DeadlinePolicy, clocks
+from hub.domain.deadlines import Clock, ClockStatus, DeadlinePolicy, clocks
 from hub.domain.errors import (
     CaseNotFound,
     ConcurrentUpdate,
@@ -304,7 +304,8 @@ class CaseHub(Application[UUID]):
                 updated += len(rows)
 
     def row(self, case: Case) -> CaseRow:
-        open_clocks = [c for c in self.clocks(case) if c.is_open and c.due is not None]
+        all_clocks = self.clocks(case)
+        open_clocks = [c for c in all_clocks if c.is_open and c.due is not None]
         return CaseRow(
             case_id=str(case.id),
             case_number=case.case_number,
@@ -320,7 +321,17 @@ class CaseHub(Application[UUID]):
             next_due=min((c.due for c in open_clocks if c.due), default=None),
             next_warn=min((c.warn_from for c in open_clocks if c.warn_from), default=None),
             due_provisional=any(c.provisional for c in open_clocks),
+            review=_review(case, all_clocks),
         )
+
+
+def _review(case: Case, case_clocks: list[Clock]) -> str:
+    if case.rating is None or not case.rating["bad_review"]:
+        return ""
+    if case.rating["outcome"] is None:
+        return "open"
+    rectification = next((c for c in case_clocks if c.code == "rectification"), None)
+    return "late" if rectification is not None and rectification.status is ClockStatus.LATE else "on_time"
 
 
 def _actor(data: Mapping[str, str]) -> Actor:

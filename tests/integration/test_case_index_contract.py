@@ -89,3 +89,15 @@ def test_row_round_trips_every_field(index: CaseIndex) -> None:
 
 def test_expected_filter_is_not_trivial() -> None:
     assert [len(expected(q)) for q in QUERIES] == [6, 2, 1, 2, 1, 2, 2]
+
+
+def test_summary_counts_by_state_partner_due_and_review(index: CaseIndex) -> None:
+    rows = [*ROWS, row(7, review="open"), row(8, review="late"), row(9, review="open", state="archived")]
+    index.upsert(rows, position=9)
+    summary = index.summary("410400", TODAY)
+    assert summary.by_state_and_partner == {
+        ("in_review", "320500"): 5, ("in_review", "330100"): 1, ("forwarded", "320500"): 1,
+        ("archived", "320500"): 2,
+    }
+    assert (summary.warning, summary.breached) == (1, 1)
+    assert summary.reviews == {"open": 2, "late": 1}
