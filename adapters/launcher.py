@@ -36,6 +36,8 @@ class SiteSpec:
     partners: list[tuple[str, str, str]] = field(default_factory=list)  # (site, channel, address)
     nats_url: str = ""
     postgres: dict[str, str | int] | None = None
+    metrics_port: int = field(default_factory=free_port)
+    health_interval: float = 0.5
 
     def config(self) -> str:
         lines = [
@@ -53,6 +55,8 @@ class SiteSpec:
         lines.append(exchange)
         for site, channel, address in self.partners:
             lines.append(f'[[partners]]\nsite = "{site}"\nchannel = "{channel}"\naddress = "{address}"\n')
+        lines.append(f'[metrics]\nlisten = "127.0.0.1:{self.metrics_port}"\n')
+        lines.append(f"[health]\ninterval = {self.health_interval}\n")
         lines.append('[logging]\nformat = "json"\n')
         return "\n".join(lines)
 

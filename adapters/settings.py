@@ -55,6 +55,8 @@ class Settings:
     nats_url: str | None = None
     partners: tuple[PartnerSettings, ...] = ()
     agreements_file: Path | None = None  # None: the packaged seed agreements (routing/data)
+    metrics_listen: str | None = None  # e.g. "127.0.0.1:9464": serves /metrics
+    health_interval: float = 2.0  # seconds between readiness checks of the store and NATS
 
     @property
     def pii_key(self) -> str | None:
@@ -137,6 +139,8 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         certs_dir=(base / certs_dir).resolve() if certs_dir else None,
         nats_url=exchange.get("nats_url"),
         partners=partners,
+        metrics_listen=raw.get("metrics", {}).get("listen"),
+        health_interval=float(raw.get("health", {}).get("interval", 2.0)),
         agreements_file=(base / agreements).resolve() if (agreements := raw.get("routing", {}).get("agreements"))
         else None,
     )

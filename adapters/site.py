@@ -1,4 +1,5 @@
-"""A running site: the staff API, the partner API over mutual TLS, and one relay per partner.
+"""A running site: the staff API, the partner API over mutual TLS, one relay per partner, the NATS
+inbox, /metrics, and a watcher that turns readiness off while the store or NATS is unreachable.
 
 `tongban serve`, the demo and the multi-site tests all start sites through this one class, so what
 is tested is what runs.
@@ -6,10 +7,13 @@ is tested is what runs.
 
 from __future__ import annotations
 
+import threading
 from concurrent import futures
+from typing import Any
 
 import grpc
 import structlog
+from prometheus_client import start_http_server
 
 from adapters.bootstrap import build_hub
 from adapters.exchange.grpc_client import GrpcPartner
@@ -17,9 +21,11 @@ from adapters.exchange.grpc_service import ExchangeServicer
 from adapters.exchange.nats_channel import NatsInbox, NatsPartner
 from adapters.exchange.relay import Channel, Relay
 from adapters.grpc.server import MAX_MESSAGE_BYTES, SiteServer
+from adapters.metering import MeteredExchange, case_counts, meter_store
 from adapters.settings import PartnerSettings, Settings
 from adapters.tls import TlsFiles, channel_credentials, peer_site, server_credentials
 from hub.application.exchange import CaseReceipt, Exchange
+from ops.metrics import SiteMetrics
 from tongban.v1 import exchange_pb2_grpc
 
 log = structlog.get_logger("tongban.site")
@@ -29,8 +35,15 @@ class Site:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.hub = build_hub(settings)
+        self.metrics = SiteMetrics(settings.site)
+        meter_store(self.hub, self.metrics)
+        self.metrics.watch_cases(case_counts(self.hub))
         self.exchange = Exchange(self.hub)
-        self.staff = SiteServer(self.hub, settings.listen)
+        self.staff = SiteServer(self.hub, settings.listen, metrics=self.metrics)
+        self.metrics_server: Any = None
+        self._meters: dict[str, MeteredExchange] = {}
+        self._stopping = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="health-watch", daemon=True)
         self.partner_server: grpc.Server | None = None
         self.partner_port = 0
         if settings.exchange_listen:
@@ -39,15 +52,23 @@ class Site:
                 options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
             )
             exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(
-                ExchangeServicer(self.exchange, peer_site), self.partner_server
+                ExchangeServicer(self._metered("grpc"), peer_site), self.partner_server
             )
             self.partner_port = self.partner_server.add_secure_port(
                 settings.exchange_listen, server_credentials(self._tls())
             )
-        self.relays = [Relay(self.exchange, self._channel(p)) for p in settings.partners]
+        self.relays = [
+            Relay(self._metered(p.channel), self._channel(p), metrics=self.metrics)  # type: ignore[arg-type]
+            for p in settings.partners
+        ]
         self.inbox: NatsInbox | None = None
         if settings.nats_url:  # partners may deliver to us over NATS; our NATS partners' receipts come back there
-            self.inbox = NatsInbox(self.exchange, settings.nats_url, resend=self._resend)
+            self.inbox = NatsInbox(self._metered("nats"), settings.nats_url, resend=self._resend)  # type: ignore
+
+    def _metered(self, channel: str) -> MeteredExchange:
+        if channel not in self._meters:
+            self._meters[channel] = MeteredExchange(self.exchange, self.metrics, channel)
+        return self._meters[channel]
 
     def _tls(self) -> TlsFiles:
         assert self.settings.certs_dir is not None
@@ -58,7 +79,8 @@ class Site:
             assert self.settings.nats_url is not None
             return NatsPartner(self.settings.site, partner.site, self.settings.nats_url)
         credentials = channel_credentials(self._tls()) if self.settings.certs_dir else None
-        return GrpcPartner(self.settings.site, partner.site, partner.address, credentials)
+        retries = self.metrics.retries.labels(partner.site, "grpc")
+        return GrpcPartner(self.settings.site, partner.site, partner.address, credentials, on_retry=retries.inc)
 
     def _resend(self, receipt: CaseReceipt) -> None:
         """A partner reported a gap over NATS: send the missing events again on our NATS channels
@@ -69,7 +91,11 @@ class Site:
                 relay.channel.resend(self.exchange, receipt)
 
     def start(self) -> None:
+        if self.settings.metrics_listen:
+            host, port = self.settings.metrics_listen.rsplit(":", 1)
+            self.metrics_server, _thread = start_http_server(int(port), addr=host, registry=self.metrics.registry)
         self.staff.start()
+        self._watcher.start()
         if self.inbox is not None:
             self.inbox.start(wait=None)  # boot even while NATS is down; the inbox keeps trying
         if self.partner_server is not None:
@@ -80,7 +106,30 @@ class Site:
         log.info("site_running", staff_port=self.staff.port, partner_port=self.partner_port,
                  partners=[r.channel.partner for r in self.relays])
 
+    def ready(self) -> bool:
+        """The store answers, and NATS (when this site uses it) is connected."""
+        try:
+            self.hub.recorder.max_notification_id()
+        except Exception:
+            return False
+        return self.inbox is None or self.inbox.ready
+
+    def _watch(self) -> None:
+        was: bool | None = None
+        while not self._stopping.wait(self.settings.health_interval):
+            ready = self.ready()
+            if ready != was:
+                self.staff.set_ready(ready)
+                log.info("readiness_changed", ready=ready)
+                was = ready
+
     def stop(self, grace: float = 5.0) -> None:
+        self._stopping.set()
+        if self._watcher.is_alive():
+            self._watcher.join(5)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
         for relay in self.relays:
             relay.stop()
         if self.inbox is not None:

@@ -6,7 +6,7 @@ INVALID_ARGUMENT, FAILED_PRECONDITION) is final and is never retried.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from uuid import UUID
 
 import grpc
@@ -35,6 +35,7 @@ class GrpcPartner:
     def __init__(
         self, site: str, partner: str, address: str, credentials: grpc.ChannelCredentials | None,
         timeout: float = 5.0, attempts: int = 5, max_wait: float = 2.0, give_up_after: float = 30.0,
+        on_retry: Callable[[], None] | None = None,
     ) -> None:
         self.site, self.partner, self.timeout = site, partner, timeout
         options = [("grpc.ssl_target_name_override", "localhost")] if credentials else []
@@ -47,6 +48,7 @@ class GrpcPartner:
             retry=retry_if_exception(is_transient),
             wait=wait_exponential_jitter(initial=0.05, max=max_wait),
             stop=stop_after_attempt(attempts) | stop_after_delay(give_up_after),
+            before_sleep=(lambda _state: on_retry()) if on_retry else None,
             reraise=True,
         )
 

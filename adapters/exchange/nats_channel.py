@@ -215,6 +215,11 @@ class _Connection:
     def closed(self) -> bool:
         return self._nc is None or self._nc.is_closed
 
+    @property
+    def connected(self) -> bool:
+        """Connected right now (False while the client is reconnecting after the server went away)."""
+        return self._nc is not None and self._nc.is_connected
+
     async def close(self) -> None:
         nc, self._nc, self._js = self._nc, None, None
         if nc is not None:
@@ -406,7 +411,8 @@ class NatsInbox:
 
     @property
     def ready(self) -> bool:
-        return self._ready.is_set()
+        """Consuming, and connected right now: what the site's readiness reports."""
+        return self._ready.is_set() and self._connection.connected
 
     def stop(self) -> None:
         loop, worker, task = self._loop, self._worker, self._task

@@ -8,13 +8,16 @@ A failed delivery changes nothing: the same events go again after a bounded, gro
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Protocol
 
 import structlog
 
 from hub.application.exchange import CaseReceipt, Exchange
 from hub.domain.shared import SharedEvent
+from ops.metrics import SiteMetrics
 
 log = structlog.get_logger("tongban.relay")
 
@@ -31,9 +34,13 @@ class Channel(Protocol):
 
 
 class Relay:
-    def __init__(self, exchange: Exchange, channel: Channel, batch: int = 200, idle: float = 0.5) -> None:
+    def __init__(
+        self, exchange: Exchange, channel: Channel, batch: int = 200, idle: float = 0.5,
+        metrics: SiteMetrics | None = None,
+    ) -> None:
         self.exchange = exchange
         self.channel = channel
+        self.metrics = metrics
         self.batch = batch
         self.idle = idle
         self.wake = threading.Event()
@@ -54,9 +61,24 @@ class Relay:
         partner, name = self.channel.partner, self.channel.channel_name
         position = self.exchange.position(partner, name)
         batch = self.exchange.outbound(partner, position, self.batch)
+        self._observe_lag(position, batch.events)
         if batch.through == position:
             return 0
-        receipts = self.channel.deliver(batch.events) if batch.events else []
+        started = time.perf_counter()
+        try:
+            receipts = self.channel.deliver(batch.events) if batch.events else []
+        except Exception:
+            if self.metrics is not None:
+                self.metrics.delivery_failures.labels(partner, name).inc()
+                self.metrics.partner_up.labels(partner, name).set(0)
+            raise
+        if self.metrics is not None and batch.events:
+            self.metrics.delivery_seconds.labels(partner, name).observe(time.perf_counter() - started)
+            self.metrics.events_relayed.labels(partner, name).inc(len(batch.events))
+            self.metrics.partner_up.labels(partner, name).set(1)
+        sent = getattr(self.exchange, "sent", None)
+        if sent is not None and batch.events:
+            sent(partner, len(batch.events))
         self.exchange.record_receipts(partner, name, receipts, batch.through)
         for receipt in receipts:
             if receipt.status == "gap":
@@ -68,6 +90,16 @@ class Relay:
         if batch.events:
             log.info("relayed", partner=partner, channel=name, events=len(batch.events), position=batch.through)
         return len(batch.events) or 1
+
+    def _observe_lag(self, position: int, pending: Sequence[SharedEvent]) -> None:
+        if self.metrics is None:
+            return
+        partner, name = self.channel.partner, self.channel.channel_name
+        head = int(self.exchange.hub.recorder.max_notification_id() or 0)
+        self.metrics.relay_lag_events.labels(partner, name).set(max(head - position, 0))
+        oldest = min((e.occurred_at for e in pending), default=None)
+        age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+        self.metrics.relay_lag_seconds.labels(partner, name).set(max(age, 0.0))
 
     def _run(self) -> None:
         pause = 0.1

@@ -22,6 +22,7 @@ from hub.application.service import CaseHub
 from hub.domain.errors import InvalidInput
 from hub.domain.identifiers import LOCAL_TZ
 from hub.domain.lifecycle import CaseState
+from ops.metrics import SiteMetrics
 from tongban.v1 import case_pb2, case_service_pb2_grpc
 from tongban.v1 import case_service_pb2 as svc
 
@@ -41,8 +42,9 @@ _DUE = {1: DueFilter.WARNING_OR_BREACHED, 2: DueFilter.BREACHED}
 
 
 class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
-    def __init__(self, hub: CaseHub) -> None:
+    def __init__(self, hub: CaseHub, metrics: SiteMetrics | None = None) -> None:
         self.hub = hub
+        self.metrics = metrics
         self.reference = c.ReferenceData(hub.catalogue, hub.regions)
 
     def _case(self, case: Any, as_of: datetime | None = None) -> case_pb2.Case:
@@ -106,6 +108,8 @@ def _step_rpc(name: str, command: type[c.CaseCommand]) -> Any:
     @translate_errors
     def handler(self: CaseServicer, request: Any, context: grpc.ServicerContext) -> Any:
         case = self.hub.execute(c.parse(command, request_data(request)))
+        if command is c.RequestSupplement and self.metrics is not None:
+            self.metrics.supplement_requests.inc()
         return response_type(case=self._case(case))
 
     handler.__name__ = name

@@ -1,4 +1,4 @@
-"""Server interceptor: one structured log line per RPC, with a request id bound as context."""
+"""Server interceptor: one structured log line and the RPC metrics per call, with a request id bound."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from typing import Any
 import grpc
 import structlog
 
+from ops.metrics import SiteMetrics
+
 log = structlog.get_logger("tongban.grpc")
 
 
 class LoggingInterceptor(grpc.ServerInterceptor):
-    def __init__(self, site: str) -> None:
+    def __init__(self, site: str, metrics: SiteMetrics | None = None) -> None:
         self.site = site
+        self.metrics = metrics
 
     def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
@@ -38,14 +41,23 @@ class LoggingInterceptor(grpc.ServerInterceptor):
                 except BaseException:
                     code = context.code() or grpc.StatusCode.UNKNOWN
                     log.info("rpc", code=code.name, case_id=case_id, ms=_ms(started))
+                    self._count(method, code.name, started)
                     raise
                 response_case = getattr(response, "case", None)
                 log.info("rpc", code="OK", case_id=case_id or getattr(response_case, "case_id", ""), ms=_ms(started))
+                self._count(method, "OK", started)
                 return response
 
         return grpc.unary_unary_rpc_method_handler(
             logged, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
         )
+
+
+    def _count(self, method: str, code: str, started: float) -> None:
+        if self.metrics is not None:
+            name = method.rsplit("/", 1)[-1]
+            self.metrics.rpc_handled.labels(name, code).inc()
+            self.metrics.rpc_seconds.labels(name).observe(time.perf_counter() - started)
 
 
 def _ms(started: float) -> float:

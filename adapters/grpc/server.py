@@ -11,27 +11,32 @@ from grpc_reflection.v1alpha import reflection
 from adapters.grpc.case_servicer import CaseServicer
 from adapters.grpc.interceptors import LoggingInterceptor
 from hub.application.service import CaseHub
+from ops.metrics import SiteMetrics
 from tongban.v1 import case_service_pb2, case_service_pb2_grpc
 
 CASE_SERVICE = case_service_pb2.DESCRIPTOR.services_by_name["CaseService"].full_name
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+LIVENESS = "liveness"
+READINESS = ("", "readiness", CASE_SERVICE)
 
 
 class SiteServer:
     """A started gRPC server bound to ``port``; ``stop`` drains in-flight calls first."""
 
-    def __init__(self, hub: CaseHub, listen: str, workers: int = 16) -> None:
+    def __init__(
+        self, hub: CaseHub, listen: str, workers: int = 16, metrics: SiteMetrics | None = None
+    ) -> None:
         self.hub = hub
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-            interceptors=[LoggingInterceptor(hub.site)],
+            interceptors=[LoggingInterceptor(hub.site, metrics)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
             ],
         )
-        case_service_pb2_grpc.add_CaseServiceServicer_to_server(CaseServicer(hub), self.server)
+        case_service_pb2_grpc.add_CaseServiceServicer_to_server(CaseServicer(hub, metrics), self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -45,8 +50,15 @@ class SiteServer:
 
     def start(self) -> None:
         self.server.start()
-        for service in ("", CASE_SERVICE):
-            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
+        self.set_ready(True)
+
+    def set_ready(self, ready: bool) -> None:
+        """Readiness: "" (the server), "readiness" and CaseService are NOT_SERVING while a dependency
+        (the store, NATS) is unreachable. "liveness" stays SERVING while the process can answer."""
+        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in READINESS:
+            self.health.set(service, status)
 
     def stop(self, grace: float = 5.0) -> None:
         if self._stopped:
