@@ -8,6 +8,7 @@ is tested is what runs.
 from __future__ import annotations
 
 import threading
+import time
 from concurrent import futures
 from typing import Any
 
@@ -18,7 +19,7 @@ from prometheus_client import start_http_server
 from adapters.bootstrap import build_hub
 from adapters.exchange.grpc_client import GrpcPartner
 from adapters.exchange.grpc_service import ExchangeServicer
-from adapters.exchange.nats_channel import NatsInbox, NatsPartner
+from adapters.exchange.nats_channel import NatsChannelError, NatsInbox, NatsPartner, list_parked
 from adapters.exchange.relay import Channel, Relay
 from adapters.grpc.server import MAX_MESSAGE_BYTES, SiteServer
 from adapters.metering import MeteredExchange, case_counts, meter_store
@@ -29,6 +30,7 @@ from ops.metrics import SiteMetrics
 from tongban.v1 import exchange_pb2_grpc
 
 log = structlog.get_logger("tongban.site")
+PARKED_CHECK_SECONDS = 15.0
 
 
 class Site:
@@ -116,12 +118,19 @@ class Site:
 
     def _watch(self) -> None:
         was: bool | None = None
+        last_parked_check = 0.0
         while not self._stopping.wait(self.settings.health_interval):
             ready = self.ready()
             if ready != was:
                 self.staff.set_ready(ready)
                 log.info("readiness_changed", ready=ready)
                 was = ready
+            if self.settings.nats_url and ready and time.monotonic() - last_parked_check > PARKED_CHECK_SECONDS:
+                last_parked_check = time.monotonic()
+                try:
+                    self.metrics.parked.set(len(list_parked(self.settings.nats_url, self.settings.site)))
+                except NatsChannelError as error:
+                    log.warning("parked_count_failed", error=str(error))
 
     def stop(self, grace: float = 5.0) -> None:
         self._stopping.set()
