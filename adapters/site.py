@@ -21,6 +21,7 @@ from adapters.exchange.grpc_client import GrpcPartner
 from adapters.exchange.grpc_service import ExchangeServicer
 from adapters.exchange.nats_channel import NatsChannelError, NatsInbox, NatsPartner, list_parked
 from adapters.exchange.relay import Channel, Relay
+from adapters.grpc.interceptors import LoggingInterceptor
 from adapters.grpc.server import MAX_MESSAGE_BYTES, SiteServer
 from adapters.metering import MeteredExchange, case_counts, meter_store
 from adapters.settings import PartnerSettings, Settings
@@ -51,6 +52,7 @@ class Site:
         if settings.exchange_listen:
             self.partner_server = grpc.server(
                 futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="partner"),
+                interceptors=[LoggingInterceptor(settings.site, self.metrics)],
                 options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
             )
             exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(

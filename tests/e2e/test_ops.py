@@ -72,6 +72,7 @@ def test_metrics_readiness_and_clean_logs(tmp_path: Path, started: list[SiteProc
     assert value(at_a, "tongban_rectification_on_time_ratio") == 1.0
     at_b = scrape(pb_)
     assert value(at_b, "tongban_supplement_requests_total") == 1
+    assert value(at_b, "tongban_grpc_server_handled_total", method="DeliverEvents", code="OK") >= 1
     assert value(at_b, "tongban_exchange_events_relayed_total", partner=PDS, channel="nats") >= 2
 
     try:  # a user error is counted under its own code, not as a server error
