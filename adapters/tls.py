@@ -25,17 +25,22 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
+    "AUDITOR_URI_PREFIX",
     "SITE_URI_PREFIX",
     "TlsError",
     "TlsFiles",
     "channel_credentials",
     "create_ca",
+    "issue_auditor_cert",
     "issue_site_cert",
+    "peer_identity",
     "peer_site",
     "server_credentials",
 ]
 
 SITE_URI_PREFIX = "urn:tongban:site:"
+AUDITOR_URI_PREFIX = "urn:tongban:auditor:"
+_AUDITOR_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 ORGANIZATION = "Tongban Hub"
 CA_VALIDITY = datetime.timedelta(days=3652)
 SITE_VALIDITY = datetime.timedelta(days=730)
@@ -158,6 +163,22 @@ def issue_site_cert(directory: Path, site: str) -> None:
         TlsError: the CA files are missing or unreadable.
     """
     _check_site(site)
+    _issue(directory, site, site, SITE_URI_PREFIX + site)
+
+
+def issue_auditor_cert(directory: Path, name: str) -> None:
+    """Issue ``auditor-<name>.pem``/``.key``: a client certificate for the read-only audit port.
+
+    SAN URI ``urn:tongban:auditor:<name>``; CN ``auditor:<name>``. It names no site, so the partner
+    port refuses it, and the audit port lets it read but never write.
+    """
+    if not _AUDITOR_NAME.fullmatch(name):
+        raise ValueError(f"auditor name must be 1-32 letters, digits, '-' or '_': {name!r}")
+    _issue(directory, f"auditor-{name}", f"auditor:{name}", AUDITOR_URI_PREFIX + name)
+
+
+def _issue(directory: Path, stem: str, common_name: str, uri: str) -> None:
+    site = common_name
     ca_cert, ca_key = _load_ca(directory)
     key = ec.generate_private_key(ec.SECP256R1())
     start = _now()
@@ -199,7 +220,7 @@ def issue_site_cert(directory: Path, site: str) -> None:
                 [
                     x509.DNSName("localhost"),
                     x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
-                    x509.UniformResourceIdentifier(SITE_URI_PREFIX + site),
+                    x509.UniformResourceIdentifier(uri),
                 ]
             ),
             critical=False,
@@ -208,8 +229,8 @@ def issue_site_cert(directory: Path, site: str) -> None:
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    _write_private(directory / f"{site}.key", _key_pem(key))
-    (directory / f"{site}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(directory / f"{stem}.key", _key_pem(key))
+    (directory / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
 @dataclass(frozen=True)
@@ -255,6 +276,21 @@ def _site_from_pem(pem: bytes) -> str | None:
             if _SITE_CODE.fullmatch(site):
                 return site
     return None
+
+
+def peer_identity(context: grpc.ServicerContext) -> tuple[str, str] | None:
+    """("site", code) or ("auditor", name) from the verified client certificate; None without one."""
+    for pem in context.auth_context().get("x509_pem_cert", []):
+        try:
+            cert = x509.load_pem_x509_certificate(pem)
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except (ValueError, x509.ExtensionNotFound):
+            continue
+        for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+            if uri.startswith(AUDITOR_URI_PREFIX) and _AUDITOR_NAME.fullmatch(uri.removeprefix(AUDITOR_URI_PREFIX)):
+                return ("auditor", uri.removeprefix(AUDITOR_URI_PREFIX))
+    site = peer_site(context)
+    return ("site", site) if site is not None else None
 
 
 def peer_site(context: grpc.ServicerContext) -> str | None:

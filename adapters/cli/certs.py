@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from adapters.tls import TlsError, create_ca, issue_site_cert
+from adapters.tls import TlsError, create_ca, issue_auditor_cert, issue_site_cert
 
 __all__ = ["certs"]
 
@@ -16,12 +16,16 @@ __all__ = ["certs"]
 @click.option(
     "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="证书目录（不存在则创建）"
 )
-@click.option("--site", "sites", required=True, multiple=True, metavar="CODE", help="站点行政区划代码（6 位），可重复")
-def certs(out_dir: Path, sites: tuple[str, ...]) -> None:
+@click.option("--site", "sites", multiple=True, metavar="CODE", help="站点行政区划代码（6 位），可重复")
+@click.option("--auditor", "auditors", multiple=True, metavar="NAME", help="审计人员证书（只读审计端口），可重复")
+def certs(out_dir: Path, sites: tuple[str, ...], auditors: tuple[str, ...]) -> None:
     """生成演示 CA（已有则沿用）和各站点的双向 TLS 证书。
 
     Creates ca.pem/ca.key if missing, then <CODE>.pem/<CODE>.key for every --site (re-issued if present).
     """
+    if not sites and not auditors:
+        click.echo("错误：至少指定一个 --site 或 --auditor", err=True)
+        sys.exit(2)
     bad = [site for site in sites if not (len(site) == 6 and site.isascii() and site.isdigit())]
     if bad:
         click.echo(f"错误：站点代码须为 6 位数字（site code must be 6 digits）：{', '.join(bad)}", err=True)
@@ -36,6 +40,10 @@ def certs(out_dir: Path, sites: tuple[str, ...]) -> None:
             issue_site_cert(out_dir, site)
             click.echo(f"已生成 {out_dir / f'{site}.pem'}")
             click.echo(f"已生成 {out_dir / f'{site}.key'}")
-    except (TlsError, OSError) as error:
+        for name in dict.fromkeys(auditors):
+            issue_auditor_cert(out_dir, name)
+            click.echo(f"已生成 {out_dir / f'auditor-{name}.pem'}")
+            click.echo(f"已生成 {out_dir / f'auditor-{name}.key'}")
+    except (TlsError, OSError, ValueError) as error:
         click.echo(f"错误：{error}", err=True)
         sys.exit(1)
