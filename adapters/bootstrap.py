@@ -5,6 +5,8 @@ Nothing is opened at import time; everything is built here, in order, from the s
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 from psycopg import sql
 
@@ -37,6 +39,15 @@ def build_index(settings: Settings) -> CaseIndex:
     if settings.store == "sqlite":
         return SqliteCaseIndex(settings.data_dir / "case_index.sqlite3")
     return PostgresCaseIndex(conninfo(settings.postgres), settings.postgres.schema)
+
+
+def build_chain_store(settings: Settings) -> Any:
+    """Where the site-wide audit chain is kept: beside the event store."""
+    from adapters.store.audit_chain_store import PostgresChainStore, SqliteChainStore
+
+    if settings.store == "sqlite":
+        return SqliteChainStore(settings.data_dir / "audit_chain.sqlite3")
+    return PostgresChainStore(conninfo(settings.postgres), settings.postgres.schema)
 
 
 def build_hub(settings: Settings) -> CaseHub:

@@ -37,6 +37,7 @@ class SiteSpec:
     nats_url: str = ""
     postgres: dict[str, str | int] | None = None
     metrics_port: int = field(default_factory=free_port)
+    audit_port: int = field(default_factory=free_port)
     health_interval: float = 0.5
 
     def config(self) -> str:
@@ -56,6 +57,7 @@ class SiteSpec:
         for site, channel, address in self.partners:
             lines.append(f'[[partners]]\nsite = "{site}"\nchannel = "{channel}"\naddress = "{address}"\n')
         lines.append(f'[metrics]\nlisten = "127.0.0.1:{self.metrics_port}"\n')
+        lines.append(f'[audit]\nlisten = "127.0.0.1:{self.audit_port}"\n')
         lines.append(f"[health]\ninterval = {self.health_interval}\n")
         lines.append('[logging]\nformat = "json"\n')
         return "\n".join(lines)

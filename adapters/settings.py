@@ -56,6 +56,7 @@ class Settings:
     partners: tuple[PartnerSettings, ...] = ()
     agreements_file: Path | None = None  # None: the packaged seed agreements (routing/data)
     metrics_listen: str | None = None  # e.g. "127.0.0.1:9464": serves /metrics
+    audit_listen: str | None = None  # the read-only audit port (mutual TLS; auditors and partner sites)
     health_interval: float = 2.0  # seconds between readiness checks of the store and NATS
 
     @property
@@ -122,8 +123,8 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
     certs_dir = exchange.get("certs_dir")
     if any(p.channel == "nats" for p in partners) and not exchange.get("nats_url"):
         raise ConfigError("[exchange] nats_url is required when a partner uses channel = 'nats'")
-    if exchange.get("listen") and not certs_dir:
-        raise ConfigError("[exchange] certs_dir is required: partners connect over mutual TLS")
+    if (exchange.get("listen") or raw.get("audit", {}).get("listen")) and not certs_dir:
+        raise ConfigError("[exchange] certs_dir is required: partners and auditors connect over mutual TLS")
     return Settings(
         site=code,
         site_name=str(site.get("name", "")),
@@ -140,6 +141,7 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         nats_url=exchange.get("nats_url"),
         partners=partners,
         metrics_listen=raw.get("metrics", {}).get("listen"),
+        audit_listen=raw.get("audit", {}).get("listen"),
         health_interval=float(raw.get("health", {}).get("interval", 2.0)),
         agreements_file=(base / agreements).resolve() if (agreements := raw.get("routing", {}).get("agreements"))
         else None,

@@ -11,24 +11,28 @@ import threading
 import time
 from concurrent import futures
 from typing import Any
+from uuid import UUID
 
 import grpc
 import structlog
 from prometheus_client import start_http_server
 
-from adapters.bootstrap import build_hub
+from adapters.audit_chain import SiteChain
+from adapters.bootstrap import build_chain_store, build_hub
 from adapters.exchange.grpc_client import GrpcPartner
 from adapters.exchange.grpc_service import ExchangeServicer
 from adapters.exchange.nats_channel import NatsChannelError, NatsInbox, NatsPartner, list_parked
 from adapters.exchange.relay import Channel, Relay
+from adapters.grpc.audit_servicer import AuditServicer, ReadOnlyInterceptor
+from adapters.grpc.case_servicer import CaseServicer
 from adapters.grpc.interceptors import LoggingInterceptor
 from adapters.grpc.server import MAX_MESSAGE_BYTES, SiteServer
 from adapters.metering import MeteredExchange, case_counts, meter_store
 from adapters.settings import PartnerSettings, Settings
-from adapters.tls import TlsFiles, channel_credentials, peer_site, server_credentials
+from adapters.tls import TlsFiles, channel_credentials, peer_identity, peer_site, server_credentials
 from hub.application.exchange import CaseReceipt, Exchange
 from ops.metrics import SiteMetrics
-from tongban.v1 import exchange_pb2_grpc
+from tongban.v1 import audit_pb2_grpc, case_service_pb2_grpc, exchange_pb2_grpc
 
 log = structlog.get_logger("tongban.site")
 PARKED_CHECK_SECONDS = 15.0
@@ -61,6 +65,19 @@ class Site:
             self.partner_port = self.partner_server.add_secure_port(
                 settings.exchange_listen, server_credentials(self._tls())
             )
+        self.chain = SiteChain(self.hub, build_chain_store(settings))
+        self.audit_server: grpc.Server | None = None
+        self.audit_port = 0
+        if settings.audit_listen:
+            self.audit_server = grpc.server(
+                futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="audit"),
+                interceptors=[LoggingInterceptor(settings.site, self.metrics), ReadOnlyInterceptor(peer_identity)],
+            )
+            audit_pb2_grpc.add_AuditServiceServicer_to_server(
+                AuditServicer(self.hub, peer_identity, self._verify), self.audit_server
+            )
+            case_service_pb2_grpc.add_CaseServiceServicer_to_server(CaseServicer(self.hub), self.audit_server)
+            self.audit_port = self.audit_server.add_secure_port(settings.audit_listen, server_credentials(self._tls()))
         self.relays = [
             Relay(self._metered(p.channel), self._channel(p), metrics=self.metrics)  # type: ignore[arg-type]
             for p in settings.partners
@@ -99,6 +116,8 @@ class Site:
             host, port = self.settings.metrics_listen.rsplit(":", 1)
             self.metrics_server, _thread = start_http_server(int(port), addr=host, registry=self.metrics.registry)
         self.staff.start()
+        if self.audit_server is not None:
+            self.audit_server.start()
         self._watcher.start()
         if self.inbox is not None:
             self.inbox.start(wait=None)  # boot even while NATS is down; the inbox keeps trying
@@ -109,6 +128,15 @@ class Site:
             relay.start()
         log.info("site_running", staff_port=self.staff.port, partner_port=self.partner_port,
                  partners=[r.channel.partner for r in self.relays])
+
+    def _verify(self, case_id: UUID | None) -> tuple[int, list[Any]]:
+        """Chain the newest events, then check every chained event against the store."""
+        self.chain.extend()
+        findings = self.chain.verify()
+        if case_id is not None:
+            findings = [f for f in findings if str(f.originator_id) == str(case_id)]
+        head = self.chain.head()
+        return (head.position if head else 0), findings
 
     def ready(self) -> bool:
         """The store answers, and NATS (when this site uses it) is connected."""
@@ -123,6 +151,11 @@ class Site:
         last_parked_check = 0.0
         while not self._stopping.wait(self.settings.health_interval):
             ready = self.ready()
+            if ready:
+                try:
+                    self.chain.extend()
+                except Exception as error:  # the chain catches up on the next tick
+                    log.warning("chain_extend_failed", error=f"{type(error).__name__}: {error}")
             if ready != was:
                 self.staff.set_ready(ready)
                 log.info("readiness_changed", ready=ready)
@@ -138,6 +171,8 @@ class Site:
         self._stopping.set()
         if self._watcher.is_alive():
             self._watcher.join(5)
+        if self.audit_server is not None:
+            self.audit_server.stop(grace).wait()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()

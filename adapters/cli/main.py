@@ -19,6 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
 
 from adapters.cli import render
+from adapters.cli.audit import audit
 from adapters.cli.certs import certs
 from adapters.cli.exchange import exchange
 from adapters.grpc.errors import error_info, field_violations
@@ -336,6 +337,7 @@ def list_cases(ctx: click.Context, states: tuple[str, ...], overdue: bool, warni
 
 main.add_command(certs)
 main.add_command(exchange)
+main.add_command(audit)
 
 if __name__ == "__main__":
     main()

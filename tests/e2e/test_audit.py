@@ -1,0 +1,89 @@
+"""Auditors across two real sites: one merged timeline, read-only credentials, chain verification."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+
+from adapters.launcher import SiteProcess
+from adapters.tls import TlsFiles, channel_credentials, issue_auditor_cert
+from tests.e2e.two_sites import CLERK, HZ, PDS, SZ, Staff, actor, link, make_certs, spec
+from tongban.v1 import audit_pb2, audit_pb2_grpc, case_service_pb2, case_service_pb2_grpc
+from tongban.v1 import case_pb2 as pb
+
+HANDLER = actor(SZ)
+
+
+def audit_channel(port: int, files: TlsFiles) -> grpc.Channel:
+    return grpc.secure_channel(f"127.0.0.1:{port}", channel_credentials(files))
+
+
+def test_audit_trail_across_two_sites(tmp_path: Path, started: list[SiteProcess]) -> None:
+    certs = make_certs(tmp_path / "certs", PDS, SZ, HZ)
+    issue_auditor_cert(certs, "li")
+    auditor = TlsFiles(certs / "ca.pem", certs / "auditor-li.pem", certs / "auditor-li.key")
+    a, b = spec(PDS, tmp_path, certs), spec(SZ, tmp_path, certs)
+    link(a, b)
+    processes = [SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b")]
+    for process in processes:
+        process.start()
+        started.append(process)
+    pds, sz = Staff(processes[0]), Staff(processes[1])
+    case = pds.receive()
+    pds.step("ForwardCase", case.case_id, CLERK)
+    sz.wait_state(case.case_id, pb.CASE_STATE_FORWARDED)
+    sz.step("SignCase", case.case_id, HANDLER)
+    sz.step("RequestSupplement", case.case_id, HANDLER, missing_materials=["参保缴费凭证"])
+    pds.wait_state(case.case_id, pb.CASE_STATE_AWAITING_SUPPLEMENT)
+    pds.step("RaiseIssue", case.case_id, CLERK, kind=pb.ISSUE_KIND_OTHER, description="补正材料寄递中")
+
+    traces = {}
+    for site, port in ((PDS, a.audit_port), (SZ, b.audit_port)):
+        with audit_channel(port, auditor) as channel:
+            traces[site] = audit_pb2_grpc.AuditServiceStub(channel).TraceCase(
+                audit_pb2.TraceCaseRequest(case_id=case.case_id), timeout=10)
+    # The merged timeline matches both sites' stores event for event.
+    for site, staff in ((PDS, pds), (SZ, sz)):
+        assert sorted((s.site, s.seq, s.event_hash) for s in traces[site].steps) == staff.shared(case.case_id)
+    steps = traces[PDS].steps
+    assert [s.step for s in steps[:4]] == ["CaseReceived", "CaseForwarded", "CaseSignedIn", "SupplementRequested"]
+    assert steps[1].responsible == pb.PARTY_RECEIVING_PLACE and steps[2].responsible == pb.PARTY_HANDLING_PLACE
+    assert steps[1].clock_label == "收件流转" and steps[1].deadline == pb.CLOCK_STATUS_MET
+    assert SZ in steps[0].receipted_by
+
+    with audit_channel(a.audit_port, auditor) as channel:
+        verified = audit_pb2_grpc.AuditServiceStub(channel).VerifyChain(audit_pb2.VerifyChainRequest(), timeout=10)
+        assert verified.intact and verified.checked_through > 0
+        staff_api = case_service_pb2_grpc.CaseServiceStub(channel)
+        assert staff_api.GetCase(case_service_pb2.GetCaseRequest(case_id=case.case_id), timeout=10).case.version
+        with pytest.raises(grpc.RpcError) as write:
+            staff_api.ForwardCase(case_service_pb2.ForwardCaseRequest(case_id=case.case_id, actor=CLERK), timeout=10)
+        assert write.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    with audit_channel(a.audit_port, TlsFiles.for_site(certs, HZ)) as channel:
+        with pytest.raises(grpc.RpcError) as foreign:
+            audit_pb2_grpc.AuditServiceStub(channel).TraceCase(audit_pb2.TraceCaseRequest(case_id=case.case_id),
+                                                               timeout=10)
+        assert foreign.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with audit_channel(a.audit_port, TlsFiles.for_site(certs, SZ)) as channel:
+        shared = audit_pb2_grpc.AuditServiceStub(channel).TraceCase(audit_pb2.TraceCaseRequest(case_id=case.case_id),
+                                                                    timeout=10)
+        assert len(shared.steps) == len(steps)
+        with pytest.raises(grpc.RpcError) as site_reads_staff_api:
+            case_service_pb2_grpc.CaseServiceStub(channel).GetCase(
+                case_service_pb2.GetCaseRequest(case_id=case.case_id), timeout=10)
+        assert site_reads_staff_api.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "adapters.cli.main", "audit", "--target", f"127.0.0.1:{a.audit_port}",
+         "--certs", str(certs), "--auditor", "li", "trace", case.case_id],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"}, check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    for text in ("责任追溯", "收件", "一次性告知补正", "办理地", "按时完成", "登记问题件"):
+        assert text in shown.stdout, text
