@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
+from adapters.cli.audit_report import trail_html
 from adapters.cli.render import CLOCK_STATUS, PARTY, as_json, local_time
 from adapters.tls import TlsFiles, channel_credentials
+from hub.domain.identifiers import LOCAL_TZ
 from tongban.v1 import audit_pb2, audit_pb2_grpc
 
 out = Console()
@@ -82,6 +85,19 @@ def trace_case(ctx: click.Context, case_id: str, as_json_output: bool) -> None:
     out.print(table)
     for origin, head in sorted(response.chain_heads.items()):
         out.print(f"链头 {origin}: {head}")
+
+
+@audit.command("report")
+@click.argument("case_id")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML 文件")
+@click.pass_context
+def report(ctx: click.Context, case_id: str, output: Path) -> None:
+    """把办件的责任追溯写成可在浏览器中打开、打印的 HTML 报告。"""
+    response = _call(ctx, "TraceCase", audit_pb2.TraceCaseRequest(case_id=case_id))
+    generated = datetime.now(LOCAL_TZ).strftime("%Y-%m-%d %H:%M:%S")
+    output.write_text(trail_html(response, generated), encoding="utf-8")
+    out.print(f"已生成 {output}")
 
 
 @audit.command("verify-chain")

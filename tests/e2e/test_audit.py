@@ -87,3 +87,12 @@ def test_audit_trail_across_two_sites(tmp_path: Path, started: list[SiteProcess]
     assert shown.returncode == 0, shown.stderr
     for text in ("责任追溯", "收件", "一次性告知补正", "办理地", "按时完成", "登记问题件"):
         assert text in shown.stdout, text
+    html = tmp_path / "trail.html"
+    made = subprocess.run(
+        [sys.executable, "-m", "adapters.cli.main", "audit", "--target", f"127.0.0.1:{a.audit_port}",
+         "--certs", str(certs), "--auditor", "li", "report", case.case_id, "-o", str(html)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    page = html.read_text(encoding="utf-8")
+    assert "责任追溯报告" in page and page.count("<tr>") == len(steps) + 1 and "410402199003072416" not in page
