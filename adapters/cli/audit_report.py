@@ -52,7 +52,8 @@ def trail_html(response: Any, generated_at: str) -> str:
 <style>{_STYLE}</style></head><body>
 <h1>办件 {escape(case.case_number)} 责任追溯报告</h1>
 <div class="meta">事项：{escape(case.item_name)}（{escape(case.item_code)}）
-收件地 {escape(case.receiving_site)} → 办理地 {escape(case.handling_site)}　当前状态：{escape(case.state_label)}　申请人：{escape(case.applicant.name)}
+收件地 {escape(case.receiving_site)} → 办理地 {escape(case.handling_site)}
+当前状态：{escape(case.state_label)}　申请人：{escape(case.applicant.name)}
 {escape(case.applicant.id_number)}<br>办件标识 {escape(case.case_id)}</div>
 <table><thead><tr><th>#</th><th>时间（北京）</th><th>环节</th><th>站点#序号</th><th>操作人</th><th>责任方</th>
 <th>时限</th><th>是否按时</th><th>对方回执</th><th>事件哈希</th></tr></thead>
