@@ -57,7 +57,7 @@ class Site:
             self.partner_server = grpc.server(
                 futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="partner"),
                 interceptors=[LoggingInterceptor(settings.site, self.metrics)],
-                options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
+                options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 0)],
             )
             exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(
                 ExchangeServicer(self._metered("grpc"), peer_site), self.partner_server
@@ -72,6 +72,7 @@ class Site:
             self.audit_server = grpc.server(
                 futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="audit"),
                 interceptors=[LoggingInterceptor(settings.site, self.metrics), ReadOnlyInterceptor(peer_identity)],
+                options=[("grpc.so_reuseport", 0)],  # two servers must never share a port by accident
             )
             audit_pb2_grpc.add_AuditServiceServicer_to_server(
                 AuditServicer(self.hub, peer_identity, self._verify), self.audit_server
