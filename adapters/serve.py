@@ -37,7 +37,8 @@ def run(config_path: str, listen: str | None = None, port_file: str | None = Non
         return 1
     site.start()
     host = settings.listen.rsplit(":", 1)[0]
-    log.info("site_started", staff_address=f"{host}:{site.staff.port}", partner_port=site.partner_port, **describe(settings))
+    log.info("site_started", staff_address=f"{host}:{site.staff.port}", partner_port=site.partner_port,
+             **describe(settings))
     if port_file:
         tmp = Path(port_file + ".tmp")
         tmp.write_text(str(site.staff.port))
