@@ -65,7 +65,7 @@ class SiteSpec:
         for site, channel, address in self.partners:
             lines.append(f'[[partners]]\nsite = "{site}"\nchannel = "{channel}"\naddress = "{address}"\n')
         lines.append(f'[metrics]\nlisten = "127.0.0.1:{self.metrics_port}"\n')
-        lines.append(f'[audit]\nlisten = "127.0.0.1:{self.audit_port}"\n')
+        lines.append(f'[audit]\nlisten = "127.0.0.1:{self.audit_port}"\ncheckpoint_interval = 1.0\n')
         lines.append(f"[health]\ninterval = {self.health_interval}\n")
         lines.append('[logging]\nformat = "json"\n')
         return "\n".join(lines)

@@ -57,6 +57,8 @@ class Settings:
     agreements_file: Path | None = None  # None: the packaged seed agreements (routing/data)
     metrics_listen: str | None = None  # e.g. "127.0.0.1:9464": serves /metrics
     audit_listen: str | None = None  # the read-only audit port (mutual TLS; auditors and partner sites)
+    audit_key_file: Path | None = None  # Ed25519 signing key for checkpoints; default <data_dir>/audit-signing.pem
+    checkpoint_interval: float = 60.0  # seconds between signed checkpoints of the event chain
     health_interval: float = 2.0  # seconds between readiness checks of the store and NATS
 
     @property
@@ -142,6 +144,8 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         partners=partners,
         metrics_listen=raw.get("metrics", {}).get("listen"),
         audit_listen=raw.get("audit", {}).get("listen"),
+        audit_key_file=(base / key).resolve() if (key := raw.get("audit", {}).get("key_file")) else None,
+        checkpoint_interval=float(raw.get("audit", {}).get("checkpoint_interval", 60.0)),
         health_interval=float(raw.get("health", {}).get("interval", 2.0)),
         agreements_file=(base / agreements).resolve() if (agreements := raw.get("routing", {}).get("agreements"))
         else None,

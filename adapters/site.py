@@ -18,6 +18,7 @@ import structlog
 from prometheus_client import start_http_server
 
 from adapters.audit_chain import SiteChain
+from adapters.audit_signing import Checkpointer, load_or_create_key
 from adapters.bootstrap import build_chain_store, build_hub
 from adapters.exchange.grpc_client import GrpcPartner
 from adapters.exchange.grpc_service import ExchangeServicer
@@ -66,6 +67,8 @@ class Site:
                 settings.exchange_listen, server_credentials(self._tls())
             )
         self.chain = SiteChain(self.hub, build_chain_store(settings))
+        key_file = settings.audit_key_file or settings.data_dir / "audit-signing.pem"
+        self.checkpointer = Checkpointer(self.hub, self.chain, load_or_create_key(key_file), settings.certs_dir)
         self.audit_server: grpc.Server | None = None
         self.audit_port = 0
         if settings.audit_listen:
@@ -75,7 +78,7 @@ class Site:
                 options=[("grpc.so_reuseport", 0)],  # two servers must never share a port by accident
             )
             audit_pb2_grpc.add_AuditServiceServicer_to_server(
-                AuditServicer(self.hub, peer_identity, self._verify), self.audit_server
+                AuditServicer(self.hub, peer_identity, self._verify, self.checkpointer.export), self.audit_server
             )
             case_service_pb2_grpc.add_CaseServiceServicer_to_server(CaseServicer(self.hub), self.audit_server)
             self.audit_port = self.audit_server.add_secure_port(settings.audit_listen, server_credentials(self._tls()))
@@ -149,13 +152,18 @@ class Site:
 
     def _watch(self) -> None:
         was: bool | None = None
-        last_parked_check = 0.0
+        last_parked_check = last_checkpoint = 0.0
         while not self._stopping.wait(self.settings.health_interval):
             ready = self.ready()
             if ready:
                 try:
                     self.chain.extend()
-                except Exception as error:  # the chain catches up on the next tick
+                    if time.monotonic() - last_checkpoint >= self.settings.checkpoint_interval:
+                        last_checkpoint = time.monotonic()
+                        signed = self.checkpointer.checkpoint()
+                        if signed is not None:
+                            log.info("checkpoint_signed", position=signed["checkpoint"]["position"])
+                except Exception as error:  # the chain and checkpoints catch up on the next tick
                     log.warning("chain_extend_failed", error=f"{type(error).__name__}: {error}")
             if ready != was:
                 self.staff.set_ready(ready)

@@ -16,9 +16,11 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
+from adapters.audit_signing import trusted_keys
 from adapters.cli.audit_report import trail_html
 from adapters.cli.render import CLOCK_STATUS, PARTY, as_json, local_time
 from adapters.tls import TlsFiles, channel_credentials
+from hub.domain.bundle import verify_bundle
 from hub.domain.identifiers import LOCAL_TZ
 from tongban.v1 import audit_pb2, audit_pb2_grpc
 
@@ -98,6 +100,37 @@ def report(ctx: click.Context, case_id: str, output: Path) -> None:
     generated = datetime.now(LOCAL_TZ).strftime("%Y-%m-%d %H:%M:%S")
     output.write_text(trail_html(response, generated), encoding="utf-8")
     out.print(f"已生成 {output}")
+
+
+@audit.command("export")
+@click.argument("case_id")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="证据包文件（JSON）")
+@click.pass_context
+def export(ctx: click.Context, case_id: str, output: Path) -> None:
+    """导出办件证据包：事件、哈希链、签名检查点与公钥，可离线核验。"""
+    response = _call(ctx, "ExportCase", audit_pb2.ExportCaseRequest(case_id=case_id))
+    output.write_text(response.bundle_json, encoding="utf-8")
+    out.print(f"已导出 {output}")
+
+
+@audit.command("verify")
+@click.argument("bundle_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--trust", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="只信任此目录中的公钥（<站点>.audit-pub.pem）")
+@click.option("--require-countersignature", is_flag=True, help="要求最后一个检查点有对方站点会签")
+def verify(bundle_file: Path, trust: Path | None, require_countersignature: bool) -> None:
+    """离线核验证据包（无需连接站点），逐条说明哪里不符。"""
+    trusted = trusted_keys(trust) if trust else None
+    failures = verify_bundle(bundle_file.read_bytes(), trusted=trusted,
+                             require_countersignature=require_countersignature)
+    if not failures:
+        out.print(f"[green]核验通过[/]：{bundle_file}")
+        return
+    err.print(f"[red]核验失败[/]：{bundle_file}（{len(failures)} 处）", highlight=False)
+    for reason in failures:
+        err.print(f"  - {reason}", highlight=False)
+    sys.exit(1)
 
 
 @audit.command("verify-chain")

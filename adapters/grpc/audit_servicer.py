@@ -77,7 +77,9 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     def __init__(
         self, hub: CaseHub, identify: Callable[[Any], Identity | None],
         verify: Callable[[UUID | None], tuple[int, list[Any]]],
+        export: Callable[[UUID], str] | None = None,
     ) -> None:
+        self.export = export
         self.hub = hub
         self.exchange = Exchange(hub)
         self.identify = identify
@@ -165,6 +167,14 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             findings=[audit_pb2.ChainFinding(kind=f.kind, position=f.position, case_id=str(f.originator_id),
                                              version=f.version, detail=f.detail) for f in findings],
         )
+
+
+    @translate_errors
+    def ExportCase(self, request: audit_pb2.ExportCaseRequest, context: grpc.ServicerContext) -> Any:
+        case = self._case(self._caller(context), request.case_id)
+        if self.export is None:
+            raise NotPermitted("this site does not export proof bundles")
+        return audit_pb2.ExportCaseResponse(bundle_json=self.export(case.id))
 
 
 def _role(value: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -87,6 +88,24 @@ def test_audit_trail_across_two_sites(tmp_path: Path, started: list[SiteProcess]
     assert shown.returncode == 0, shown.stderr
     for text in ("责任追溯", "收件", "一次性告知补正", "办理地", "按时完成", "登记问题件"):
         assert text in shown.stdout, text
+    def audit_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "adapters.cli.main", "audit", "--target", f"127.0.0.1:{a.audit_port}",
+             "--certs", str(certs), "--auditor", "li", *args],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+
+    bundle_file = tmp_path / "bundle.json"
+    exported = audit_cli("export", case.case_id, "-o", str(bundle_file))
+    assert exported.returncode == 0, exported.stderr
+    clean = audit_cli("verify", str(bundle_file))
+    assert clean.returncode == 0 and "核验通过" in clean.stdout, clean.stdout + clean.stderr
+    text = bundle_file.read_text(encoding="utf-8")
+    first_hash = json.loads(text)["events"][1]["hash"]
+    forged = text.replace(first_hash, first_hash[:-1] + ("0" if first_hash[-1] != "0" else "1"), 1)
+    (tmp_path / "forged.json").write_text(forged, encoding="utf-8")
+    failed = audit_cli("verify", str(tmp_path / "forged.json"))
+    assert failed.returncode == 1 and "核验失败" in failed.stderr and "hash" in failed.stderr
     html = tmp_path / "trail.html"
     made = subprocess.run(
         [sys.executable, "-m", "adapters.cli.main", "audit", "--target", f"127.0.0.1:{a.audit_port}",

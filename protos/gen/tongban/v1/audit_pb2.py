@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tongban.v1 import case_pb2 as tongban_dot_v1_dot_case__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tongban/v1/audit.proto\x12\ntongban.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15tongban/v1/case.proto\"#\n\x10TraceCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\"\xc5\x02\n\tTraceStep\x12\r\n\x05order\x18\x01 \x01(\x03\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x12\n\nstep_label\x18\x03 \x01(\t\x12\x0c\n\x04site\x18\x04 \x01(\t\x12\x0b\n\x03seq\x18\x05 \x01(\x03\x12 \n\x05\x61\x63tor\x18\x06 \x01(\x0b\x32\x11.tongban.v1.Actor\x12&\n\x02\x61t\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x0bresponsible\x18\x08 \x01(\x0e\x32\x11.tongban.v1.Party\x12\x13\n\x0b\x63lock_label\x18\t \x01(\t\x12)\n\x08\x64\x65\x61\x64line\x18\n \x01(\x0e\x32\x17.tongban.v1.ClockStatus\x12\x10\n\x08\x64ue_date\x18\x0b \x01(\t\x12\x14\n\x0creceipted_by\x18\x0c \x03(\t\x12\x12\n\nevent_hash\x18\r \x01(\t\"\xd0\x01\n\x11TraceCaseResponse\x12\x1e\n\x04\x63\x61se\x18\x01 \x01(\x0b\x32\x10.tongban.v1.Case\x12$\n\x05steps\x18\x02 \x03(\x0b\x32\x15.tongban.v1.TraceStep\x12\x42\n\x0b\x63hain_heads\x18\x03 \x03(\x0b\x32-.tongban.v1.TraceCaseResponse.ChainHeadsEntry\x1a\x31\n\x0f\x43hainHeadsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\",\n\x19ListAccountabilityRequest\x12\x0f\n\x07partner\x18\x01 \x01(\t\"\xc6\x01\n\x12\x41\x63\x63ountabilityItem\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61se_number\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\r\n\x05label\x18\x05 \x01(\t\x12!\n\x06holder\x18\x06 \x01(\x0e\x32\x11.tongban.v1.Party\x12\x10\n\x08\x64ue_date\x18\x07 \x01(\t\x12\'\n\x06status\x18\x08 \x01(\x0e\x32\x17.tongban.v1.ClockStatus\"K\n\x1aListAccountabilityResponse\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.tongban.v1.AccountabilityItem\"%\n\x12VerifyChainRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\"`\n\x0c\x43hainFinding\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x03\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"j\n\x13VerifyChainResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x17\n\x0f\x63hecked_through\x18\x02 \x01(\x03\x12*\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x18.tongban.v1.ChainFinding2\x8d\x02\n\x0c\x41uditService\x12H\n\tTraceCase\x12\x1c.tongban.v1.TraceCaseRequest\x1a\x1d.tongban.v1.TraceCaseResponse\x12\x63\n\x12ListAccountability\x12%.tongban.v1.ListAccountabilityRequest\x1a&.tongban.v1.ListAccountabilityResponse\x12N\n\x0bVerifyChain\x12\x1e.tongban.v1.VerifyChainRequest\x1a\x1f.tongban.v1.VerifyChainResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tongban/v1/audit.proto\x12\ntongban.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15tongban/v1/case.proto\"$\n\x11\x45xportCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\")\n\x12\x45xportCaseResponse\x12\x13\n\x0b\x62undle_json\x18\x01 \x01(\t\"#\n\x10TraceCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\"\xc5\x02\n\tTraceStep\x12\r\n\x05order\x18\x01 \x01(\x03\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x12\n\nstep_label\x18\x03 \x01(\t\x12\x0c\n\x04site\x18\x04 \x01(\t\x12\x0b\n\x03seq\x18\x05 \x01(\x03\x12 \n\x05\x61\x63tor\x18\x06 \x01(\x0b\x32\x11.tongban.v1.Actor\x12&\n\x02\x61t\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x0bresponsible\x18\x08 \x01(\x0e\x32\x11.tongban.v1.Party\x12\x13\n\x0b\x63lock_label\x18\t \x01(\t\x12)\n\x08\x64\x65\x61\x64line\x18\n \x01(\x0e\x32\x17.tongban.v1.ClockStatus\x12\x10\n\x08\x64ue_date\x18\x0b \x01(\t\x12\x14\n\x0creceipted_by\x18\x0c \x03(\t\x12\x12\n\nevent_hash\x18\r \x01(\t\"\xd0\x01\n\x11TraceCaseResponse\x12\x1e\n\x04\x63\x61se\x18\x01 \x01(\x0b\x32\x10.tongban.v1.Case\x12$\n\x05steps\x18\x02 \x03(\x0b\x32\x15.tongban.v1.TraceStep\x12\x42\n\x0b\x63hain_heads\x18\x03 \x03(\x0b\x32-.tongban.v1.TraceCaseResponse.ChainHeadsEntry\x1a\x31\n\x0f\x43hainHeadsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\",\n\x19ListAccountabilityRequest\x12\x0f\n\x07partner\x18\x01 \x01(\t\"\xc6\x01\n\x12\x41\x63\x63ountabilityItem\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61se_number\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\r\n\x05label\x18\x05 \x01(\t\x12!\n\x06holder\x18\x06 \x01(\x0e\x32\x11.tongban.v1.Party\x12\x10\n\x08\x64ue_date\x18\x07 \x01(\t\x12\'\n\x06status\x18\x08 \x01(\x0e\x32\x17.tongban.v1.ClockStatus\"K\n\x1aListAccountabilityResponse\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.tongban.v1.AccountabilityItem\"%\n\x12VerifyChainRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\"`\n\x0c\x43hainFinding\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x03\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"j\n\x13VerifyChainResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x17\n\x0f\x63hecked_through\x18\x02 \x01(\x03\x12*\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x18.tongban.v1.ChainFinding2\xda\x02\n\x0c\x41uditService\x12H\n\tTraceCase\x12\x1c.tongban.v1.TraceCaseRequest\x1a\x1d.tongban.v1.TraceCaseResponse\x12\x63\n\x12ListAccountability\x12%.tongban.v1.ListAccountabilityRequest\x1a&.tongban.v1.ListAccountabilityResponse\x12N\n\x0bVerifyChain\x12\x1e.tongban.v1.VerifyChainRequest\x1a\x1f.tongban.v1.VerifyChainResponse\x12K\n\nExportCase\x12\x1d.tongban.v1.ExportCaseRequest\x1a\x1e.tongban.v1.ExportCaseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,26 +35,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRACECASERESPONSE_CHAINHEADSENTRY']._loaded_options = None
   _globals['_TRACECASERESPONSE_CHAINHEADSENTRY']._serialized_options = b'8\001'
-  _globals['_TRACECASEREQUEST']._serialized_start=94
-  _globals['_TRACECASEREQUEST']._serialized_end=129
-  _globals['_TRACESTEP']._serialized_start=132
-  _globals['_TRACESTEP']._serialized_end=457
-  _globals['_TRACECASERESPONSE']._serialized_start=460
-  _globals['_TRACECASERESPONSE']._serialized_end=668
-  _globals['_TRACECASERESPONSE_CHAINHEADSENTRY']._serialized_start=619
-  _globals['_TRACECASERESPONSE_CHAINHEADSENTRY']._serialized_end=668
-  _globals['_LISTACCOUNTABILITYREQUEST']._serialized_start=670
-  _globals['_LISTACCOUNTABILITYREQUEST']._serialized_end=714
-  _globals['_ACCOUNTABILITYITEM']._serialized_start=717
-  _globals['_ACCOUNTABILITYITEM']._serialized_end=915
-  _globals['_LISTACCOUNTABILITYRESPONSE']._serialized_start=917
-  _globals['_LISTACCOUNTABILITYRESPONSE']._serialized_end=992
-  _globals['_VERIFYCHAINREQUEST']._serialized_start=994
-  _globals['_VERIFYCHAINREQUEST']._serialized_end=1031
-  _globals['_CHAINFINDING']._serialized_start=1033
-  _globals['_CHAINFINDING']._serialized_end=1129
-  _globals['_VERIFYCHAINRESPONSE']._serialized_start=1131
-  _globals['_VERIFYCHAINRESPONSE']._serialized_end=1237
-  _globals['_AUDITSERVICE']._serialized_start=1240
-  _globals['_AUDITSERVICE']._serialized_end=1509
+  _globals['_EXPORTCASEREQUEST']._serialized_start=94
+  _globals['_EXPORTCASEREQUEST']._serialized_end=130
+  _globals['_EXPORTCASERESPONSE']._serialized_start=132
+  _globals['_EXPORTCASERESPONSE']._serialized_end=173
+  _globals['_TRACECASEREQUEST']._serialized_start=175
+  _globals['_TRACECASEREQUEST']._serialized_end=210
+  _globals['_TRACESTEP']._serialized_start=213
+  _globals['_TRACESTEP']._serialized_end=538
+  _globals['_TRACECASERESPONSE']._serialized_start=541
+  _globals['_TRACECASERESPONSE']._serialized_end=749
+  _globals['_TRACECASERESPONSE_CHAINHEADSENTRY']._serialized_start=700
+  _globals['_TRACECASERESPONSE_CHAINHEADSENTRY']._serialized_end=749
+  _globals['_LISTACCOUNTABILITYREQUEST']._serialized_start=751
+  _globals['_LISTACCOUNTABILITYREQUEST']._serialized_end=795
+  _globals['_ACCOUNTABILITYITEM']._serialized_start=798
+  _globals['_ACCOUNTABILITYITEM']._serialized_end=996
+  _globals['_LISTACCOUNTABILITYRESPONSE']._serialized_start=998
+  _globals['_LISTACCOUNTABILITYRESPONSE']._serialized_end=1073
+  _globals['_VERIFYCHAINREQUEST']._serialized_start=1075
+  _globals['_VERIFYCHAINREQUEST']._serialized_end=1112
+  _globals['_CHAINFINDING']._serialized_start=1114
+  _globals['_CHAINFINDING']._serialized_end=1210
+  _globals['_VERIFYCHAINRESPONSE']._serialized_start=1212
+  _globals['_VERIFYCHAINRESPONSE']._serialized_end=1318
+  _globals['_AUDITSERVICE']._serialized_start=1321
+  _globals['_AUDITSERVICE']._serialized_end=1667
 # @@protoc_insertion_point(module_scope)

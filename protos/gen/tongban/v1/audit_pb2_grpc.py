@@ -52,6 +52,11 @@ class AuditServiceStub:
                 request_serializer=tongban_dot_v1_dot_audit__pb2.VerifyChainRequest.SerializeToString,
                 response_deserializer=tongban_dot_v1_dot_audit__pb2.VerifyChainResponse.FromString,
                 _registered_method=True)
+        self.ExportCase = channel.unary_unary(
+                '/tongban.v1.AuditService/ExportCase',
+                request_serializer=tongban_dot_v1_dot_audit__pb2.ExportCaseRequest.SerializeToString,
+                response_deserializer=tongban_dot_v1_dot_audit__pb2.ExportCaseResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -82,6 +87,13 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportCase(self, request, context):
+        """A proof bundle for one case (docs/audit-bundle.md), verifiable offline: `tongban audit verify`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +111,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.VerifyChain,
                     request_deserializer=tongban_dot_v1_dot_audit__pb2.VerifyChainRequest.FromString,
                     response_serializer=tongban_dot_v1_dot_audit__pb2.VerifyChainResponse.SerializeToString,
+            ),
+            'ExportCase': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportCase,
+                    request_deserializer=tongban_dot_v1_dot_audit__pb2.ExportCaseRequest.FromString,
+                    response_serializer=tongban_dot_v1_dot_audit__pb2.ExportCaseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -185,6 +202,33 @@ class AuditService:
             '/tongban.v1.AuditService/VerifyChain',
             tongban_dot_v1_dot_audit__pb2.VerifyChainRequest.SerializeToString,
             tongban_dot_v1_dot_audit__pb2.VerifyChainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportCase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tongban.v1.AuditService/ExportCase',
+            tongban_dot_v1_dot_audit__pb2.ExportCaseRequest.SerializeToString,
+            tongban_dot_v1_dot_audit__pb2.ExportCaseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,8 @@ class AuditServiceStub:
     """Issue cases and overdue steps, with the party holding the clock."""
     VerifyChain: _grpc.UnaryUnaryMultiCallable[_audit_pb2.VerifyChainRequest, _audit_pb2.VerifyChainResponse]
     """Check the site's event chain (and, given a case, that case's per-origin chains)."""
+    ExportCase: _grpc.UnaryUnaryMultiCallable[_audit_pb2.ExportCaseRequest, _audit_pb2.ExportCaseResponse]
+    """A proof bundle for one case (docs/audit-bundle.md), verifiable offline: `tongban audit verify`."""
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
@@ -61,6 +63,8 @@ class AuditServiceAsyncStub(AuditServiceStub):
     """Issue cases and overdue steps, with the party holding the clock."""
     VerifyChain: _aio.UnaryUnaryMultiCallable[_audit_pb2.VerifyChainRequest, _audit_pb2.VerifyChainResponse]  # type: ignore[assignment]
     """Check the site's event chain (and, given a case, that case's per-origin chains)."""
+    ExportCase: _aio.UnaryUnaryMultiCallable[_audit_pb2.ExportCaseRequest, _audit_pb2.ExportCaseResponse]  # type: ignore[assignment]
+    """A proof bundle for one case (docs/audit-bundle.md), verifiable offline: `tongban audit verify`."""
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     """AuditService is read-only, served on the audit port over mutual TLS. Auditors (certificates with
@@ -93,5 +97,13 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_audit_pb2.VerifyChainResponse, _abc.Awaitable[_audit_pb2.VerifyChainResponse]]:
         """Check the site's event chain (and, given a case, that case's per-origin chains)."""
+
+    @_abc_1.abstractmethod
+    def ExportCase(
+        self,
+        request: _audit_pb2.ExportCaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.ExportCaseResponse, _abc.Awaitable[_audit_pb2.ExportCaseResponse]]:
+        """A proof bundle for one case (docs/audit-bundle.md), verifiable offline: `tongban audit verify`."""
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,108 @@
+"""The site's checkpoints and proof bundles: signing key, periodic signed checkpoints, case export.
+
+The Ed25519 signing key lives in a file the site creates on first start (mode 0600); its public key
+is written beside the TLS certificates as `<site>.audit-pub.pem`, where partners and auditors take
+it from (for the demo and tests they share one directory; in production it is exchanged with the
+partner agreement).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+
+from adapters.audit_chain import SiteChain
+from hub.application.service import CaseHub
+from hub.domain import bundle, checkpoints
+from hub.domain.audit_chain import genesis
+from hub.domain.checkpoint_ledger import CheckpointLedger, ledger_id
+
+LEDGER_TOPIC_PREFIX = "tongban.audit:"
+
+
+def load_or_create_key(path: Path) -> bytes:
+    if path.exists():
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = checkpoints.generate_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(key)
+    return key
+
+
+def public_key_file(directory: Path, site: str) -> Path:
+    return directory / f"{site}.audit-pub.pem"
+
+
+def trusted_keys(directory: Path | None) -> dict[str, bytes]:
+    if directory is None:
+        return {}
+    return {p.name.split(".", 1)[0]: p.read_bytes() for p in directory.glob("*.audit-pub.pem")}
+
+
+class Checkpointer:
+    def __init__(self, hub: CaseHub, chain: SiteChain, key: bytes, keys_dir: Path | None) -> None:
+        self.hub, self.chain, self.key = hub, chain, key
+        self.public = checkpoints.public_pem(key)
+        self.keys_dir = keys_dir
+        if keys_dir is not None:
+            keys_dir.mkdir(parents=True, exist_ok=True)
+            public_key_file(keys_dir, hub.site).write_bytes(self.public)
+
+    def ledger(self) -> CheckpointLedger:
+        try:
+            found: Any = self.hub.repository.get(ledger_id(self.hub.site))
+        except AggregateNotFoundError:
+            return CheckpointLedger.open(self.hub.site)
+        assert isinstance(found, CheckpointLedger)
+        return found
+
+    def checkpoint(self, force: bool = False) -> dict[str, Any] | None:
+        """Sign the chain head if it moved (beyond our own previous checkpoint record)."""
+        self.chain.extend()
+        head = self.chain.head()
+        ledger = self.ledger()
+        if head is None or head.position <= ledger.last_position:
+            return None
+        only_ledger_since = head.position == ledger.last_position + 1 and head.topic.startswith(LEDGER_TOPIC_PREFIX)
+        if only_ledger_since and not force:
+            return None
+        signed = checkpoints.make_checkpoint(self.hub.site, head.position, head.link, datetime.now(UTC), self.key)
+        ledger.record(signed=signed.to_dict())
+        self.hub.save(ledger)
+        return signed.to_dict()
+
+    def export(self, case_id: UUID) -> str:
+        """The case's proof bundle, covered by a checkpoint signed now if none covers it yet."""
+        case = self.hub.get_case(case_id)
+        self.chain.extend()
+        links = self.chain.store.links()
+        facts = {(link.originator_id, link.version): link.position for link in links}
+        by_version = {entry.version: entry.shared for entry in case.log}
+        case_facts = {by_version[v].event_id: p for (o, v), p in facts.items() if o == str(case.id) and v in by_version}
+        last_fact = max(case_facts.values())
+        if self.ledger().last_position < last_fact:
+            self.checkpoint(force=True)
+        ledger = self.ledger()
+        signed = [checkpoints.SignedCheckpoint.from_dict(c) for c in ledger.checkpoints]
+        covering = [c for c in signed if c.checkpoint.position >= last_fact][:1]
+        first = min(case_facts.values())
+        stop = covering[0].checkpoint.position
+        segment = [link for link in links if first <= link.position <= stop]
+        before = [link for link in links if link.position < first]
+        start = before[-1].link if before else genesis(self.hub.site)
+        made = bundle.build_bundle(
+            case_id=case.id, exported_by=self.hub.site, exported_at=datetime.now(UTC),
+            events=case.shared_events(),
+            segment=[{"position": s.position, "originator_id": s.originator_id, "version": s.version,
+                      "topic": s.topic, "digest": s.digest, "link": s.link} for s in segment],
+            start=start, checkpoints=covering, public_keys={self.hub.site: self.public},
+            case_facts=case_facts, private_pem=self.key,
+        )
+        return bundle.dump(made)

@@ -1,0 +1,47 @@
+"""The site's signed checkpoints of its event chain, kept as events in its own store.
+
+Each checkpoint signs the chain head at a position; partners countersign and keep a copy, so a
+site that rewrote its history could not produce a chain matching what it signed earlier. The
+ledger is local evidence (not a shared case event); being stored, it is itself chained.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+_NAMESPACE = uuid5(NAMESPACE_URL, "urn:tongban:checkpoints")
+
+
+def ledger_id(site: str) -> UUID:
+    return uuid5(_NAMESPACE, site)
+
+
+class CheckpointLedger(Aggregate):
+    TOPIC = "tongban.audit:CheckpointLedger"
+
+    class Event(Aggregate.Event):
+        TOPIC = "tongban.audit:CheckpointLedger.Event"
+
+    class Created(Event, Aggregate.Created):
+        TOPIC = "tongban.audit:CheckpointLedger.Created"
+
+    @event("CheckpointLedgerOpened", topic="tongban.audit:CheckpointLedgerOpened")
+    def __init__(self, *, id: UUID, site: str) -> None:
+        self.site = site
+        self.checkpoints: list[dict[str, Any]] = []
+
+    @classmethod
+    def open(cls, site: str) -> CheckpointLedger:
+        return cls(id=ledger_id(site), site=site)
+
+    @event("CheckpointSigned", topic="tongban.audit:CheckpointSigned")
+    def record(self, *, signed: dict[str, Any]) -> None:
+        """``signed``: a SignedCheckpoint as JSON primitives (hub/domain/checkpoints.py)."""
+        self.checkpoints.append(signed)
+
+    @property
+    def last_position(self) -> int:
+        return int(self.checkpoints[-1]["checkpoint"]["position"]) if self.checkpoints else 0
