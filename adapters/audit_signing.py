@@ -8,6 +8,7 @@ partner agreement).
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from hub.application.service import CaseHub
 from hub.domain import bundle, checkpoints
 from hub.domain.audit_chain import genesis
 from hub.domain.checkpoint_ledger import CheckpointLedger, ledger_id
+from hub.domain.errors import InvalidInput, NotPermitted
 
 LEDGER_TOPIC_PREFIX = "tongban.audit:"
 
@@ -55,13 +57,43 @@ class Checkpointer:
             keys_dir.mkdir(parents=True, exist_ok=True)
             public_key_file(keys_dir, hub.site).write_bytes(self.public)
 
-    def ledger(self) -> CheckpointLedger:
+    def ledger(self, site: str | None = None) -> CheckpointLedger:
+        """Our ledger, or (``site`` given) the one where we keep that partner's checkpoints."""
+        owner, kept_by = (site, self.hub.site) if site else (self.hub.site, "")
         try:
-            found: Any = self.hub.repository.get(ledger_id(self.hub.site))
+            found: Any = self.hub.repository.get(ledger_id(owner, kept_by))
         except AggregateNotFoundError:
-            return CheckpointLedger.open(self.hub.site)
+            return CheckpointLedger.open(owner, kept_by)
         assert isinstance(found, CheckpointLedger)
         return found
+
+    def countersign_for(self, caller: str, signed_json: str) -> str:
+        """A partner asks us to countersign its checkpoint: verify, keep it, answer our signature."""
+        try:
+            signed = checkpoints.SignedCheckpoint.from_dict(json.loads(signed_json))
+        except (ValueError, checkpoints.CheckpointError) as error:
+            raise InvalidInput.one("signed_checkpoint_json", f"检查点格式无效: {error}") from None
+        if signed.checkpoint.site != caller:
+            raise NotPermitted(f"站点 {caller} 只能请求会签自己的检查点")
+        ours = checkpoints.countersign(signed, self.key, self.hub.site, trusted_keys(self.keys_dir))
+        kept = self.ledger(caller)
+        kept.keep(signed=ours.to_dict())
+        self.hub.save(kept)
+        return json.dumps(ours.countersignatures[-1].to_dict(), sort_keys=True)
+
+    def record_countersignature(self, position: int, countersignature_json: str) -> None:
+        """A partner's countersignature of our checkpoint, checked before it is stored."""
+        signature = checkpoints.Signature.from_dict(json.loads(countersignature_json), "countersignature")
+        ledger = self.ledger()
+        signed = next((c for c in ledger.checkpoints if int(c["checkpoint"]["position"]) == position), None)
+        keys = trusted_keys(self.keys_dir)
+        if signed is None or signature.signer not in keys:
+            raise NotPermitted(f"无法核验 {signature.signer} 的会签")
+        checkpoint = checkpoints.SignedCheckpoint.from_dict(signed).checkpoint
+        if not checkpoints.verify_signature(checkpoint, signature, keys[signature.signer]):
+            raise NotPermitted(f"{signature.signer} 的会签无效")
+        ledger.countersigned(position=position, countersignature=signature.to_dict())
+        self.hub.save(ledger)
 
     def checkpoint(self, force: bool = False) -> dict[str, Any] | None:
         """Sign the chain head if it moved (beyond our own previous checkpoint record)."""
@@ -77,6 +109,12 @@ class Checkpointer:
         ledger.record(signed=signed.to_dict())
         self.hub.save(ledger)
         return signed.to_dict()
+
+    def _keys_for(self, signed: list[checkpoints.SignedCheckpoint]) -> dict[str, bytes]:
+        """Our key and the keys of the partners that countersigned, as we trust them."""
+        trusted = trusted_keys(self.keys_dir)
+        signers = {c.signer for s in signed for c in s.countersignatures}
+        return {self.hub.site: self.public, **{site: trusted[site] for site in signers if site in trusted}}
 
     def export(self, case_id: UUID) -> str:
         """The case's proof bundle, covered by a checkpoint signed now if none covers it yet."""
@@ -102,7 +140,7 @@ class Checkpointer:
             events=case.shared_events(),
             segment=[{"position": s.position, "originator_id": s.originator_id, "version": s.version,
                       "topic": s.topic, "digest": s.digest, "link": s.link} for s in segment],
-            start=start, checkpoints=covering, public_keys={self.hub.site: self.public},
+            start=start, checkpoints=covering, public_keys=self._keys_for(covering),
             case_facts=case_facts, private_pem=self.key,
         )
         return bundle.dump(made)

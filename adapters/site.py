@@ -7,6 +7,7 @@ is tested is what runs.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from concurrent import futures
@@ -52,6 +53,9 @@ class Site:
         self._meters: dict[str, MeteredExchange] = {}
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="health-watch", daemon=True)
+        self.chain = SiteChain(self.hub, build_chain_store(settings))
+        key_file = settings.audit_key_file or settings.data_dir / "audit-signing.pem"
+        self.checkpointer = Checkpointer(self.hub, self.chain, load_or_create_key(key_file), settings.certs_dir)
         self.partner_server: grpc.Server | None = None
         self.partner_port = 0
         if settings.exchange_listen:
@@ -61,14 +65,12 @@ class Site:
                 options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 0)],
             )
             exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(
-                ExchangeServicer(self._metered("grpc"), peer_site), self.partner_server
+                ExchangeServicer(self._metered("grpc"), peer_site, self.checkpointer.countersign_for),
+                self.partner_server
             )
             self.partner_port = self.partner_server.add_secure_port(
                 settings.exchange_listen, server_credentials(self._tls())
             )
-        self.chain = SiteChain(self.hub, build_chain_store(settings))
-        key_file = settings.audit_key_file or settings.data_dir / "audit-signing.pem"
-        self.checkpointer = Checkpointer(self.hub, self.chain, load_or_create_key(key_file), settings.certs_dir)
         self.audit_server: grpc.Server | None = None
         self.audit_port = 0
         if settings.audit_listen:
@@ -142,6 +144,19 @@ class Site:
         head = self.chain.head()
         return (head.position if head else 0), findings
 
+    def _countersign(self, signed: dict[str, Any]) -> None:
+        """Have every gRPC partner countersign the new checkpoint (NATS partners: not yet)."""
+        position = int(signed["checkpoint"]["position"])
+        for relay in self.relays:
+            if not isinstance(relay.channel, GrpcPartner):
+                continue
+            try:
+                answer = relay.channel.countersign(json.dumps(signed, sort_keys=True))
+                self.checkpointer.record_countersignature(position, answer)
+            except Exception as error:  # the next checkpoint asks again
+                log.warning("countersign_failed", partner=relay.channel.partner, position=position,
+                            error=f"{type(error).__name__}: {error}")
+
     def ready(self) -> bool:
         """The store answers, and NATS (when this site uses it) is connected."""
         try:
@@ -163,6 +178,7 @@ class Site:
                         signed = self.checkpointer.checkpoint()
                         if signed is not None:
                             log.info("checkpoint_signed", position=signed["checkpoint"]["position"])
+                            self._countersign(signed)
                 except Exception as error:  # the chain and checkpoints catch up on the next tick
                     log.warning("chain_extend_failed", error=f"{type(error).__name__}: {error}")
             if ready != was:

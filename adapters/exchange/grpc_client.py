@@ -64,5 +64,11 @@ class GrpcPartner:
         response = self.retrying(self.stub.FetchEvents, request, timeout=self.timeout)
         return [event_from(m) for m in response.events]
 
+    def countersign(self, signed_checkpoint_json: str) -> str:
+        """Ask the partner to countersign our checkpoint; returns its countersignature as JSON."""
+        request = exchange_pb2.CountersignCheckpointRequest(signed_checkpoint_json=signed_checkpoint_json)
+        response = self.retrying(self.stub.CountersignCheckpoint, request, timeout=self.timeout)
+        return str(response.countersignature_json)
+
     def close(self) -> None:
         self.channel.close()

@@ -19,9 +19,13 @@ MAX_BATCH = 1000
 
 
 class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
-    def __init__(self, exchange: Exchange, identify: Callable[[grpc.ServicerContext], str | None]) -> None:
+    def __init__(
+        self, exchange: Exchange, identify: Callable[[grpc.ServicerContext], str | None],
+        countersign: Callable[[str, str], str] | None = None,
+    ) -> None:
         self.exchange = exchange
         self.identify = identify
+        self.countersign = countersign
 
     def _caller(self, context: grpc.ServicerContext) -> str:
         caller = self.identify(context)
@@ -51,6 +55,17 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         return exchange_pb2.DeliverEventsResponse(
             receiver_site=self.exchange.site, receipts=[receipt_message(r) for r in receipts]
         )
+
+    @translate_errors
+    def CountersignCheckpoint(
+        self, request: exchange_pb2.CountersignCheckpointRequest, context: grpc.ServicerContext
+    ) -> exchange_pb2.CountersignCheckpointResponse:
+        caller = self._caller(context)
+        if self.countersign is None:
+            raise NotPermitted("this site does not countersign checkpoints")
+        signature = self.countersign(caller, request.signed_checkpoint_json)
+        log.info("checkpoint_countersigned", partner=caller)
+        return exchange_pb2.CountersignCheckpointResponse(countersignature_json=signature)
 
     @translate_errors
     def FetchEvents(

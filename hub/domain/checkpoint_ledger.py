@@ -15,8 +15,9 @@ from eventsourcing.domain import Aggregate, event
 _NAMESPACE = uuid5(NAMESPACE_URL, "urn:tongban:checkpoints")
 
 
-def ledger_id(site: str) -> UUID:
-    return uuid5(_NAMESPACE, site)
+def ledger_id(site: str, kept_by: str = "") -> UUID:
+    """Our own ledger (``kept_by`` empty), or the ledger where ``kept_by`` keeps ``site``'s checkpoints."""
+    return uuid5(_NAMESPACE, f"{site}/{kept_by}" if kept_by else site)
 
 
 class CheckpointLedger(Aggregate):
@@ -34,12 +35,23 @@ class CheckpointLedger(Aggregate):
         self.checkpoints: list[dict[str, Any]] = []
 
     @classmethod
-    def open(cls, site: str) -> CheckpointLedger:
-        return cls(id=ledger_id(site), site=site)
+    def open(cls, site: str, kept_by: str = "") -> CheckpointLedger:
+        return cls(id=ledger_id(site, kept_by), site=site)
 
     @event("CheckpointSigned", topic="tongban.audit:CheckpointSigned")
     def record(self, *, signed: dict[str, Any]) -> None:
         """``signed``: a SignedCheckpoint as JSON primitives (hub/domain/checkpoints.py)."""
+        self.checkpoints.append(signed)
+
+    @event("CheckpointCountersigned", topic="tongban.audit:CheckpointCountersigned")
+    def countersigned(self, *, position: int, countersignature: dict[str, Any]) -> None:
+        for signed in self.checkpoints:
+            if int(signed["checkpoint"]["position"]) == position:
+                signed["countersignatures"].append(countersignature)
+
+    @event("PartnerCheckpointKept", topic="tongban.audit:PartnerCheckpointKept")
+    def keep(self, *, signed: dict[str, Any]) -> None:
+        """A partner's checkpoint we countersigned, kept as evidence (in our ledger for that partner)."""
         self.checkpoints.append(signed)
 
     @property

@@ -13,7 +13,7 @@ import pytest
 
 from adapters.launcher import SiteProcess
 from adapters.tls import TlsFiles, channel_credentials, issue_auditor_cert
-from tests.e2e.two_sites import CLERK, HZ, PDS, SZ, Staff, actor, link, make_certs, spec
+from tests.e2e.two_sites import CLERK, HZ, PDS, SZ, Staff, actor, eventually, link, make_certs, spec
 from tongban.v1 import audit_pb2, audit_pb2_grpc, case_service_pb2, case_service_pb2_grpc
 from tongban.v1 import case_pb2 as pb
 
@@ -100,6 +100,16 @@ def test_audit_trail_across_two_sites(tmp_path: Path, started: list[SiteProcess]
     assert exported.returncode == 0, exported.stderr
     clean = audit_cli("verify", str(bundle_file))
     assert clean.returncode == 0 and "核验通过" in clean.stdout, clean.stdout + clean.stderr
+
+    def countersigned() -> str | None:  # 苏州 countersigns 平顶山's checkpoints and keeps them
+        again = audit_cli("export", case.case_id, "-o", str(bundle_file))
+        assert again.returncode == 0, again.stderr
+        checks = json.loads(bundle_file.read_text(encoding="utf-8"))["checkpoints"]
+        return bundle_file.read_text(encoding="utf-8") if checks and checks[-1]["countersignatures"] else None
+
+    eventually(countersigned, timeout=30, what="a checkpoint countersigned by 苏州")
+    strict = audit_cli("verify", "--require-countersignature", "--trust", str(certs), str(bundle_file))
+    assert strict.returncode == 0, strict.stdout + strict.stderr
     text = bundle_file.read_text(encoding="utf-8")
     first_hash = json.loads(text)["events"][1]["hash"]
     forged = text.replace(first_hash, first_hash[:-1] + ("0" if first_hash[-1] != "0" else "1"), 1)

@@ -47,6 +47,46 @@ RECEIPT_STATUS_FORK: ReceiptStatus.ValueType  # 3
 Global___ReceiptStatus: _TypeAlias = ReceiptStatus  # noqa: Y015
 
 @_typing.final
+class CountersignCheckpointRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNED_CHECKPOINT_JSON_FIELD_NUMBER: _builtins.int
+    signed_checkpoint_json: _builtins.str
+    """A signed checkpoint as JSON (docs/audit-bundle.md, "checkpoints")."""
+    def __init__(
+        self,
+        *,
+        signed_checkpoint_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["signed_checkpoint_json", b"signed_checkpoint_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountersignCheckpointRequest: _TypeAlias = CountersignCheckpointRequest  # noqa: Y015
+
+@_typing.final
+class CountersignCheckpointResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTERSIGNATURE_JSON_FIELD_NUMBER: _builtins.int
+    countersignature_json: _builtins.str
+    """The receiver's signature over the same checkpoint, as JSON (signer, key_id, value)."""
+    def __init__(
+        self,
+        *,
+        countersignature_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["countersignature_json", b"countersignature_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountersignCheckpointResponse: _TypeAlias = CountersignCheckpointResponse  # noqa: Y015
+
+@_typing.final
 class SharedEvent(_message.Message):
     """One shared case event. Its identity (case_id, origin_site, seq) is the same on every site."""
 

@@ -48,6 +48,11 @@ class ExchangeServiceStub:
                 request_serializer=tongban_dot_v1_dot_exchange__pb2.FetchEventsRequest.SerializeToString,
                 response_deserializer=tongban_dot_v1_dot_exchange__pb2.FetchEventsResponse.FromString,
                 _registered_method=True)
+        self.CountersignCheckpoint = channel.unary_unary(
+                '/tongban.v1.ExchangeService/CountersignCheckpoint',
+                request_serializer=tongban_dot_v1_dot_exchange__pb2.CountersignCheckpointRequest.SerializeToString,
+                response_deserializer=tongban_dot_v1_dot_exchange__pb2.CountersignCheckpointResponse.FromString,
+                _registered_method=True)
 
 
 class ExchangeServiceServicer:
@@ -72,6 +77,14 @@ class ExchangeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CountersignCheckpoint(self, request, context):
+        """Countersign a checkpoint of the caller's event chain: the receiver checks the caller's signature
+        with the public key it holds for it, keeps the checkpoint, and answers with its countersignature.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExchangeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -84,6 +97,11 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
                     servicer.FetchEvents,
                     request_deserializer=tongban_dot_v1_dot_exchange__pb2.FetchEventsRequest.FromString,
                     response_serializer=tongban_dot_v1_dot_exchange__pb2.FetchEventsResponse.SerializeToString,
+            ),
+            'CountersignCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountersignCheckpoint,
+                    request_deserializer=tongban_dot_v1_dot_exchange__pb2.CountersignCheckpointRequest.FromString,
+                    response_serializer=tongban_dot_v1_dot_exchange__pb2.CountersignCheckpointResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -144,6 +162,33 @@ class ExchangeService:
             '/tongban.v1.ExchangeService/FetchEvents',
             tongban_dot_v1_dot_exchange__pb2.FetchEventsRequest.SerializeToString,
             tongban_dot_v1_dot_exchange__pb2.FetchEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountersignCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tongban.v1.ExchangeService/CountersignCheckpoint',
+            tongban_dot_v1_dot_exchange__pb2.CountersignCheckpointRequest.SerializeToString,
+            tongban_dot_v1_dot_exchange__pb2.CountersignCheckpointResponse.FromString,
             options,
             channel_credentials,
             insecure,

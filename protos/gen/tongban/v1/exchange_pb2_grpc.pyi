@@ -43,6 +43,10 @@ class ExchangeServiceStub:
     """
     FetchEvents: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.FetchEventsRequest, _exchange_pb2.FetchEventsResponse]
     """Ask again for the events of one (case, origin) from a sequence number on (gap repair)."""
+    CountersignCheckpoint: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.CountersignCheckpointRequest, _exchange_pb2.CountersignCheckpointResponse]
+    """Countersign a checkpoint of the caller's event chain: the receiver checks the caller's signature
+    with the public key it holds for it, keeps the checkpoint, and answers with its countersignature.
+    """
 
 @_typing.type_check_only
 class ExchangeServiceAsyncStub(ExchangeServiceStub):
@@ -59,6 +63,10 @@ class ExchangeServiceAsyncStub(ExchangeServiceStub):
     """
     FetchEvents: _aio.UnaryUnaryMultiCallable[_exchange_pb2.FetchEventsRequest, _exchange_pb2.FetchEventsResponse]  # type: ignore[assignment]
     """Ask again for the events of one (case, origin) from a sequence number on (gap repair)."""
+    CountersignCheckpoint: _aio.UnaryUnaryMultiCallable[_exchange_pb2.CountersignCheckpointRequest, _exchange_pb2.CountersignCheckpointResponse]  # type: ignore[assignment]
+    """Countersign a checkpoint of the caller's event chain: the receiver checks the caller's signature
+    with the public key it holds for it, keeps the checkpoint, and answers with its countersignature.
+    """
 
 class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
     """ExchangeService is the partner-facing API between sites, served over mutual TLS: the caller's
@@ -84,5 +92,15 @@ class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_exchange_pb2.FetchEventsResponse, _abc.Awaitable[_exchange_pb2.FetchEventsResponse]]:
         """Ask again for the events of one (case, origin) from a sequence number on (gap repair)."""
+
+    @_abc_1.abstractmethod
+    def CountersignCheckpoint(
+        self,
+        request: _exchange_pb2.CountersignCheckpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_pb2.CountersignCheckpointResponse, _abc.Awaitable[_exchange_pb2.CountersignCheckpointResponse]]:
+        """Countersign a checkpoint of the caller's event chain: the receiver checks the caller's signature
+        with the public key it holds for it, keeps the checkpoint, and answers with its countersignature.
+        """
 
 def add_ExchangeServiceServicer_to_server(servicer: ExchangeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
