@@ -58,8 +58,13 @@ def test_audit_trail_across_two_sites(tmp_path: Path, started: list[SiteProcess]
     assert SZ in steps[0].receipted_by
 
     with audit_channel(a.audit_port, auditor) as channel:
-        verified = audit_pb2_grpc.AuditServiceStub(channel).VerifyChain(audit_pb2.VerifyChainRequest(), timeout=10)
+        audit_api = audit_pb2_grpc.AuditServiceStub(channel)
+        verified = audit_api.VerifyChain(audit_pb2.VerifyChainRequest(), timeout=10)
         assert verified.intact and verified.checked_through > 0
+        assert audit_api.VerifyChain(audit_pb2.VerifyChainRequest(case_id=case.case_id), timeout=10).intact
+        items = audit_api.ListAccountability(audit_pb2.ListAccountabilityRequest(), timeout=10).items
+        issues = [i for i in items if i.kind == "issue" and i.case_id == case.case_id]
+        assert len(issues) == 1 and issues[0].holder == pb.PARTY_RECEIVING_PLACE  # raised at 平顶山, not yet assigned
         staff_api = case_service_pb2_grpc.CaseServiceStub(channel)
         assert staff_api.GetCase(case_service_pb2.GetCaseRequest(case_id=case.case_id), timeout=10).case.version
         with pytest.raises(grpc.RpcError) as write:
