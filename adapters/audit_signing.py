@@ -102,9 +102,10 @@ class Checkpointer:
         ledger = self.ledger()
         if head is None or head.position <= ledger.last_position:
             return None
-        only_ledger_since = head.position == ledger.last_position + 1 and head.topic.startswith(LEDGER_TOPIC_PREFIX)
-        if only_ledger_since and not force:
-            return None
+        if not force:
+            since = self.chain.store.links(ledger.last_position + 1, head.position)
+            if all(link.topic.startswith(LEDGER_TOPIC_PREFIX) for link in since):
+                return None  # only checkpoint records since the last one: signing them would never end
         signed = checkpoints.make_checkpoint(self.hub.site, head.position, head.link, datetime.now(UTC), self.key)
         ledger.record(signed=signed.to_dict())
         self.hub.save(ledger)

@@ -50,6 +50,7 @@ class Site:
         self.exchange = Exchange(self.hub)
         self.staff = SiteServer(self.hub, settings.listen, metrics=self.metrics)
         self.metrics_server: Any = None
+        self._signer_clients: list[GrpcPartner] | None = None
         self._meters: dict[str, MeteredExchange] = {}
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="health-watch", daemon=True)
@@ -144,17 +145,36 @@ class Site:
         head = self.chain.head()
         return (head.position if head else 0), findings
 
-    def _countersign(self, signed: dict[str, Any]) -> None:
-        """Have every gRPC partner countersign the new checkpoint (NATS partners: not yet)."""
+    def _signers(self) -> list[GrpcPartner]:
+        """A gRPC client to every partner's partner port: the relay's own, or one made for countersigning
+        (a partner we send events to over NATS still countersigns over its partner port)."""
+        if self._signer_clients is None:
+            by_relay = {r.channel.partner: r.channel for r in self.relays if isinstance(r.channel, GrpcPartner)}
+            self._signer_clients = [
+                by_relay.get(p.site) or GrpcPartner(
+                    self.settings.site, p.site, p.address,
+                    channel_credentials(self._tls()) if self.settings.certs_dir else None,
+                )
+                for p in self.settings.partners if p.address
+            ]
+        return self._signer_clients
+
+    def _countersign_latest(self) -> None:
+        """Have every partner countersign our latest checkpoint (asked again each tick until it has)."""
+        checkpoints = self.checkpointer.ledger().checkpoints
+        if not checkpoints:
+            return
+        signed = checkpoints[-1]
         position = int(signed["checkpoint"]["position"])
-        for relay in self.relays:
-            if not isinstance(relay.channel, GrpcPartner):
+        done = {c["signer"] for c in signed["countersignatures"]}
+        for client in self._signers():
+            if client.partner in done:
                 continue
             try:
-                answer = relay.channel.countersign(json.dumps(signed, sort_keys=True))
+                answer = client.countersign(json.dumps(signed, sort_keys=True))
                 self.checkpointer.record_countersignature(position, answer)
             except Exception as error:  # the next checkpoint asks again
-                log.warning("countersign_failed", partner=relay.channel.partner, position=position,
+                log.warning("countersign_failed", partner=client.partner, position=position,
                             error=f"{type(error).__name__}: {error}")
 
     def ready(self) -> bool:
@@ -178,7 +198,7 @@ class Site:
                         signed = self.checkpointer.checkpoint()
                         if signed is not None:
                             log.info("checkpoint_signed", position=signed["checkpoint"]["position"])
-                            self._countersign(signed)
+                        self._countersign_latest()
                 except Exception as error:  # the chain and checkpoints catch up on the next tick
                     log.warning("chain_extend_failed", error=f"{type(error).__name__}: {error}")
             if ready != was:
@@ -203,6 +223,10 @@ class Site:
             self.metrics_server.server_close()
         for relay in self.relays:
             relay.stop()
+        channels = [r.channel for r in self.relays]
+        for client in self._signer_clients or []:
+            if client not in channels:
+                client.close()
         if self.inbox is not None:
             self.inbox.stop()
         if self.partner_server is not None:

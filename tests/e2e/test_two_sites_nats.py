@@ -33,3 +33,24 @@ def test_one_leg_over_nats(tmp_path: Path, started: list[SiteProcess],
     sz.step("DecideCase", case.case_id, HANDLER, outcome=pb.OUTCOME_APPROVED)
     pds.wait_state(case.case_id, pb.CASE_STATE_DECIDED, timeout=40)
     assert_same_shared_events(case.case_id, pds, sz)
+
+    # 苏州 sends its events over NATS, yet 平顶山 still countersigns 苏州's checkpoints (partner port).
+    from adapters.tls import TlsFiles, channel_credentials, issue_auditor_cert
+    from tests.e2e.two_sites import eventually
+    from tongban.v1 import audit_pb2, audit_pb2_grpc
+
+    issue_auditor_cert(certs, "wang")
+    auditor = TlsFiles(certs / "ca.pem", certs / "auditor-wang.pem", certs / "auditor-wang.key")
+
+    def countersigned_by_pds() -> bool:
+        import json
+
+        import grpc
+
+        with grpc.secure_channel(f"127.0.0.1:{b.audit_port}", channel_credentials(auditor)) as channel:
+            bundle = audit_pb2_grpc.AuditServiceStub(channel).ExportCase(
+                audit_pb2.ExportCaseRequest(case_id=case.case_id), timeout=10).bundle_json
+        signed = json.loads(bundle)["checkpoints"]
+        return bool(signed) and any(c["signer"] == PDS for c in signed[-1]["countersignatures"])
+
+    eventually(countersigned_by_pds, timeout=30, what="平顶山 to countersign 苏州 checkpoint")
