@@ -1,35 +1,19 @@
-"""The NATS JetStream channel between sites: a durable mailbox per site instead of a direct call.
-
-Each site S owns stream ``TONGBAN_S`` over ``tongban.S.>`` (see docs/partner-api.md): partners publish
-their events to ``tongban.S.events``, S answers with receipts on ``tongban.<partner>.receipts``, and
-what S cannot apply is parked on ``tongban.S.parked`` for an operator. The stream is a work queue:
-a message leaves it once acknowledged, so its size is the backlog plus what is parked.
-
-Delivery is at least once everywhere, and exactly once in effect: publishers set ``Nats-Msg-Id``
-(the server drops a repeat within the 10-minute duplicate window) and the receiving hub ignores any
-(case, origin, seq) it already holds. So every failure is answered by doing the same thing again:
-the relay re-publishes a whole batch, the inbox lets a message come back (``nak``) instead of
-acknowledging it. Only a message that can never succeed (undecodable, refused, forged) or that has
-used up its deliveries is parked, and parked means kept, not lost: ``replay_parked`` sends it again.
-"""
+"""NATS JetStream exchange, inbound: the inbox consuming partners' events and their receipts."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import re
 import threading
 import urllib.parse
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal
 from uuid import UUID
 
-import structlog
 from google.protobuf.message import DecodeError
-from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
@@ -37,276 +21,36 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
-    RawStreamMsg,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-    StreamInfo,
 )
 from nats.js.errors import Error as JetStreamError
-from nats.js.errors import NotFoundError
 
-from adapters.exchange.wire import event_from, event_message, receipt_from, receipt_message
+from adapters.exchange.nats_channel.common import (
+    _PARKING_SPARE,
+    _SITE,
+    _T,
+    EVENTS_CONSUMER,
+    MSG_ID,
+    ORIGINAL_MSG_ID,
+    PARK_REASON,
+    PARKED_FROM,
+    PARKED_SEQ,
+    RECEIPTS_CONSUMER,
+    SENDER,
+    Kind,
+    NatsUnavailable,
+    _checked,
+    _Connection,
+    ensure_stream,
+    log,
+    stream_name,
+    subject,
+)
+from adapters.exchange.wire import event_from, receipt_from, receipt_message
 from adapters.nats.loop import LoopThread
 from hub.application.exchange import CaseReceipt, Exchange, NotRouted
 from hub.domain.errors import ConcurrentUpdate, HubError
 from hub.domain.shared import SharedEvent
 from tongban.v1 import exchange_pb2
-
-__all__ = [
-    "MSG_ID", "PARKED_FROM", "PARK_REASON", "SENDER",
-    "DeliveryFailed", "NatsChannelError", "NatsInbox", "NatsPartner", "NatsUnavailable", "NotParked",
-    "ParkedMessage", "Redelivery", "StreamMissing", "ensure_stream", "list_parked", "replay_parked",
-    "stream_name", "subject",
-]
-
-log = structlog.get_logger("tongban.nats")
-
-MSG_ID = "Nats-Msg-Id"
-SENDER = "Tongban-Sender"
-PARK_REASON = "Tongban-Park-Reason"
-PARKED_FROM = "Tongban-Parked-From"
-PARKED_SEQ = "Tongban-Parked-Seq"
-ORIGINAL_MSG_ID = "Tongban-Original-Msg-Id"
-EVENTS_CONSUMER, RECEIPTS_CONSUMER = "hub-events", "hub-receipts"
-DUPLICATE_WINDOW = 600.0  # seconds: a re-publish within it is dropped by the server
-_PARKING_SPARE = 2  # deliveries the consumer allows beyond the inbox's limit, so a failed park is retried
-_SITE = re.compile(r"\d{6}")
-_T = TypeVar("_T")
-Kind = Literal["events", "receipts", "parked"]
-
-
-# ---------------------------------------------------------------------------------------------- errors
-class NatsChannelError(Exception):
-    """Root of the NATS channel's errors."""
-
-
-class NatsUnavailable(NatsChannelError):
-    """The NATS server could not be reached (or did not answer) in time."""
-
-    def __init__(self, where: str, cause: str) -> None:
-        super().__init__(f"NATS at {where} is unreachable: {cause}")
-        self.where, self.cause = where, cause
-
-
-class DeliveryFailed(NatsChannelError):
-    """Some events of a batch got no publish acknowledgement; the relay sends the batch again."""
-
-    def __init__(self, partner: str, failed: int, total: int, cause: str) -> None:
-        super().__init__(f"{failed} of {total} events to {partner} not acknowledged: {cause}")
-        self.partner, self.failed, self.total, self.cause = partner, failed, total, cause
-
-
-class StreamMissing(NatsChannelError):
-    """The site's stream does not exist (the site never started its inbox on this server)."""
-
-    def __init__(self, site: str) -> None:
-        super().__init__(f"stream {stream_name(site)} does not exist on this NATS server")
-        self.site = site
-
-
-class NotParked(NatsChannelError):
-    """The stream sequence given is not a parked message of the site."""
-
-    def __init__(self, site: str, stream_seq: int) -> None:
-        super().__init__(f"message {stream_seq} of {stream_name(site)} is not a parked message")
-        self.site, self.stream_seq = site, stream_seq
-
-
-# ------------------------------------------------------------------------------------ subjects, stream
-def _checked(site: str) -> str:
-    """Site codes become subject tokens, and a sender's code comes from a header: only 6 digits pass."""
-    if not _SITE.fullmatch(site):
-        raise ValueError(f"not a site code: {site!r}")
-    return site
-
-
-def stream_name(site: str) -> str:
-    return f"TONGBAN_{_checked(site)}"
-
-
-def subject(site: str, kind: Kind) -> str:
-    return f"tongban.{_checked(site)}.{kind}"
-
-
-async def ensure_stream(js: JetStreamContext, site: str) -> StreamInfo:
-    """Create the site's stream, or bring an existing one to our subjects and duplicate window.
-
-    Idempotent, and safe when two processes race. Settings an operator tuned (limits, replicas) are
-    kept: only the fields this channel depends on are compared and updated.
-    """
-    name, subjects = stream_name(site), [f"tongban.{site}.>"]
-    for _attempt in range(3):
-        try:
-            info = await js.stream_info(name)
-        except NotFoundError:
-            try:
-                return await js.add_stream(StreamConfig(
-                    name=name, subjects=subjects, storage=StorageType.FILE, retention=RetentionPolicy.WORK_QUEUE,
-                    duplicate_window=DUPLICATE_WINDOW,
-                ))
-            except JetStreamError:  # created by someone else meanwhile: look again
-                continue
-        config = info.config
-        if config.subjects == subjects and config.duplicate_window == DUPLICATE_WINDOW:
-            return info
-        return await js.update_stream(replace(config, subjects=subjects, duplicate_window=DUPLICATE_WINDOW))
-    raise NatsChannelError(f"could not create or read stream {name}")
-
-
-# ---------------------------------------------------------------------------------------- connections
-def _where(url: str) -> str:
-    """host:port only: a URL may carry credentials, which never reach a log or an error message."""
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.hostname}:{parts.port or 4222}"
-
-
-class _Connection:
-    """One NATS connection, opened on first use on the calling loop.
-
-    Once connected it reconnects forever by itself (subscriptions and consumers survive). The first
-    connect is bounded by ``connect_timeout`` whatever the client library does with its own retry
-    options, and a failed attempt is closed so that no half-open socket is left behind.
-    """
-
-    def __init__(self, url: str, name: str, connect_timeout: float = 3.0, reconnect: bool = True) -> None:
-        self.url, self.name, self.connect_timeout, self.reconnect = url, name, connect_timeout, reconnect
-        self.where = _where(url)
-        self._nc: NatsClient | None = None
-        self._js: JetStreamContext | None = None
-        self._lock: asyncio.Lock | None = None
-        self._last_error: Exception | None = None
-
-    async def jetstream(self) -> JetStreamContext:
-        self._lock = self._lock or asyncio.Lock()
-        async with self._lock:
-            if self._nc is not None and self._js is not None and not self._nc.is_closed:
-                return self._js
-            nc = NatsClient()
-            self._last_error = None
-            try:
-                async with asyncio.timeout(self.connect_timeout):
-                    # The client retries a failed first connect by itself (allow_reconnect or not) as
-                    # long as max_reconnect_attempts allows, -1 meaning forever: the timeout bounds it.
-                    await nc.connect(
-                        self.url, name=self.name, allow_reconnect=self.reconnect,
-                        max_reconnect_attempts=-1 if self.reconnect else 1,
-                        reconnect_time_wait=1 if self.reconnect else 0,
-                        connect_timeout=max(1, round(self.connect_timeout)),
-                        error_cb=self._on_error, disconnected_cb=self._on_disconnected,
-                        reconnected_cb=self._on_reconnected,
-                    )
-            except (TimeoutError, OSError, NatsError) as error:
-                await nc.close()
-                if isinstance(error, TimeoutError):
-                    last = self._last_error
-                    cause = f"no connection within {self.connect_timeout}s" + (
-                        f" (last error: {type(last).__name__})" if last else "")
-                else:
-                    cause = f"{type(error).__name__}: {error}"
-                raise NatsUnavailable(self.where, cause) from None
-            except BaseException:
-                await nc.close()
-                raise
-            self._nc, self._js = nc, nc.jetstream(timeout=self.connect_timeout)
-            return self._js
-
-    @property
-    def closed(self) -> bool:
-        return self._nc is None or self._nc.is_closed
-
-    @property
-    def connected(self) -> bool:
-        """Connected right now (False while the client is reconnecting after the server went away)."""
-        return self._nc is not None and self._nc.is_connected
-
-    async def close(self) -> None:
-        nc, self._nc, self._js = self._nc, None, None
-        if nc is not None:
-            await nc.close()
-
-    async def _on_error(self, error: Exception) -> None:
-        self._last_error = error
-        log.debug("nats_connection_error", connection=self.name, server=self.where, error=type(error).__name__)
-
-    async def _on_disconnected(self) -> None:
-        if self._nc is not None:  # not our own close()
-            log.warning("nats_disconnected", connection=self.name, server=self.where)
-
-    async def _on_reconnected(self) -> None:
-        log.info("nats_reconnected", connection=self.name, server=self.where)
-
-
-# ------------------------------------------------------------------------------------------- outbound
-class NatsPartner:
-    """The relay's channel to one partner over NATS: publish events into the partner's stream.
-
-    ``deliver`` returns once JetStream has acknowledged (stored) every event, or raises so the relay
-    sends the whole batch again later; it never takes longer than ``timeout``. Receipts come back
-    asynchronously, through this site's own NatsInbox, so ``deliver`` returns none.
-    """
-
-    channel_name = "nats"
-
-    def __init__(
-        self, site: str, partner: str, nats_url: str, timeout: float = 5.0, in_flight: int = 256,
-        connect_timeout: float = 3.0,
-    ) -> None:
-        self.site, self.partner = _checked(site), _checked(partner)
-        self.timeout, self.in_flight = timeout, in_flight
-        self.subject, self.stream = subject(partner, "events"), stream_name(partner)
-        self._loop = LoopThread(f"nats-to-{partner}")
-        self._connection = _Connection(nats_url, f"tongban-{site}-to-{partner}", min(connect_timeout, timeout))
-
-    def deliver(self, events: Sequence[SharedEvent]) -> list[CaseReceipt]:
-        self._send(events, "")
-        return []
-
-    def resend(self, exchange: Exchange, receipt: CaseReceipt) -> None:
-        """Fill the gap a partner reported (wire it as NatsInbox's ``resend``): our events from the missing seq.
-
-        They go out under message ids of their own, ``<event_id>:gap:<stored_through>``: under the
-        plain event id the server would drop them as repeats for 10 minutes, while the originals may
-        be parked, or may have lost the id to a message that was parked. The same gap reported twice
-        still sends one copy.
-        """
-        if receipt.origin != self.site:
-            return
-        events = exchange.resend(receipt.case_id, receipt.origin, receipt.missing_from)
-        self._send(events, f":gap:{receipt.stored_through}")
-
-    def _send(self, events: Sequence[SharedEvent], id_suffix: str) -> None:
-        if not events:
-            return
-        messages = [(e.event_id + id_suffix, event_message(e).SerializeToString()) for e in events]
-        try:
-            self._loop.run(self._publish(messages), timeout=self.timeout)
-        except TimeoutError:
-            raise DeliveryFailed(self.partner, len(messages), len(messages),
-                                 f"no acknowledgement within {self.timeout}s") from None
-
-    def close(self) -> None:
-        if self._loop.running:
-            try:
-                self._loop.run(self._connection.close(), timeout=self.timeout)
-            except (TimeoutError, NatsError, OSError) as error:
-                log.warning("nats_close_failed", partner=self.partner, error=type(error).__name__)
-        self._loop.stop()
-
-    async def _publish(self, messages: list[tuple[str, bytes]]) -> None:
-        js = await self._connection.jetstream()
-        gate = asyncio.Semaphore(self.in_flight)
-
-        async def one(msg_id: str, payload: bytes) -> None:
-            async with gate:
-                await js.publish(self.subject, payload, timeout=self.timeout, stream=self.stream,
-                                 headers={MSG_ID: msg_id, SENDER: self.site})
-
-        results = await asyncio.gather(*(one(i, p) for i, p in messages), return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            first = failures[0]
-            raise DeliveryFailed(self.partner, len(failures), len(messages), f"{type(first).__name__}: {first}")
 
 
 # -------------------------------------------------------------------------------------------- inbound
@@ -700,126 +444,3 @@ def _header_text(text: str) -> str:
     """One line of ASCII: header values are parsed as e-mail headers, so non-ASCII is percent-encoded."""
     line = " ".join(text.split())[:300]
     return urllib.parse.quote(line, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")
-
-
-# ------------------------------------------------------------------------------------ operator tools
-@dataclass(frozen=True)
-class ParkedMessage:
-    """A parked message as an operator sees it; ``stream_seq`` identifies it for ``replay_parked``."""
-
-    stream_seq: int
-    reason: str
-    sender: str
-    event_id: str
-    case_id: str
-    parked_from: str
-
-
-def list_parked(nats_url: str, site: str, timeout: float = 10.0) -> list[ParkedMessage]:
-    """Every message parked in the site's stream, oldest first."""
-    return _operate(nats_url, site, timeout, lambda js: _parked(js, site))
-
-
-def replay_parked(nats_url: str, site: str, stream_seq: int | None = None, timeout: float = 30.0) -> int:
-    """Send parked messages (one, or all in order) back to where they were parked from; how many.
-
-    Each goes out with a fresh ``Nats-Msg-Id`` (the duplicate window would drop the original id) and
-    is then deleted from the parked subject. A message that fails again is simply parked again.
-    """
-    return _operate(nats_url, site, timeout, lambda js: _replay(js, site, stream_seq))
-
-
-def _operate(
-    nats_url: str, site: str, timeout: float, work: Callable[[JetStreamContext], Awaitable[_T]]
-) -> _T:
-    stream_name(site)  # validates the code before anything connects
-    connection = _Connection(nats_url, f"tongban-{site}-operator", min(timeout, 3.0), reconnect=False)
-
-    async def run() -> _T:
-        try:
-            js = await connection.jetstream()
-            try:
-                await js.stream_info(stream_name(site))
-            except NotFoundError:
-                raise StreamMissing(site) from None
-            return await work(js)
-        finally:
-            await connection.close()
-
-    with LoopThread(f"nats-operator-{site}") as loop:
-        try:
-            return loop.run(run(), timeout=timeout)
-        except TimeoutError:
-            raise NatsUnavailable(connection.where, f"no answer within {timeout}s") from None
-
-
-async def _raw_parked(js: JetStreamContext, site: str) -> list[RawStreamMsg]:
-    stream, parked = stream_name(site), subject(site, "parked")
-    out: list[RawStreamMsg] = []
-    seq = 1
-    while True:
-        try:
-            raw = await js.get_msg(stream, seq=seq, subject=parked, next=True)
-        except NotFoundError:
-            return out
-        out.append(raw)
-        seq = (raw.seq or seq) + 1
-
-
-async def _parked(js: JetStreamContext, site: str) -> list[ParkedMessage]:
-    return [_as_parked(raw) for raw in await _raw_parked(js, site)]
-
-
-def _as_parked(raw: RawStreamMsg) -> ParkedMessage:
-    headers = {k: str(v) for k, v in (raw.headers or {}).items()}  # a sender's odd header may not be a str
-    parked_from = headers.get(PARKED_FROM, "")
-    event_id, case_id = _ids(parked_from, raw.data or b"")
-    return ParkedMessage(
-        stream_seq=raw.seq or 0, reason=urllib.parse.unquote(headers.get(PARK_REASON, "")),
-        sender=headers.get(SENDER, ""), event_id=event_id, case_id=case_id, parked_from=parked_from,
-    )
-
-
-def _ids(parked_from: str, data: bytes) -> tuple[str, str]:
-    """(event id, case id) read from the payload, best effort: a poison payload may yield nothing."""
-    try:
-        if parked_from.endswith(".events"):
-            event = exchange_pb2.SharedEvent.FromString(data)
-            return event.event_id, event.case_id
-        if parked_from.endswith(".receipts"):
-            return "", exchange_pb2.Receipt.FromString(data).case_id
-    except DecodeError:
-        pass
-    return "", ""
-
-
-async def _replay(js: JetStreamContext, site: str, stream_seq: int | None) -> int:
-    stream, parked = stream_name(site), subject(site, "parked")
-    if stream_seq is None:
-        targets = await _raw_parked(js, site)
-    else:
-        try:
-            raw = await js.get_msg(stream, seq=stream_seq)
-        except NotFoundError:
-            raise NotParked(site, stream_seq) from None
-        if raw.subject != parked:
-            raise NotParked(site, stream_seq)
-        targets = [raw]
-    allowed = {subject(site, "events"), subject(site, "receipts")}
-    replayed = 0
-    for raw in targets:
-        headers = _own_headers(raw.headers)
-        target = headers.pop(PARKED_FROM, "")
-        if target not in allowed:
-            log.warning("nats_replay_skipped", site=site, stream_seq=raw.seq, parked_from=target)
-            continue
-        original_id = headers.pop(ORIGINAL_MSG_ID, "")
-        for name in (PARK_REASON, PARKED_SEQ):
-            headers.pop(name, None)
-        event_id, _case_id = _ids(target, raw.data or b"")
-        headers[MSG_ID] = f"{event_id or original_id or 'message'}:replay:{raw.seq}"
-        await js.publish(target, raw.data or b"", stream=stream, headers=headers)
-        await js.delete_msg(stream, raw.seq or 0)
-        replayed += 1
-        log.info("nats_message_replayed", site=site, stream_seq=raw.seq, to=target)
-    return replayed

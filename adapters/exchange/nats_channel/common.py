@@ -1,0 +1,199 @@
+"""NATS JetStream exchange: subjects, the per-site stream, errors and the connection."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import urllib.parse
+from dataclasses import replace
+from typing import Literal, TypeVar
+
+import structlog
+from nats.aio.client import Client as NatsClient
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import (
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamInfo,
+)
+from nats.js.errors import Error as JetStreamError
+from nats.js.errors import NotFoundError
+
+log = structlog.get_logger("tongban.nats")
+
+MSG_ID = "Nats-Msg-Id"
+SENDER = "Tongban-Sender"
+PARK_REASON = "Tongban-Park-Reason"
+PARKED_FROM = "Tongban-Parked-From"
+PARKED_SEQ = "Tongban-Parked-Seq"
+ORIGINAL_MSG_ID = "Tongban-Original-Msg-Id"
+EVENTS_CONSUMER, RECEIPTS_CONSUMER = "hub-events", "hub-receipts"
+DUPLICATE_WINDOW = 600.0  # seconds: a re-publish within it is dropped by the server
+_PARKING_SPARE = 2  # deliveries the consumer allows beyond the inbox's limit, so a failed park is retried
+_SITE = re.compile(r"\d{6}")
+_T = TypeVar("_T")
+Kind = Literal["events", "receipts", "parked"]
+
+
+
+# ---------------------------------------------------------------------------------------------- errors
+class NatsChannelError(Exception):
+    """Root of the NATS channel's errors."""
+
+
+class NatsUnavailable(NatsChannelError):
+    """The NATS server could not be reached (or did not answer) in time."""
+
+    def __init__(self, where: str, cause: str) -> None:
+        super().__init__(f"NATS at {where} is unreachable: {cause}")
+        self.where, self.cause = where, cause
+
+
+class DeliveryFailed(NatsChannelError):
+    """Some events of a batch got no publish acknowledgement; the relay sends the batch again."""
+
+    def __init__(self, partner: str, failed: int, total: int, cause: str) -> None:
+        super().__init__(f"{failed} of {total} events to {partner} not acknowledged: {cause}")
+        self.partner, self.failed, self.total, self.cause = partner, failed, total, cause
+
+
+class StreamMissing(NatsChannelError):
+    """The site's stream does not exist (the site never started its inbox on this server)."""
+
+    def __init__(self, site: str) -> None:
+        super().__init__(f"stream {stream_name(site)} does not exist on this NATS server")
+        self.site = site
+
+
+class NotParked(NatsChannelError):
+    """The stream sequence given is not a parked message of the site."""
+
+    def __init__(self, site: str, stream_seq: int) -> None:
+        super().__init__(f"message {stream_seq} of {stream_name(site)} is not a parked message")
+        self.site, self.stream_seq = site, stream_seq
+
+
+# ------------------------------------------------------------------------------------ subjects, stream
+def _checked(site: str) -> str:
+    """Site codes become subject tokens, and a sender's code comes from a header: only 6 digits pass."""
+    if not _SITE.fullmatch(site):
+        raise ValueError(f"not a site code: {site!r}")
+    return site
+
+
+def stream_name(site: str) -> str:
+    return f"TONGBAN_{_checked(site)}"
+
+
+def subject(site: str, kind: Kind) -> str:
+    return f"tongban.{_checked(site)}.{kind}"
+
+
+async def ensure_stream(js: JetStreamContext, site: str) -> StreamInfo:
+    """Create the site's stream, or bring an existing one to our subjects and duplicate window.
+
+    Idempotent, and safe when two processes race. Settings an operator tuned (limits, replicas) are
+    kept: only the fields this channel depends on are compared and updated.
+    """
+    name, subjects = stream_name(site), [f"tongban.{site}.>"]
+    for _attempt in range(3):
+        try:
+            info = await js.stream_info(name)
+        except NotFoundError:
+            try:
+                return await js.add_stream(StreamConfig(
+                    name=name, subjects=subjects, storage=StorageType.FILE, retention=RetentionPolicy.WORK_QUEUE,
+                    duplicate_window=DUPLICATE_WINDOW,
+                ))
+            except JetStreamError:  # created by someone else meanwhile: look again
+                continue
+        config = info.config
+        if config.subjects == subjects and config.duplicate_window == DUPLICATE_WINDOW:
+            return info
+        return await js.update_stream(replace(config, subjects=subjects, duplicate_window=DUPLICATE_WINDOW))
+    raise NatsChannelError(f"could not create or read stream {name}")
+
+
+# ---------------------------------------------------------------------------------------- connections
+def _where(url: str) -> str:
+    """host:port only: a URL may carry credentials, which never reach a log or an error message."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 4222}"
+
+
+class _Connection:
+    """One NATS connection, opened on first use on the calling loop.
+
+    Once connected it reconnects forever by itself (subscriptions and consumers survive). The first
+    connect is bounded by ``connect_timeout`` whatever the client library does with its own retry
+    options, and a failed attempt is closed so that no half-open socket is left behind.
+    """
+
+    def __init__(self, url: str, name: str, connect_timeout: float = 3.0, reconnect: bool = True) -> None:
+        self.url, self.name, self.connect_timeout, self.reconnect = url, name, connect_timeout, reconnect
+        self.where = _where(url)
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._lock: asyncio.Lock | None = None
+        self._last_error: Exception | None = None
+
+    async def jetstream(self) -> JetStreamContext:
+        self._lock = self._lock or asyncio.Lock()
+        async with self._lock:
+            if self._nc is not None and self._js is not None and not self._nc.is_closed:
+                return self._js
+            nc = NatsClient()
+            self._last_error = None
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    # The client retries a failed first connect by itself (allow_reconnect or not) as
+                    # long as max_reconnect_attempts allows, -1 meaning forever: the timeout bounds it.
+                    await nc.connect(
+                        self.url, name=self.name, allow_reconnect=self.reconnect,
+                        max_reconnect_attempts=-1 if self.reconnect else 1,
+                        reconnect_time_wait=1 if self.reconnect else 0,
+                        connect_timeout=max(1, round(self.connect_timeout)),
+                        error_cb=self._on_error, disconnected_cb=self._on_disconnected,
+                        reconnected_cb=self._on_reconnected,
+                    )
+            except (TimeoutError, OSError, NatsError) as error:
+                await nc.close()
+                if isinstance(error, TimeoutError):
+                    last = self._last_error
+                    cause = f"no connection within {self.connect_timeout}s" + (
+                        f" (last error: {type(last).__name__})" if last else "")
+                else:
+                    cause = f"{type(error).__name__}: {error}"
+                raise NatsUnavailable(self.where, cause) from None
+            except BaseException:
+                await nc.close()
+                raise
+            self._nc, self._js = nc, nc.jetstream(timeout=self.connect_timeout)
+            return self._js
+
+    @property
+    def closed(self) -> bool:
+        return self._nc is None or self._nc.is_closed
+
+    @property
+    def connected(self) -> bool:
+        """Connected right now (False while the client is reconnecting after the server went away)."""
+        return self._nc is not None and self._nc.is_connected
+
+    async def close(self) -> None:
+        nc, self._nc, self._js = self._nc, None, None
+        if nc is not None:
+            await nc.close()
+
+    async def _on_error(self, error: Exception) -> None:
+        self._last_error = error
+        log.debug("nats_connection_error", connection=self.name, server=self.where, error=type(error).__name__)
+
+    async def _on_disconnected(self) -> None:
+        if self._nc is not None:  # not our own close()
+            log.warning("nats_disconnected", connection=self.name, server=self.where)
+
+    async def _on_reconnected(self) -> None:
+        log.info("nats_reconnected", connection=self.name, server=self.where)

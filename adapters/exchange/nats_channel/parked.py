@@ -1,0 +1,157 @@
+"""NATS JetStream exchange, for operators: parked (poison) messages, listed and replayed."""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+from nats.js import JetStreamContext
+from nats.js.api import (
+    RawStreamMsg,
+)
+from nats.js.errors import NotFoundError
+
+from adapters.exchange.nats_channel.common import (
+    _T,
+    MSG_ID,
+    ORIGINAL_MSG_ID,
+    PARK_REASON,
+    PARKED_FROM,
+    PARKED_SEQ,
+    SENDER,
+    NatsUnavailable,
+    NotParked,
+    StreamMissing,
+    _Connection,
+    log,
+    stream_name,
+    subject,
+)
+from adapters.exchange.nats_channel.inbox import _own_headers
+from adapters.nats.loop import LoopThread
+from tongban.v1 import exchange_pb2
+
+
+# ------------------------------------------------------------------------------------ operator tools
+@dataclass(frozen=True)
+class ParkedMessage:
+    """A parked message as an operator sees it; ``stream_seq`` identifies it for ``replay_parked``."""
+
+    stream_seq: int
+    reason: str
+    sender: str
+    event_id: str
+    case_id: str
+    parked_from: str
+
+
+def list_parked(nats_url: str, site: str, timeout: float = 10.0) -> list[ParkedMessage]:
+    """Every message parked in the site's stream, oldest first."""
+    return _operate(nats_url, site, timeout, lambda js: _parked(js, site))
+
+
+def replay_parked(nats_url: str, site: str, stream_seq: int | None = None, timeout: float = 30.0) -> int:
+    """Send parked messages (one, or all in order) back to where they were parked from; how many.
+
+    Each goes out with a fresh ``Nats-Msg-Id`` (the duplicate window would drop the original id) and
+    is then deleted from the parked subject. A message that fails again is simply parked again.
+    """
+    return _operate(nats_url, site, timeout, lambda js: _replay(js, site, stream_seq))
+
+
+def _operate(
+    nats_url: str, site: str, timeout: float, work: Callable[[JetStreamContext], Awaitable[_T]]
+) -> _T:
+    stream_name(site)  # validates the code before anything connects
+    connection = _Connection(nats_url, f"tongban-{site}-operator", min(timeout, 3.0), reconnect=False)
+
+    async def run() -> _T:
+        try:
+            js = await connection.jetstream()
+            try:
+                await js.stream_info(stream_name(site))
+            except NotFoundError:
+                raise StreamMissing(site) from None
+            return await work(js)
+        finally:
+            await connection.close()
+
+    with LoopThread(f"nats-operator-{site}") as loop:
+        try:
+            return loop.run(run(), timeout=timeout)
+        except TimeoutError:
+            raise NatsUnavailable(connection.where, f"no answer within {timeout}s") from None
+
+
+async def _raw_parked(js: JetStreamContext, site: str) -> list[RawStreamMsg]:
+    stream, parked = stream_name(site), subject(site, "parked")
+    out: list[RawStreamMsg] = []
+    seq = 1
+    while True:
+        try:
+            raw = await js.get_msg(stream, seq=seq, subject=parked, next=True)
+        except NotFoundError:
+            return out
+        out.append(raw)
+        seq = (raw.seq or seq) + 1
+
+
+async def _parked(js: JetStreamContext, site: str) -> list[ParkedMessage]:
+    return [_as_parked(raw) for raw in await _raw_parked(js, site)]
+
+
+def _as_parked(raw: RawStreamMsg) -> ParkedMessage:
+    headers = {k: str(v) for k, v in (raw.headers or {}).items()}  # a sender's odd header may not be a str
+    parked_from = headers.get(PARKED_FROM, "")
+    event_id, case_id = _ids(parked_from, raw.data or b"")
+    return ParkedMessage(
+        stream_seq=raw.seq or 0, reason=urllib.parse.unquote(headers.get(PARK_REASON, "")),
+        sender=headers.get(SENDER, ""), event_id=event_id, case_id=case_id, parked_from=parked_from,
+    )
+
+
+def _ids(parked_from: str, data: bytes) -> tuple[str, str]:
+    """(event id, case id) read from the payload, best effort: a poison payload may yield nothing."""
+    try:
+        if parked_from.endswith(".events"):
+            event = exchange_pb2.SharedEvent.FromString(data)
+            return event.event_id, event.case_id
+        if parked_from.endswith(".receipts"):
+            return "", exchange_pb2.Receipt.FromString(data).case_id
+    except DecodeError:
+        pass
+    return "", ""
+
+
+async def _replay(js: JetStreamContext, site: str, stream_seq: int | None) -> int:
+    stream, parked = stream_name(site), subject(site, "parked")
+    if stream_seq is None:
+        targets = await _raw_parked(js, site)
+    else:
+        try:
+            raw = await js.get_msg(stream, seq=stream_seq)
+        except NotFoundError:
+            raise NotParked(site, stream_seq) from None
+        if raw.subject != parked:
+            raise NotParked(site, stream_seq)
+        targets = [raw]
+    allowed = {subject(site, "events"), subject(site, "receipts")}
+    replayed = 0
+    for raw in targets:
+        headers = _own_headers(raw.headers)
+        target = headers.pop(PARKED_FROM, "")
+        if target not in allowed:
+            log.warning("nats_replay_skipped", site=site, stream_seq=raw.seq, parked_from=target)
+            continue
+        original_id = headers.pop(ORIGINAL_MSG_ID, "")
+        for name in (PARK_REASON, PARKED_SEQ):
+            headers.pop(name, None)
+        event_id, _case_id = _ids(target, raw.data or b"")
+        headers[MSG_ID] = f"{event_id or original_id or 'message'}:replay:{raw.seq}"
+        await js.publish(target, raw.data or b"", stream=stream, headers=headers)
+        await js.delete_msg(stream, raw.seq or 0)
+        replayed += 1
+        log.info("nats_message_replayed", site=site, stream_seq=raw.seq, to=target)
+    return replayed

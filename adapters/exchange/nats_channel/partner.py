@@ -1,0 +1,95 @@
+"""NATS JetStream exchange, outbound: publishing our events to a partner's stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from nats.errors import Error as NatsError
+
+from adapters.exchange.nats_channel.common import (
+    MSG_ID,
+    SENDER,
+    DeliveryFailed,
+    _checked,
+    _Connection,
+    log,
+    stream_name,
+    subject,
+)
+from adapters.exchange.wire import event_message
+from adapters.nats.loop import LoopThread
+from hub.application.exchange import CaseReceipt, Exchange
+from hub.domain.shared import SharedEvent
+
+
+# ------------------------------------------------------------------------------------------- outbound
+class NatsPartner:
+    """The relay's channel to one partner over NATS: publish events into the partner's stream.
+
+    ``deliver`` returns once JetStream has acknowledged (stored) every event, or raises so the relay
+    sends the whole batch again later; it never takes longer than ``timeout``. Receipts come back
+    asynchronously, through this site's own NatsInbox, so ``deliver`` returns none.
+    """
+
+    channel_name = "nats"
+
+    def __init__(
+        self, site: str, partner: str, nats_url: str, timeout: float = 5.0, in_flight: int = 256,
+        connect_timeout: float = 3.0,
+    ) -> None:
+        self.site, self.partner = _checked(site), _checked(partner)
+        self.timeout, self.in_flight = timeout, in_flight
+        self.subject, self.stream = subject(partner, "events"), stream_name(partner)
+        self._loop = LoopThread(f"nats-to-{partner}")
+        self._connection = _Connection(nats_url, f"tongban-{site}-to-{partner}", min(connect_timeout, timeout))
+
+    def deliver(self, events: Sequence[SharedEvent]) -> list[CaseReceipt]:
+        self._send(events, "")
+        return []
+
+    def resend(self, exchange: Exchange, receipt: CaseReceipt) -> None:
+        """Fill the gap a partner reported (wire it as NatsInbox's ``resend``): our events from the missing seq.
+
+        They go out under message ids of their own, ``<event_id>:gap:<stored_through>``: under the
+        plain event id the server would drop them as repeats for 10 minutes, while the originals may
+        be parked, or may have lost the id to a message that was parked. The same gap reported twice
+        still sends one copy.
+        """
+        if receipt.origin != self.site:
+            return
+        events = exchange.resend(receipt.case_id, receipt.origin, receipt.missing_from)
+        self._send(events, f":gap:{receipt.stored_through}")
+
+    def _send(self, events: Sequence[SharedEvent], id_suffix: str) -> None:
+        if not events:
+            return
+        messages = [(e.event_id + id_suffix, event_message(e).SerializeToString()) for e in events]
+        try:
+            self._loop.run(self._publish(messages), timeout=self.timeout)
+        except TimeoutError:
+            raise DeliveryFailed(self.partner, len(messages), len(messages),
+                                 f"no acknowledgement within {self.timeout}s") from None
+
+    def close(self) -> None:
+        if self._loop.running:
+            try:
+                self._loop.run(self._connection.close(), timeout=self.timeout)
+            except (TimeoutError, NatsError, OSError) as error:
+                log.warning("nats_close_failed", partner=self.partner, error=type(error).__name__)
+        self._loop.stop()
+
+    async def _publish(self, messages: list[tuple[str, bytes]]) -> None:
+        js = await self._connection.jetstream()
+        gate = asyncio.Semaphore(self.in_flight)
+
+        async def one(msg_id: str, payload: bytes) -> None:
+            async with gate:
+                await js.publish(self.subject, payload, timeout=self.timeout, stream=self.stream,
+                                 headers={MSG_ID: msg_id, SENDER: self.site})
+
+        results = await asyncio.gather(*(one(i, p) for i, p in messages), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            first = failures[0]
+            raise DeliveryFailed(self.partner, len(failures), len(messages), f"{type(first).__name__}: {first}")
