@@ -14,22 +14,20 @@ Nothing is read at import time; ``Agreements.load`` reads the file when called.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from hub.domain.values import Mode
 from routing.catalogue import Catalogue
+from routing.data_files import read_tables
 from routing.errors import AgreementError, UnknownAgreement
 from routing.regions import RegionDirectory
 
 __all__ = ["Agreement", "Agreements", "is_site_code", "site_covers"]
 
-_PACKAGED = "routing/data/agreements.toml"
 _SITE = re.compile(r"[1-9][0-9]{3}00")
 _ALL_ITEMS = "*"
 _REQUIRED = frozenset({"id", "version", "title", "sites", "items", "modes", "valid_from"})
@@ -100,21 +98,7 @@ class Agreements:
         Raises:
             AgreementError: the file is not valid TOML, or an agreement is malformed or breaks a rule.
         """
-        if path is None:
-            text = (resources.files("routing") / "data" / "agreements.toml").read_text(encoding="utf-8")
-            source = _PACKAGED
-        else:
-            text, source = path.read_text(encoding="utf-8"), str(path)
-        try:
-            document = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise AgreementError(source, "file", f"not valid TOML: {exc}") from None
-        extra = set(document) - {"agreement"}
-        if extra:
-            raise AgreementError(source, "file", f"unknown top-level keys {sorted(extra)}")
-        rows = document.get("agreement", [])
-        if not isinstance(rows, list):
-            raise AgreementError(source, "file", "agreement must be an array of tables ([[agreement]])")
+        rows, source = read_tables(path, "agreements.toml", "agreement", AgreementError)
         return cls((_parse(row, index, source) for index, row in enumerate(rows, start=1)), source=source)
 
     def __contains__(self, agreement_id: object) -> bool:

@@ -9,18 +9,16 @@ Nothing is read at import time; ``Catalogue.load`` reads the file when called.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from hub.domain.values import CaseType, Mode, ServiceItem
+from routing.data_files import read_tables
 from routing.errors import CatalogueError, UnknownItem
 
 __all__ = ["Catalogue"]
 
-_PACKAGED = "routing/data/catalogue.toml"
 _REQUIRED = frozenset({"code", "name", "department", "modes", "legal_days", "committed_days"})
 _OPTIONAL = frozenset({"implementation_code", "case_type", "extension_days", "paper_originals", "materials"})
 _DEFAULT_EXTENSION_DAYS = 10
@@ -68,21 +66,7 @@ class Catalogue:
         Raises:
             CatalogueError: the file is not valid TOML, or an item is malformed or breaks a rule.
         """
-        if path is None:
-            text = (resources.files("routing") / "data" / "catalogue.toml").read_text(encoding="utf-8")
-            source = _PACKAGED
-        else:
-            text, source = path.read_text(encoding="utf-8"), str(path)
-        try:
-            document = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise CatalogueError(source, "file", f"not valid TOML: {exc}") from None
-        extra = set(document) - {"item"}
-        if extra:
-            raise CatalogueError(source, "file", f"unknown top-level keys {sorted(extra)}")
-        rows = document.get("item", [])
-        if not isinstance(rows, list):
-            raise CatalogueError(source, "file", "item must be an array of tables ([[item]])")
+        rows, source = read_tables(path, "catalogue.toml", "item", CatalogueError)
         items: list[ServiceItem] = []
         implementation_codes: dict[str, str] = {}
         for index, row in enumerate(rows, start=1):
