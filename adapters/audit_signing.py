@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
-
 from adapters.audit_chain import SiteChain
 from hub.application.service import CaseHub
 from hub.domain import bundle, checkpoints
@@ -60,12 +58,7 @@ class Checkpointer:
     def ledger(self, site: str | None = None) -> CheckpointLedger:
         """Our ledger, or (``site`` given) the one where we keep that partner's checkpoints."""
         owner, kept_by = (site, self.hub.site) if site else (self.hub.site, "")
-        try:
-            found: Any = self.hub.repository.get(ledger_id(owner, kept_by))
-        except AggregateNotFoundError:
-            return CheckpointLedger.open(owner, kept_by)
-        assert isinstance(found, CheckpointLedger)
-        return found
+        return self.hub.find(ledger_id(owner, kept_by), CheckpointLedger) or CheckpointLedger.open(owner, kept_by)
 
     def countersign_for(self, caller: str, signed_json: str) -> str:
         """A partner asks us to countersign its checkpoint: verify, keep it, answer our signature."""

@@ -10,11 +10,10 @@ import json
 from datetime import UTC
 from uuid import UUID
 
-from adapters.grpc.translate import domain_value, wire_enum
+from adapters.grpc.translate import actor_message, domain_value
 from hub.application.exchange import CaseReceipt
 from hub.domain.errors import InvalidInput
 from hub.domain.shared import SharedEvent
-from hub.domain.values import Role
 from tongban.v1 import case_pb2, exchange_pb2
 
 _STATUS = {
@@ -34,12 +33,7 @@ def event_message(event: SharedEvent) -> exchange_pb2.SharedEvent:
         lamport=event.lamport,
         type=event.type,
         type_version=event.type_version,
-        actor=case_pb2.Actor(
-            staff_id=event.actor["staff_id"],
-            role=wire_enum(case_pb2.Role.DESCRIPTOR, Role(event.actor["role"])),
-            site=event.actor["site"],
-            name=event.actor.get("name", ""),
-        ),
+        actor=actor_message(event.actor),
         data_json=json.dumps(event.data, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode(),
         hash=event.hash(),
     )

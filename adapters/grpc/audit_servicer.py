@@ -16,14 +16,14 @@ import grpc
 import structlog
 
 from adapters.grpc.errors import translate_errors
-from adapters.grpc.translate import case_message, wire_enum
+from adapters.grpc.translate import actor_message, case_message, wire_enum
 from hub.application.audit import overdue, trace
 from hub.application.exchange import Exchange
 from hub.application.ports import CaseQuery
 from hub.application.service import CaseHub
 from hub.domain.errors import InvalidInput, NotPermitted
 from hub.domain.identifiers import LOCAL_TZ
-from hub.domain.values import Party, Role
+from hub.domain.values import Party
 from tongban.v1 import audit_pb2, audit_pb2_grpc
 from tongban.v1 import case_pb2 as pb
 
@@ -112,15 +112,13 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             e = item.event
             step = audit_pb2.TraceStep(
                 order=item.order, step=e.type, step_label=item.label, site=e.origin, seq=e.seq,
-                actor=pb.Actor(staff_id=e.actor.get("staff_id", ""), site=e.actor.get("site", ""),
-                               name=e.actor.get("name", "")),
+                actor=actor_message(e.actor),
                 responsible=wire_enum(pb.Party.DESCRIPTOR, item.responsible),
                 clock_label=item.clock.label if item.clock else "",
                 deadline=wire_enum(pb.ClockStatus.DESCRIPTOR, item.clock.status if item.clock else None),
                 due_date=item.clock.due.isoformat() if item.clock and item.clock.due else "",
                 receipted_by=list(item.receipted_by), event_hash=e.hash(),
             )
-            step.actor.role = _role(e.actor.get("role", ""))
             step.at.FromDatetime(e.occurred_at.astimezone(UTC))
             steps.append(step)
         heads = {origin: case.chain_head(origin) for origin in case.chains}
@@ -175,10 +173,6 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         if self.export is None:
             raise NotPermitted("this site does not export proof bundles")
         return audit_pb2.ExportCaseResponse(bundle_json=self.export(case.id))
-
-
-def _role(value: str) -> int:
-    return wire_enum(pb.Role.DESCRIPTOR, Role(value)) if value else 0
 
 
 def _party(value: str) -> Party:

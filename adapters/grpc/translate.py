@@ -9,6 +9,7 @@ the wire layer never decides what is valid. Enum values are matched by member na
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -19,7 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from hub.application.ports import CaseRow
 from hub.application.service import HistoryItem
-from hub.domain.case import Case
+from hub.domain.case import Case, actor_data
 from hub.domain.deadlines import Clock, ClockStatus, deemed_accepted
 from hub.domain.lifecycle import CaseState
 from hub.domain.pii import mask_applicant
@@ -105,6 +106,17 @@ def timestamp(at: datetime | None) -> Timestamp | None:
     stamp = Timestamp()
     stamp.FromDatetime(at)
     return stamp
+
+
+def actor_message(actor: Mapping[str, str]) -> pb.Actor:
+    """An event's stored actor (staff id, role value, site, name) for the wire."""
+    role = actor.get("role", "")
+    return pb.Actor(
+        staff_id=actor.get("staff_id", ""),
+        role=wire_enum(pb.Role.DESCRIPTOR, Role(role)) if role else 0,
+        site=actor.get("site", ""),
+        name=actor.get("name", ""),
+    )
 
 
 def clock_message(clock: Clock) -> pb.Clock:
@@ -198,12 +210,7 @@ def history_message(item: HistoryItem) -> pb.HistoryEntry:
         version=item.version,
         step=item.step,
         step_label=item.label,
-        actor=pb.Actor(
-            staff_id=item.actor.staff_id,
-            role=wire_enum(pb.Role.DESCRIPTOR, item.actor.role),
-            site=item.actor.site,
-            name=item.actor.name,
-        ),
+        actor=actor_message(actor_data(item.actor)),
         at=timestamp(item.at),
         state_after=wire_enum(pb.CaseState.DESCRIPTOR, item.state_after),
         details=item.details,

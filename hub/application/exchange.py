@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking
 
 from hub.application.service import CaseHub
@@ -88,7 +88,9 @@ class Exchange:
             if not n.topic.startswith(CASE_TOPICS):
                 continue
             case_id = UUID(str(n.originator_id))
-            case = cases.get(case_id) or cases.setdefault(case_id, self.hub.get_case(case_id))
+            if case_id not in cases:
+                cases[case_id] = self.hub.get_case(case_id)
+            case = cases[case_id]
             if partner not in case.sites:
                 continue
             entry = next((e for e in case.log if e.version == n.originator_version), None)
@@ -122,12 +124,7 @@ class Exchange:
             self.recorder.insert_tracking(tracking)
 
     def _ledger(self, case_id: UUID, partner: str) -> DeliveryLedger:
-        try:
-            found: Any = self.hub.repository.get(ledger_id(case_id, partner))
-        except AggregateNotFoundError:
-            return DeliveryLedger.open(case_id, partner)
-        assert isinstance(found, DeliveryLedger)
-        return found
+        return self.hub.find(ledger_id(case_id, partner), DeliveryLedger) or DeliveryLedger.open(case_id, partner)
 
     def receipts(self, case_id: UUID) -> list[dict[str, object]]:
         """Every receipt recorded for a case, per partner."""
@@ -135,11 +132,9 @@ class Exchange:
         for partner in self.hub.get_case(case_id).sites:
             if partner == self.site:
                 continue
-            try:
-                ledger: Any = self.hub.repository.get(ledger_id(case_id, partner))
-            except AggregateNotFoundError:
-                continue
-            out.extend({"partner": partner, **r} for r in ledger.receipts)
+            ledger = self.hub.find(ledger_id(case_id, partner), DeliveryLedger)
+            if ledger is not None:
+                out.extend({"partner": partner, **r} for r in ledger.receipts)
         return out
 
     # ------------------------------------------------------------------ inbound

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -48,6 +48,8 @@ from hub.domain.values import (
     Role,
 )
 from hub.domain.workdays import WorkCalendar
+
+T = TypeVar("T")
 
 EVENT_LABELS = {
     "CaseReceived": "收件",
@@ -225,12 +227,17 @@ class CaseHub(Application[UUID]):
         if cmd.handling_site == self.site:
             raise RuleViolation("SAME_PLACE", "办理地与收件地相同，无需通办")
 
-    def _case_for_request(self, request_key: str, fingerprint: str) -> Case | None:
+    def find(self, aggregate_id: UUID, kind: type[T]) -> T | None:
+        """The stored aggregate with this id if it is a ``kind``, else None (ledgers, claims, cases)."""
         try:
-            claim: Any = self.repository.get(claim_id("request", request_key))
+            found: Any = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
-        if not isinstance(claim, UniqueClaim):
+        return found if isinstance(found, kind) else None
+
+    def _case_for_request(self, request_key: str, fingerprint: str) -> Case | None:
+        claim = self.find(claim_id("request", request_key), UniqueClaim)
+        if claim is None:
             return None
         if claim.fingerprint != fingerprint:
             raise RuleViolation(
