@@ -184,6 +184,11 @@ def verify_bundle(
     if not problems:
         problems = shape_failures(doc["site_chain"], _SITE_CHAIN, "site_chain")
     failures = problems or _Verifier(doc, next_link or _site_chain_link, trusted, require_countersignature).run()
+    if isinstance(data, str | bytes) and not failures:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        if text != dump(doc):
+            # Same content, other bytes: not the file as exported (any changed byte must be reported).
+            failures = ["file is not byte-for-byte as exported (reformatted or altered outside its values)"]
     return [_printable(reason) for reason in failures]
 
 

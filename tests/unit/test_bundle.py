@@ -120,6 +120,14 @@ def test_a_clean_bundle_verifies_as_dict_and_as_text() -> None:
     assert verify_bundle(TEXT, trusted=KEYS, require_countersignature=True) == []
 
 
+def test_a_layout_only_change_to_the_file_is_reported_too() -> None:
+    reindented = TEXT.replace('\n  "', '\n   "', 1)
+    assert reindented != TEXT
+    assert verify_bundle(reindented) == [
+        "file is not byte-for-byte as exported (reformatted or altered outside its values)"
+    ]
+
+
 def test_the_format_as_documented() -> None:
     assert BUNDLE["format"] == FORMAT
     assert [e["type"] for e in BUNDLE["events"]] == [e.type for e in EVENTS]
