@@ -29,18 +29,18 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(MAKE) --no-print-directory protos-check
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/ruff check hub routing adapters ops tests
-	$(VENV)/bin/mypy hub routing
+	$(VENV)/bin/ruff check hub routing reconciliation adapters ops tests
+	$(VENV)/bin/mypy hub routing reconciliation
 	$(PYTHON) -m pytest
 
 test-unit: $(STAMP)
 	$(PYTHON) -m pytest tests/unit
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check hub routing adapters ops tests
+	$(VENV)/bin/ruff check hub routing reconciliation adapters ops tests
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy hub routing
+	$(VENV)/bin/mypy hub routing reconciliation
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

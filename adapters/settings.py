@@ -72,6 +72,7 @@ class Settings:
             env["PERSISTENCE_MODULE"] = "eventsourcing.sqlite"
             env["SQLITE_DBNAME"] = str(self.data_dir / "events.sqlite3")
             env["SQLITE_LOCK_TIMEOUT"] = "10"
+            env["PROCESS_RECORDER_TOPIC"] = "adapters.store.digest_index:SqliteDigestRecorder"
         else:
             pg = self.postgres
             env.update(
@@ -82,6 +83,7 @@ class Settings:
                 POSTGRES_USER=pg.user,
                 POSTGRES_PASSWORD=pg.password,
                 POSTGRES_SCHEMA=pg.schema,
+                PROCESS_RECORDER_TOPIC="adapters.store.digest_index:PostgresDigestRecorder",
             )
         if self.pii_key:
             env["CIPHER_TOPIC"] = "eventsourcing.cryptography:AESCipher"

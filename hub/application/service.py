@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, ProcessRecorder
 
 from hub.application.commands import CaseCommand, ReceiveCase
@@ -23,6 +23,7 @@ from hub.application.ports import CaseIndex, CaseQuery, CaseRow, Catalogue, Regi
 from hub.domain.case import Case, actor_from
 from hub.domain.claims import UniqueClaim, claim_id
 from hub.domain.deadlines import Clock, ClockStatus, DeadlinePolicy, clocks
+from hub.domain.digests import DigestChange, digest_changes
 from hub.domain.errors import (
     CaseNotFound,
     ConcurrentUpdate,
@@ -122,6 +123,14 @@ class CaseHub(Application[UUID]):
         """After every save: wake whoever follows the log (the relays), without them polling hard."""
         for listener in self.listeners:
             listener()
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Any]:
+        """Every save also hands the store the cases' new pair digests, to write in the same
+        transaction (the reconciliation index; a store that keeps none ignores them)."""
+        changes = _digest_changes(processing_event, self.site)
+        if changes:
+            processing_event.saved_kwargs["digests"] = changes
+        return super()._record(processing_event)
 
     def construct_recorder(self) -> ProcessRecorder:
         """A process recorder: relays store receipts and their log position in one transaction."""
@@ -330,6 +339,21 @@ class CaseHub(Application[UUID]):
             due_provisional=any(c.provisional for c in open_clocks),
             review=_review(case, all_clocks),
         )
+
+
+def _digest_changes(processing_event: ProcessingEvent[UUID], site: str) -> list[DigestChange]:
+    added: dict[UUID, dict[str, int]] = {}
+    for event in processing_event.events:
+        origin = getattr(event, "origin", "")
+        if origin:
+            per_case = added.setdefault(event.originator_id, {})
+            per_case[origin] = per_case.get(origin, 0) + 1
+    changes: list[DigestChange] = []
+    for case_id, per_origin in added.items():
+        case = processing_event.aggregates.get(case_id)
+        if isinstance(case, Case):
+            changes.extend(digest_changes(case.id, site, case.sites, case.chains, per_origin))
+    return changes
 
 
 def _review(case: Case, case_clocks: list[Clock]) -> str:

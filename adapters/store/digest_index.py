@@ -1,0 +1,221 @@
+"""The reconciliation digest index, written in the event store's own transaction.
+
+Two tables beside the events: ``recon_digest`` (partner, case key, pair digest) and ``recon_day``
+(partner, day, count, XOR of digests as two signed 64-bit halves). CaseHub hands each save's
+digest changes to the recorder (``digests=`` in the save's kwargs); the recorders below write them
+with the events, so the index is never ahead of or behind the log. Per-day totals are updated by
+XOR delta, so a save costs O(1) and never reads the day back.
+
+Reading: ``snapshot(partner)`` opens one consistent read (SQLite WAL read transaction, PostgreSQL
+REPEATABLE READ) that a whole reconcile session uses while live traffic continues.
+"""
+
+from __future__ import annotations
+
+import bisect
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.popo import POPOFactory, POPOProcessRecorder
+from eventsourcing.postgres import PostgresProcessRecorder
+from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
+from psycopg import sql
+
+from hub.domain.digests import DigestChange, join_xor, split_xor, xor
+from reconciliation.ports import DayTotal, Item
+
+SQLITE_DDL = [
+    "CREATE TABLE IF NOT EXISTS recon_digest (partner TEXT NOT NULL, case_key BLOB NOT NULL, "
+    "digest BLOB NOT NULL, PRIMARY KEY (partner, case_key)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS recon_day (partner TEXT NOT NULL, day INTEGER NOT NULL, n INTEGER NOT NULL, "
+    "fp_hi INTEGER NOT NULL, fp_lo INTEGER NOT NULL, PRIMARY KEY (partner, day)) WITHOUT ROWID",
+]
+SQLITE_UPSERT_DIGEST = (
+    "INSERT INTO recon_digest (partner, case_key, digest) VALUES (?, ?, ?) "
+    "ON CONFLICT (partner, case_key) DO UPDATE SET digest = excluded.digest"
+)
+# SQLite has no XOR operator: a ^ b == (a | b) - (a & b), exact for 64-bit integers.
+SQLITE_UPSERT_DAY = (
+    "INSERT INTO recon_day (partner, day, n, fp_hi, fp_lo) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (partner, day) DO UPDATE SET n = n + excluded.n, "
+    "fp_hi = (fp_hi | excluded.fp_hi) - (fp_hi & excluded.fp_hi), "
+    "fp_lo = (fp_lo | excluded.fp_lo) - (fp_lo & excluded.fp_lo)"
+)
+
+
+def _rows(changes: Sequence[DigestChange]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Digest rows and day deltas, in one fixed order so concurrent writers never deadlock."""
+    ordered = sorted(changes, key=lambda c: (c.partner, c.key))
+    digests = [(c.partner, c.key, c.new) for c in ordered]
+    days = [(c.partner, c.day, 0 if c.old else 1, *split_xor(c.delta)) for c in ordered]
+    return digests, days
+
+
+def _digests(kwargs: dict[str, Any]) -> Sequence[DigestChange]:
+    return kwargs.get("digests") or ()
+
+
+class SqliteDigestRecorder(SQLiteProcessRecorder):
+    """The SQLite process recorder, plus the digest index in the same transaction."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *SQLITE_DDL]
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        digests, days = _rows(_digests(kwargs))
+        if digests:
+            c.executemany(SQLITE_UPSERT_DIGEST, digests)
+            c.executemany(SQLITE_UPSERT_DAY, days)
+        return ids
+
+
+class PostgresDigestRecorder(PostgresProcessRecorder):
+    """The PostgreSQL process recorder, plus the digest index in the same transaction."""
+
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        schema = sql.Identifier(self.datastore.schema)
+        self.sql_create_statements.extend([
+            sql.SQL("CREATE TABLE IF NOT EXISTS {}.recon_digest (partner TEXT NOT NULL, case_key BYTEA NOT NULL, "
+                    "digest BYTEA NOT NULL, PRIMARY KEY (partner, case_key))").format(schema),
+            sql.SQL("CREATE TABLE IF NOT EXISTS {}.recon_day (partner TEXT NOT NULL, day INTEGER NOT NULL, "
+                    "n BIGINT NOT NULL, fp_hi BIGINT NOT NULL, fp_lo BIGINT NOT NULL, "
+                    "PRIMARY KEY (partner, day))").format(schema),
+        ])
+        self._upsert_digest = sql.SQL(
+            "INSERT INTO {}.recon_digest AS t (partner, case_key, digest) VALUES (%s, %s, %s) "
+            "ON CONFLICT (partner, case_key) DO UPDATE SET digest = excluded.digest"
+        ).format(schema)
+        self._upsert_day = sql.SQL(
+            "INSERT INTO {}.recon_day AS t (partner, day, n, fp_hi, fp_lo) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (partner, day) DO UPDATE SET n = t.n + excluded.n, "
+            "fp_hi = t.fp_hi # excluded.fp_hi, fp_lo = t.fp_lo # excluded.fp_lo"
+        ).format(schema)
+
+    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        super()._insert_events(curs, stored_events, **kwargs)
+        digests, days = _rows(_digests(kwargs))
+        if digests:
+            curs.executemany(self._upsert_digest, digests)
+            curs.executemany(self._upsert_day, days)
+
+
+class MemoryDigestRecorder(POPOProcessRecorder):
+    """The in-memory recorder with the same digest index, for unit tests (same contract tests)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.digests: dict[str, dict[bytes, bytes]] = {}
+        self.day_totals: dict[str, dict[int, tuple[int, bytes]]] = {}
+
+    def _update_table(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        ids = super()._update_table(stored_events, **kwargs)
+        for change in _digests(kwargs):
+            self.digests.setdefault(change.partner, {})[change.key] = change.new
+            days = self.day_totals.setdefault(change.partner, {})
+            n, fp = days.get(change.day, (0, bytes(16)))
+            days[change.day] = (n + (0 if change.old else 1), xor(fp, change.delta))
+        return ids
+
+
+class MemoryDigestFactory(POPOFactory):
+    def process_recorder(self) -> MemoryDigestRecorder:
+        return MemoryDigestRecorder()
+
+
+# ---------------------------------------------------------------------- reading
+
+
+class _ListSnapshot:
+    """A snapshot held as lists (memory store, and the SQLite/PostgreSQL readers' query results)."""
+
+    def __init__(self, days: list[DayTotal], fetch: Any) -> None:
+        self._days, self._fetch = days, fetch
+
+    def days(self) -> list[DayTotal]:
+        return self._days
+
+    def items(self, lo: bytes, hi: bytes | None) -> list[Item]:
+        return list(self._fetch(lo, hi))
+
+
+class MemoryDigestIndex:
+    def __init__(self, recorder: MemoryDigestRecorder) -> None:
+        self.recorder = recorder
+
+    @contextmanager
+    def snapshot(self, partner: str) -> Iterator[_ListSnapshot]:
+        with self.recorder._database_lock:
+            items = sorted(self.recorder.digests.get(partner, {}).items())
+            days = sorted((d, n, fp) for d, (n, fp) in self.recorder.day_totals.get(partner, {}).items() if n)
+        keys = [k for k, _ in items]
+
+        def fetch(lo: bytes, hi: bytes | None) -> list[Item]:
+            start = bisect.bisect_left(keys, lo)
+            end = len(keys) if hi is None else bisect.bisect_left(keys, hi)
+            return items[start:end]
+
+        yield _ListSnapshot(days, fetch)
+
+
+class SqliteDigestIndex:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def snapshot(self, partner: str) -> Iterator[_ListSnapshot]:
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+        lock = threading.Lock()
+        try:
+            db.execute("BEGIN")  # the first read below fixes the WAL snapshot for the whole session
+            days = [(d, n, join_xor(hi, lo)) for d, n, hi, lo in db.execute(
+                "SELECT day, n, fp_hi, fp_lo FROM recon_day WHERE partner = ? AND n > 0 ORDER BY day", (partner,))]
+
+            def fetch(lo: bytes, hi: bytes | None) -> list[Item]:
+                query = "SELECT case_key, digest FROM recon_digest WHERE partner = ? AND case_key >= ?"
+                args: tuple[Any, ...] = (partner, lo)
+                if hi is not None:
+                    query, args = query + " AND case_key < ?", (*args, hi)
+                with lock:
+                    return [(bytes(k), bytes(d)) for k, d in db.execute(query + " ORDER BY case_key", args)]
+
+            yield _ListSnapshot(days, fetch)
+        finally:
+            db.close()
+
+
+class PostgresDigestIndex:
+    def __init__(self, conninfo: str, schema: str) -> None:
+        self.conninfo, self.schema = conninfo, schema
+
+    @contextmanager
+    def snapshot(self, partner: str) -> Iterator[_ListSnapshot]:
+        schema = sql.Identifier(self.schema)
+        with psycopg.connect(self.conninfo) as conn:
+            conn.isolation_level, conn.read_only = psycopg.IsolationLevel.REPEATABLE_READ, True
+            lock = threading.Lock()
+            days = [(d, n, join_xor(hi, lo)) for d, n, hi, lo in conn.execute(
+                sql.SQL("SELECT day, n, fp_hi, fp_lo FROM {}.recon_day WHERE partner = %s AND n > 0 "
+                        "ORDER BY day").format(schema), (partner,))]
+
+            def fetch(lo: bytes, hi: bytes | None) -> list[Item]:
+                query = sql.SQL("SELECT case_key, digest FROM {}.recon_digest WHERE partner = %s "
+                                "AND case_key >= %s").format(schema)
+                args: tuple[Any, ...] = (partner, lo)
+                if hi is not None:
+                    query, args = query + sql.SQL(" AND case_key < %s"), (*args, hi)
+                with lock:
+                    rows = conn.execute(query + sql.SQL(" ORDER BY case_key"), args).fetchall()
+                return [(bytes(k), bytes(d)) for k, d in rows]
+
+            yield _ListSnapshot(days, fetch)
+            conn.rollback()

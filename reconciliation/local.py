@@ -1,0 +1,34 @@
+"""A partner in the same process: the Responder and exchange of another hub, called directly.
+
+Used by unit tests and the benchmark's in-process runs; it keeps the same contract as the gRPC
+peer (adapters/reconcile/grpc_client.py), which the contract tests check for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from hub.application.exchange import CaseReceipt, Exchange
+from hub.domain.shared import SharedEvent
+from reconciliation.messages import CaseCounts, CaseDescription, Message, Params
+from reconciliation.reconciler import Responder
+
+
+class LocalPeer:
+    def __init__(self, responder: Responder, asker: str) -> None:
+        self.responder, self.asker = responder, asker
+        self.partner = responder.hub.site
+        self.exchange = Exchange(responder.hub)
+
+    def reconcile(self, session: str, params: Params | None, message: Message) -> tuple[str, Params, Message]:
+        return self.responder.round(self.asker, session, params, message)
+
+    def describe(self, session: str, cases: Sequence[CaseCounts]) -> list[CaseDescription]:
+        return self.responder.describe(self.asker, session, cases)
+
+    def fetch(self, case_id: UUID, origin: str, from_seq: int) -> list[SharedEvent]:
+        return self.exchange.events_for(self.asker, case_id, origin, from_seq)
+
+    def deliver(self, events: Sequence[SharedEvent]) -> list[CaseReceipt]:
+        return self.exchange.ingest(self.asker, events)

@@ -1,0 +1,47 @@
+"""What reconciliation needs from the outside: a snapshot of the digest index, and the partner."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol
+from uuid import UUID
+
+from hub.application.exchange import CaseReceipt
+from hub.domain.shared import SharedEvent
+from reconciliation.messages import CaseCounts, CaseDescription, Message, Params
+
+DayTotal = tuple[int, int, bytes]  # (day, count, XOR of the day's digests)
+Item = tuple[bytes, bytes]  # (16-byte case key, 16-byte pair digest)
+
+
+class DigestSnapshot(Protocol):
+    """One site's digests for one partner, all read from one consistent snapshot of the store."""
+
+    def days(self) -> list[DayTotal]:
+        """Every day holding at least one case, ascending."""
+        ...
+
+    def items(self, lo: bytes, hi: bytes | None) -> list[Item]:
+        """The (key, digest) pairs with lo <= key < hi (hi None: no upper bound), ascending."""
+        ...
+
+
+class DigestIndex(Protocol):
+    def snapshot(self, partner: str) -> AbstractContextManager[DigestSnapshot]: ...
+
+
+class ReconcilePeer(Protocol):
+    """The partner, as the initiator of a run sees it (gRPC in production, in-process in unit tests)."""
+
+    partner: str
+
+    def reconcile(self, session: str, params: Params | None, message: Message) -> tuple[str, Params, Message]:
+        """One round: our ranges in, theirs out. An empty ``session`` opens one (``params`` required)."""
+        ...
+
+    def describe(self, session: str, cases: Sequence[CaseCounts]) -> list[CaseDescription]: ...
+
+    def fetch(self, case_id: UUID, origin: str, from_seq: int) -> list[SharedEvent]: ...
+
+    def deliver(self, events: Sequence[SharedEvent]) -> list[CaseReceipt]: ...

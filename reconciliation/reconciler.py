@@ -1,0 +1,390 @@
+"""One reconciliation run against one partner, and the answering side of the partner's runs.
+
+A run: find the differing cases (rbsr.py, over one snapshot of each side), ask the partner what it
+holds of them (counts and chain heads), classify (classify.py), then act: pull or push the missing
+events through the normal exchange path, open discrepancy cases for forks and lost chains, and
+leave what is still in flight for the next run. A circuit breaker refuses to repair anything when
+the differences exceed a share of the cases: mass divergence means a bug, not drift.
+
+Nothing the partner claims is trusted: pulled events must chain to the head it claimed, and the
+exchange recomputes every hash before storing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import ProcessingEvent
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from hub.application.exchange import Exchange
+from hub.application.service import CaseHub
+from hub.domain.case import Case, actor_data
+from hub.domain.errors import HubError, InvalidInput, RuleViolation
+from hub.domain.shared import SharedEvent, chain_next, chain_start
+from hub.domain.values import Actor
+from reconciliation.classify import Action, Finding, Held, Kind, classify
+from reconciliation.discrepancy import Discrepancy, DiscrepancyRegister, Status, discrepancy_id, register_id
+from reconciliation.journal import ReconcileRun, repair_key, run_id, tracking_name
+from reconciliation.messages import CaseCounts, CaseDescription, Message, OriginState, Params
+from reconciliation.ports import DigestIndex, ReconcilePeer
+from reconciliation.rbsr import DigestSet, Side, check_params
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+class ForgedClaim(RuleViolation):
+    """The partner's events do not chain to the head it claimed for them."""
+
+    def __init__(self, case_id: UUID, origin: str) -> None:
+        super().__init__("FORGED_CLAIM", f"对方为办件 {case_id} 来源 {origin} 声明的链头与其事件不符，未作修复")
+
+
+@dataclass(frozen=True)
+class Policy:
+    params: Params = field(default_factory=Params)
+    breaker_share: float = 0.01  # stop auto-repair above this share of cases differing ...
+    breaker_floor: int = 50  # ... unless the differences are at most this many
+    pending_grace: timedelta = timedelta(minutes=5)  # our events younger than this may still be in flight
+    describe_batch: int = 200
+
+
+@dataclass
+class Summary:
+    partner: str
+    run: int
+    compared: int = 0
+    rounds: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    differing_cases: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    repaired: int = 0
+    opened: int = 0
+    pending: int = 0
+    rejected: int = 0
+    tripped: bool = False
+    resumed: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Reconciler:
+    """The initiating side. ``run`` is safe to call again after a crash: it resumes first."""
+
+    def __init__(
+        self, hub: CaseHub, index: DigestIndex, policy: Policy | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.hub, self.index = hub, index
+        self.exchange = Exchange(hub)
+        self.site = hub.site
+        self.policy = policy or Policy()
+        self.now = now or hub.now
+
+    def run(self, peer: ReconcilePeer, progress: Progress | None = None) -> Summary:
+        started = time.monotonic()
+        report = progress or (lambda _phase, _done, _total: None)
+        partner = peer.partner
+        number = int(self.hub.recorder.max_tracking_id(tracking_name(partner)) or 0) + 1  # type: ignore[attr-defined]
+        summary = Summary(partner, number)
+        unfinished = self.hub.find(run_id(partner, number), ReconcileRun)
+        if unfinished is not None:
+            summary.resumed = len(unfinished.remaining)
+            self._repair(peer, unfinished, summary, report)
+            self._finish(unfinished, summary)
+            number += 1
+            summary = Summary(partner, number, resumed=summary.resumed)
+        with ExitStack() as stack:
+            session, digests = self._find(peer, stack, summary, report)
+            keys = digests.differences
+            candidates = sorted(UUID(bytes=k) for k in keys.only_ours | keys.only_theirs | keys.differ)
+            summary.compared, summary.differing_cases = digests.digests.size, len(candidates)
+            limit = max(self.policy.breaker_floor, int(self.policy.breaker_share * digests.digests.size))
+            summary.tripped = len(candidates) > limit
+            findings = [] if summary.tripped else self._classify(peer, session, candidates, report)
+        findings = [self._pending_if_recent(f) for f in findings]
+        summary.by_kind = dict(Counter(f.kind.value for f in findings))
+        summary.pending = sum(f.kind is Kind.PENDING for f in findings)
+        # Nothing is written until the partner has answered in full: a run that fails while
+        # comparing leaves no trace but its error.
+        journal = ReconcileRun.start(partner, number, asdict(self.policy.params))
+        journal.classified(
+            findings=[_finding_data(f) for f in findings], tripped=summary.tripped,
+            exchange={"rounds": summary.rounds, "bytes_sent": summary.bytes_sent,
+                      "bytes_received": summary.bytes_received, "compared": summary.compared},
+        )
+        try:
+            self.hub.save(journal)
+        except IntegrityError:
+            raise RuleViolation("RECONCILE_BUSY", f"与 {partner} 的另一次对账正在进行") from None
+        for f in findings:
+            if f.action is Action.OPEN:
+                summary.opened += self._open(peer, f, number)
+        self._repair(peer, journal, summary, report)
+        summary.seconds = time.monotonic() - started
+        self._finish(journal, summary)
+        return summary
+
+    # ------------------------------------------------------------------ finding
+    def _find(
+        self, peer: ReconcilePeer, stack: ExitStack, summary: Summary, report: Progress
+    ) -> tuple[str, Side]:
+        snapshot = stack.enter_context(self.index.snapshot(peer.partner))
+        side = Side(DigestSet(snapshot), self.policy.params, initiator=True)
+        side.start()
+        session, params = "", self.policy.params
+        while (message := side.next_message()) is not None:
+            if summary.rounds >= side.params.max_rounds:
+                raise RuleViolation("RECONCILE_ROUNDS", f"对账超过 {side.params.max_rounds} 轮仍未结束，已中止")
+            session, agreed, reply = peer.reconcile(session, params if not summary.rounds else None, message)
+            if not summary.rounds:
+                side.params = check_params(self.policy.params, agreed)
+            summary.rounds += 1
+            summary.bytes_sent += message.size()
+            summary.bytes_received += reply.size()
+            side.receive_reply(message, reply)
+            report("compare", summary.rounds, 0)
+        return session, side
+
+    def _classify(
+        self, peer: ReconcilePeer, session: str, candidates: list[UUID], report: Progress
+    ) -> list[Finding]:
+        partner = peer.partner
+        findings: list[Finding] = []
+        batch = self.policy.describe_batch
+        for start in range(0, len(candidates), batch):
+            chunk = candidates[start:start + batch]
+            cases = {i: self.hub.find(i, Case) for i in chunk}
+            asked = [CaseCounts(i, {o: c.last_seq(o) for o in (self.site, partner)} if c else {})
+                     for i, c in cases.items()]
+            answers = {d.case_id: d for d in peer.describe(session, asked)}
+            for case_id, case in cases.items():
+                theirs = answers.get(case_id) or CaseDescription(case_id, False)
+                ours = None
+                if case is not None:
+                    ours = {o: Held(case.last_seq(o), case.chain_head(o) if case.last_seq(o) else "",
+                                    _head_at(case, o, theirs)) for o in (self.site, partner)}
+                receiving = case.receiving_site if case is not None else theirs.receiving_site
+                findings.extend(classify(self.site, partner, case_id, receiving, ours, theirs))
+            report("classify", min(start + batch, len(candidates)), len(candidates))
+        return findings
+
+    def _pending_if_recent(self, f: Finding) -> Finding:
+        """A push of events so new that the relay is probably still delivering them waits a run."""
+        if f.action is not Action.PUSH:
+            return f
+        events = self.hub.get_case(f.case_id).shared_events(self.site)[f.theirs:]
+        cutoff = self.now() - self.policy.pending_grace
+        if events and max(e.occurred_at for e in events) > cutoff:
+            return Finding(f.case_id, f.origin, Kind.PENDING, Action.WAIT, f.ours, f.theirs, f.lost_by, f.claimed_head)
+        return f
+
+    # ------------------------------------------------------------------ acting
+    def _repair(self, peer: ReconcilePeer, journal: ReconcileRun, summary: Summary, report: Progress) -> None:
+        todo = journal.remaining
+        for i, f in enumerate(todo, 1):
+            try:
+                self._pull(peer, f) if f["action"] == Action.PULL.value else self._push(peer, f)
+            except ForgedClaim:
+                summary.rejected += 1
+                continue
+            journal.repaired(keys=[repair_key(f)])
+            self.hub.save(journal)  # journaled one by one: a crash repeats at most one (idempotent) repair
+            summary.repaired += 1
+            report("repair", i, len(todo))
+
+    def _pull(self, peer: ReconcilePeer, f: dict[str, Any]) -> None:
+        case_id, origin = UUID(f["case_id"]), f["origin"]
+        events = peer.fetch(case_id, origin, f["ours"] + 1)[: f["theirs"] - f["ours"]]
+        case = self.hub.find(case_id, Case)
+        head = case.chain_head(origin, f["ours"]) if case is not None else chain_start(case_id, origin)
+        for e in events:
+            head = chain_next(head, e.hash())
+        if len(events) != f["theirs"] - f["ours"] or head != f["claimed_head"]:
+            raise ForgedClaim(case_id, origin)
+        self.exchange.ingest(peer.partner, events)
+
+    def _push(self, peer: ReconcilePeer, f: dict[str, Any]) -> None:
+        events = self.exchange.resend(UUID(f["case_id"]), self.site, f["theirs"] + 1)
+        if events:
+            receipts = peer.deliver(events)
+            self.exchange.record_receipts(peer.partner, "reconcile", receipts, None)
+
+    def _open(self, peer: ReconcilePeer, f: Finding, run: int) -> int:
+        """Open (or reopen) the discrepancy for a finding; 1 if it is newly open."""
+        existing = self.hub.find(discrepancy_id(peer.partner, f.case_id, f.origin, f.kind.value), Discrepancy)
+        if existing is not None:
+            if existing.status is not Status.RESOLVED:
+                return 0
+            existing.reopen(run=run, ours=f.ours, theirs=f.theirs)
+            self.hub.save(existing)
+            return 1
+        seq, our_event, their_event = self._first_difference(peer, f)
+        register = self.hub.find(register_id(peer.partner), DiscrepancyRegister) \
+            or DiscrepancyRegister.for_partner(peer.partner)
+        opened = Discrepancy.open(
+            partner=peer.partner, case_id=str(f.case_id), origin=f.origin, kind=f.kind.value, ours=f.ours,
+            theirs=f.theirs, lost_by=f.lost_by, first_differing_seq=seq, our_event=our_event,
+            their_event=their_event, run=run,
+        )
+        register.list(discrepancy_id=str(opened.id))
+        self.hub.save(opened, register)
+        return 1
+
+    def _first_difference(
+        self, peer: ReconcilePeer, f: Finding
+    ) -> tuple[int, dict[str, Any] | None, dict[str, Any] | None]:
+        """Both versions of the first event where the chains part (for forks and lost chains)."""
+        case = self.hub.find(f.case_id, Case)
+        ours = case.shared_events(f.origin) if case is not None else []
+        try:
+            theirs = peer.fetch(f.case_id, f.origin, 1)
+        except HubError:
+            theirs = []
+        for seq in range(1, max(len(ours), len(theirs)) + 1):
+            a = ours[seq - 1] if seq <= len(ours) else None
+            b = theirs[seq - 1] if seq <= len(theirs) else None
+            if a is None or b is None or a.hash() != b.hash():
+                return seq, _event_data(a), _event_data(b)
+        return 0, None, None
+
+    def _finish(self, journal: ReconcileRun, summary: Summary) -> None:
+        journal.finish(summary=summary.as_dict())
+        processing: ProcessingEvent[UUID] = ProcessingEvent(
+            tracking=Tracking(tracking_name(journal.partner), journal.number))
+        processing.collect_events(journal)
+        self.hub._record(processing)
+
+    # ------------------------------------------------------------------ discrepancies
+    def discrepancies(self, partner: str, *, open_only: bool = True) -> list[Discrepancy]:
+        register = self.hub.find(register_id(partner), DiscrepancyRegister)
+        found = [self.hub.find(UUID(i), Discrepancy) for i in (register.listed if register else [])]
+        return [d for d in found if d is not None and (not open_only or d.status is not Status.RESOLVED)]
+
+    def review(self, discrepancy: UUID, actor: Actor, *, resolve: str | None = None) -> Discrepancy:
+        """Start the review of a discrepancy, or (with a reason) resolve it."""
+        found = self.hub.find(discrepancy, Discrepancy)
+        if found is None:
+            raise InvalidInput.one("discrepancy", f"差异件 {discrepancy} 不存在")
+        if resolve is None:
+            found.start_review(actor_data(actor))
+        else:
+            found.resolve(resolve, actor_data(actor))
+        self.hub.save(found)
+        return found
+
+
+def _head_at(case: Case, origin: str, theirs: CaseDescription) -> str:
+    state = theirs.origins.get(origin)
+    if state is None or state.count > case.last_seq(origin) or not state.count:
+        return ""
+    return case.chain_head(origin, state.count)
+
+
+def _finding_data(f: Finding) -> dict[str, Any]:
+    return {"case_id": str(f.case_id), "origin": f.origin, "kind": f.kind.value, "action": f.action.value,
+            "ours": f.ours, "theirs": f.theirs, "lost_by": f.lost_by, "claimed_head": f.claimed_head}
+
+
+def _event_data(e: SharedEvent | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {"seq": e.seq, "event_id": e.event_id, "type": e.type, "hash": e.hash(),
+            "canonical": e.canonical().decode("utf-8")}
+
+
+class Responder:
+    """The answering side: a snapshot per session (closed when the asker describes, or when idle)."""
+
+    def __init__(
+        self, hub: CaseHub, index: DigestIndex, params: Params | None = None, idle_seconds: float = 60.0,
+        max_sessions: int = 4,
+    ) -> None:
+        self.hub, self.index = hub, index
+        self.params = params or Params()
+        self.idle_seconds, self.max_sessions = idle_seconds, max_sessions
+        self._sessions: dict[str, tuple[str, ExitStack, Side, float]] = {}
+        self._lock = threading.Lock()
+
+    def round(
+        self, partner: str, session: str, params: Params | None, message: Message
+    ) -> tuple[str, Params, Message]:
+        self._expire()
+        if not session:
+            if params is None:
+                raise InvalidInput.one("params", "新的对账会话须带握手参数")
+            agreed = check_params(self.params, params)
+            session = self._open(partner, agreed)
+        with self._lock:
+            found = self._sessions.get(session)
+        if found is None or found[0] != partner:
+            raise InvalidInput.one("session_id", "对账会话不存在或已过期，请重新开始")
+        _partner, stack, side, _last = found
+        try:
+            reply = side.reply(message)
+        except HubError:
+            self.close(session)
+            raise
+        with self._lock:
+            self._sessions[session] = (partner, stack, side, time.monotonic())
+        if not reply.ranges:  # nothing more can be asked in this session
+            self.close(session)
+        return session, side.params, reply
+
+    def _open(self, partner: str, params: Params) -> str:
+        with self._lock:
+            if sum(1 for p, *_ in self._sessions.values() if p == partner) >= self.max_sessions:
+                raise RuleViolation("RECONCILE_BUSY", f"站点 {partner} 的对账会话过多，请稍后再试")
+        stack = ExitStack()
+        snapshot = stack.enter_context(self.index.snapshot(partner))
+        side = Side(DigestSet(snapshot), params, initiator=False)
+        session = uuid.uuid4().hex
+        with self._lock:
+            self._sessions[session] = (partner, stack, side, time.monotonic())
+        return session
+
+    def close(self, session: str) -> None:
+        with self._lock:
+            found = self._sessions.pop(session, None)
+        if found is not None:
+            found[1].close()
+
+    def _expire(self) -> None:
+        cutoff = time.monotonic() - self.idle_seconds
+        with self._lock:
+            stale = [s for s, (_p, _st, _side, last) in self._sessions.items() if last < cutoff]
+        for session in stale:
+            self.close(session)
+
+    def describe(self, partner: str, session: str, asked: Sequence[CaseCounts]) -> list[CaseDescription]:
+        """What we hold of each case shared with ``partner``; nothing about any other case."""
+        if session:
+            self.close(session)
+        if len(asked) > 1000:
+            raise InvalidInput.one("cases", "一次最多询问 1000 个办件")
+        out = []
+        for counts in asked:
+            case = self.hub.find(counts.case_id, Case)
+            if case is None or partner not in case.sites or self.hub.site not in case.sites:
+                out.append(CaseDescription(counts.case_id, False))
+                continue
+            origins = {}
+            for origin in (self.hub.site, partner):
+                n = case.last_seq(origin)
+                theirs = counts.origins.get(origin, 0)
+                at = case.chain_head(origin, theirs) if 0 < theirs <= n else ""
+                origins[origin] = OriginState(n, case.chain_head(origin) if n else "", at)
+            out.append(CaseDescription(counts.case_id, True, case.receiving_site, origins))
+        return out

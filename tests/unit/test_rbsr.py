@@ -1,0 +1,179 @@
+"""Range-based set reconciliation: it finds exactly the differences, within its frame bound, and
+refuses what no honest partner sends."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hub.domain.digests import DAY_MS, day_of, xor
+from hub.domain.errors import InvalidInput, RuleViolation
+from reconciliation.messages import Message, Mode, Params, Range
+from reconciliation.ports import DayTotal, Item
+from reconciliation.rbsr import DigestSet, Side, check_message, check_params, pad
+
+T0 = 1_780_000_000_000  # ms, a Tuesday in 2026
+
+
+class Snapshot:
+    """A digest snapshot over a dict, with the per-day totals the stores keep."""
+
+    def __init__(self, items: dict[bytes, bytes]) -> None:
+        self._items = sorted(items.items())
+        days: dict[int, tuple[int, bytes]] = {}
+        for key, digest in self._items:
+            n, fp = days.get(day_of(key), (0, bytes(16)))
+            days[day_of(key)] = (n + 1, xor(fp, digest))
+        self._days = sorted((d, n, fp) for d, (n, fp) in days.items())
+
+    def days(self) -> list[DayTotal]:
+        return self._days
+
+    def items(self, lo: bytes, hi: bytes | None) -> list[Item]:
+        return [(k, d) for k, d in self._items if k >= lo and (hi is None or k < hi)]
+
+
+def key(rng: random.Random, spread_days: int) -> bytes:
+    ms = T0 + rng.randrange(spread_days * DAY_MS)
+    return ms.to_bytes(6, "big") + rng.randbytes(10)
+
+
+def pair(n: int, only_a: int, only_b: int, changed: int, seed: int, spread_days: int = 30
+         ) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
+    rng = random.Random(seed)
+    common = {key(rng, spread_days): rng.randbytes(16) for _ in range(n)}
+    a, b = dict(common), dict(common)
+    for k in rng.sample(sorted(common), changed):
+        b[k] = rng.randbytes(16)
+    a.update({key(rng, spread_days): rng.randbytes(16) for _ in range(only_a)})
+    b.update({key(rng, spread_days): rng.randbytes(16) for _ in range(only_b)})
+    return a, b
+
+
+def reconcile(a: dict[bytes, bytes], b: dict[bytes, bytes], params: Params) -> tuple[Side, int, list[int]]:
+    initiator = Side(DigestSet(Snapshot(a)), params, initiator=True)
+    responder = Side(DigestSet(Snapshot(b)), params, initiator=False)
+    initiator.start()
+    rounds, sizes = 0, []
+    while (message := initiator.next_message()) is not None:
+        reply = responder.reply(message)
+        sizes += [message.size(), reply.size()]
+        initiator.receive_reply(message, reply)
+        rounds += 1
+        assert rounds < 200
+    return initiator, rounds, sizes
+
+
+def expected(a: dict[bytes, bytes], b: dict[bytes, bytes]) -> tuple[set[bytes], set[bytes], set[bytes]]:
+    return set(a) - set(b), set(b) - set(a), {k for k in set(a) & set(b) if a[k] != b[k]}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(0, 3000), only_a=st.integers(0, 40), only_b=st.integers(0, 40), changed=st.integers(0, 40),
+    seed=st.integers(0, 2**32), spread=st.sampled_from([1, 3, 400]),
+    branching=st.sampled_from([2, 4, 16]), threshold=st.sampled_from([1, 8, 32]),
+)
+def test_it_finds_exactly_the_differences(
+    n: int, only_a: int, only_b: int, changed: int, seed: int, spread: int, branching: int, threshold: int
+) -> None:
+    a, b = pair(n, only_a, only_b, min(changed, n), seed, spread)
+    side, _rounds, _sizes = reconcile(a, b, Params(branching=branching, id_list_threshold=threshold))
+    found = side.differences
+    assert (found.only_ours, found.only_theirs, found.differ) == expected(a, b)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32), frame=st.sampled_from([5000, 8000, 20_000]))
+def test_small_frames_still_find_everything_and_no_frame_exceeds_its_bound(seed: int, frame: int) -> None:
+    a, b = pair(2000, 30, 30, 30, seed)
+    side, _rounds, sizes = reconcile(a, b, Params(max_frame_bytes=frame, max_rounds=500))
+    assert max(sizes) <= frame
+    assert (side.differences.only_ours, side.differences.only_theirs, side.differences.differ) == expected(a, b)
+
+
+def test_equal_sets_cost_one_round_trip_and_a_few_dozen_bytes() -> None:
+    a, _ = pair(20_000, 0, 0, 0, seed=7)
+    side, rounds, sizes = reconcile(a, dict(a), Params())
+    assert rounds == 1 and sum(sizes) < 1024 and len(side.differences) == 0
+
+
+def test_rounds_grow_with_log_n_not_with_n() -> None:
+    a, b = pair(50_000, 10, 10, 10, seed=3, spread_days=200)
+    _side, rounds, sizes = reconcile(a, b, Params())
+    assert rounds <= 4
+    assert sum(sizes) < 50_000 * 24 / 4  # far below shipping every digest
+
+
+def test_split_cuts_at_day_starts_while_days_are_small() -> None:
+    a, _ = pair(5000, 0, 0, 0, seed=11, spread_days=100)
+    digests = DigestSet(Snapshot(a))
+    parts = digests.split(b"", None, 16)
+    assert 8 <= len(parts) <= 32
+    assert all(len(lo) <= 6 for lo, _hi in parts[1:])  # day starts, not item keys
+    assert sum(digests.fingerprint(lo, hi)[0] for lo, hi in parts) == 5000
+
+
+# ---------------------------------------------------------------------- a misbehaving partner
+
+
+def fp(lo: bytes, hi: bytes | None) -> Range:
+    return Range(lo, hi, Mode.FINGERPRINT, 1, bytes(16))
+
+
+@pytest.mark.parametrize(
+    ("ranges", "complaint"),
+    [
+        ((fp(b"\x05", b"\x09"), fp(b"\x01", b"\x03")), "顺序"),
+        ((fp(b"\x05", b"\x05"),), "顺序"),
+        ((fp(b"\x01", None), fp(b"\x05", b"\x09")), "上界"),
+        ((Range(b"", None, Mode.FINGERPRINT, 1, b"short"),), "指纹"),
+        ((Range(b"", None, Mode.ID_LIST, items=((os.urandom(16), b"x"),)),), "清单"),
+        ((Range(b"\x80", None, Mode.ID_LIST, items=((b"\x01" + bytes(15), bytes(8)),)),), "区间内"),
+        ((Range(b"", None, Mode.ID_DIFF),), "类型"),
+        ((Range(b"\x00" * 17, None, Mode.FINGERPRINT, 1, bytes(16)),), "16"),
+    ],
+)
+def test_malformed_messages_are_refused_with_a_clear_reason(ranges: tuple[Range, ...], complaint: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        check_message(Message(ranges), Params(), from_responder=False)
+    assert complaint in refused.value.message
+
+
+def test_an_oversized_frame_is_refused_before_it_is_read() -> None:
+    items = tuple(sorted((os.urandom(16), bytes(8)) for _ in range(100)))
+    with pytest.raises(InvalidInput, match="过大"):
+        check_message(Message((Range(b"", None, Mode.ID_LIST, items=items),)), Params(max_frame_bytes=1000),
+                      from_responder=False)
+
+
+def test_a_different_digest_version_is_refused_in_the_handshake() -> None:
+    with pytest.raises(RuleViolation) as refused:
+        check_params(Params(), Params(version=99))
+    assert refused.value.reason == "DIGEST_VERSION"
+
+
+def test_a_frame_too_small_for_one_answer_is_refused_in_the_handshake() -> None:
+    with pytest.raises(InvalidInput, match="帧上限过小"):
+        check_params(Params(), Params(max_frame_bytes=600))
+
+
+def test_the_handshake_takes_the_tighter_bounds() -> None:
+    agreed = check_params(Params(max_frame_bytes=4096, branching=16), Params(max_frame_bytes=1 << 20, branching=8))
+    assert (agreed.max_frame_bytes, agreed.branching) == (4096, 8)
+
+
+def test_a_reply_outside_what_was_asked_is_refused() -> None:
+    a, _ = pair(100, 0, 0, 0, seed=1)
+    side = Side(DigestSet(Snapshot(a)), Params(), initiator=True)
+    sent = Message((fp(b"\x10", b"\x20"),))
+    with pytest.raises(InvalidInput, match="之内"):
+        side.receive_reply(sent, Message((fp(b"\x30", b"\x40"),), consumed=1))
+
+
+def test_bounds_compare_as_zero_padded_keys() -> None:
+    assert pad(b"\x01") == b"\x01" + bytes(15)
