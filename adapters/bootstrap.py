@@ -5,6 +5,7 @@ Nothing is opened at import time; everything is built here, in order, from the s
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -12,11 +13,15 @@ from psycopg import sql
 
 from adapters.calendar_notices import load_notices
 from adapters.settings import PostgresSettings, Settings
+from adapters.store.digest_index import PostgresDigestIndex, SqliteDigestIndex
 from adapters.store.postgres_index import PostgresCaseIndex
 from adapters.store.sqlite_index import SqliteCaseIndex
 from hub.application.ports import CaseIndex
 from hub.application.service import CaseHub
 from hub.domain.workdays import WorkCalendar
+from reconciliation.messages import Params
+from reconciliation.ports import DigestIndex
+from reconciliation.reconciler import Policy
 from routing.agreements import Agreements
 from routing.catalogue import Catalogue
 from routing.regions import RegionDirectory
@@ -48,6 +53,20 @@ def build_chain_store(settings: Settings) -> Any:
     if settings.store == "sqlite":
         return SqliteChainStore(settings.data_dir / "audit_chain.sqlite3")
     return PostgresChainStore(conninfo(settings.postgres), settings.postgres.schema)
+
+
+def build_digest_index(settings: Settings) -> DigestIndex:
+    """The reconciliation digest index: the tables the event store's recorder keeps beside the events."""
+    if settings.store == "sqlite":
+        return SqliteDigestIndex(settings.data_dir / "events.sqlite3")
+    return PostgresDigestIndex(conninfo(settings.postgres), settings.postgres.schema)
+
+
+def reconcile_policy(settings: Settings) -> Policy:
+    r = settings.reconcile
+    params = Params(branching=r.branching, id_list_threshold=r.id_list_threshold, max_frame_bytes=r.max_frame_bytes)
+    return Policy(params=params, breaker_share=r.breaker_share, breaker_floor=r.breaker_floor,
+                  pending_grace=timedelta(seconds=r.pending_grace))
 
 
 def build_hub(settings: Settings) -> CaseHub:

@@ -39,6 +39,19 @@ class PartnerSettings:
 
 
 @dataclass(frozen=True)
+class ReconcileSettings:
+    """[reconcile]: how often to reconcile with each gRPC partner, and the safety bounds."""
+
+    interval: float = 600.0  # seconds between scheduled runs per partner; 0 turns the schedule off
+    breaker_share: float = 0.01  # stop auto-repair when more than this share of cases differ ...
+    breaker_floor: int = 50  # ... and more than this many
+    pending_grace: float = 300.0  # our events younger than this may still be in flight: recheck next run
+    branching: int = 16
+    id_list_threshold: int = 32
+    max_frame_bytes: int = 1 << 20
+
+
+@dataclass(frozen=True)
 class Settings:
     site: str
     site_name: str = ""
@@ -60,6 +73,7 @@ class Settings:
     audit_key_file: Path | None = None  # Ed25519 signing key for checkpoints; default <data_dir>/audit-signing.pem
     checkpoint_interval: float = 60.0  # seconds between signed checkpoints of the event chain
     health_interval: float = 2.0  # seconds between readiness checks of the store and NATS
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
 
     @property
     def pii_key(self) -> str | None:
@@ -116,6 +130,7 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
     try:
         postgres = PostgresSettings(**store.get("postgres", {}))
         policy = DeadlinePolicy(**raw.get("deadlines", {}))
+        reconcile = ReconcileSettings(**raw.get("reconcile", {}))
     except TypeError as exc:
         raise ConfigError(f"unknown setting: {exc}") from None
     calendar_dir = raw.get("calendar", {}).get("notices_dir")
@@ -149,6 +164,7 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         audit_key_file=(base / key).resolve() if (key := raw.get("audit", {}).get("key_file")) else None,
         checkpoint_interval=float(raw.get("audit", {}).get("checkpoint_interval", 60.0)),
         health_interval=float(raw.get("health", {}).get("interval", 2.0)),
+        reconcile=reconcile,
         agreements_file=(base / agreements).resolve() if (agreements := raw.get("routing", {}).get("agreements"))
         else None,
     )
@@ -167,7 +183,7 @@ def _partner(raw: dict[str, Any]) -> PartnerSettings:
 
 def describe(settings: Settings) -> dict[str, str]:
     """Settings as strings for a start-up log line (no secrets)."""
-    skip = ("postgres", "policy", "partners")
+    skip = ("postgres", "policy", "partners", "reconcile")
     out = {f.name: str(getattr(settings, f.name)) for f in fields(settings) if f.name not in skip}
     out["partners"] = ", ".join(f"{p.site}/{p.channel}" for p in settings.partners)
     if settings.store == "postgres":

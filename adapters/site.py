@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 
 from adapters.audit_chain import SiteChain
 from adapters.audit_signing import Checkpointer, load_or_create_key
-from adapters.bootstrap import build_chain_store, build_hub
+from adapters.bootstrap import build_chain_store, build_digest_index, build_hub, reconcile_policy
 from adapters.exchange.grpc_client import GrpcPartner
 from adapters.exchange.grpc_service import ExchangeServicer
 from adapters.exchange.nats_channel import NatsChannelError, NatsInbox, NatsPartner, list_parked
@@ -30,11 +30,15 @@ from adapters.grpc.case_servicer import CaseServicer
 from adapters.grpc.interceptors import LoggingInterceptor
 from adapters.grpc.server import MAX_MESSAGE_BYTES, SiteServer
 from adapters.metering import MeteredExchange, case_counts, meter_store
+from adapters.reconcile.grpc_client import GrpcReconcilePeer
+from adapters.reconcile.grpc_service import ReconcileServicer
+from adapters.reconcile.schedule import ReconcileSchedule
 from adapters.settings import PartnerSettings, Settings
 from adapters.tls import TlsFiles, channel_credentials, peer_identity, peer_site, server_credentials
 from hub.application.exchange import CaseReceipt, Exchange
 from ops.metrics import SiteMetrics
-from tongban.v1 import audit_pb2_grpc, case_service_pb2_grpc, exchange_pb2_grpc
+from reconciliation.reconciler import Reconciler, Responder
+from tongban.v1 import audit_pb2_grpc, case_service_pb2_grpc, exchange_pb2_grpc, reconcile_pb2_grpc
 
 log = structlog.get_logger("tongban.site")
 PARKED_CHECK_SECONDS = 15.0
@@ -50,13 +54,15 @@ class Site:
         self.exchange = Exchange(self.hub)
         self.staff = SiteServer(self.hub, settings.listen, metrics=self.metrics)
         self.metrics_server: Any = None
-        self._signer_clients: list[GrpcPartner] | None = None
+        self._partner_client_list: list[GrpcPartner] | None = None
         self._meters: dict[str, MeteredExchange] = {}
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="health-watch", daemon=True)
         self.chain = SiteChain(self.hub, build_chain_store(settings))
         key_file = settings.audit_key_file or settings.data_dir / "audit-signing.pem"
         self.checkpointer = Checkpointer(self.hub, self.chain, load_or_create_key(key_file), settings.certs_dir)
+        self.digests = build_digest_index(settings)
+        self.reconciler = Reconciler(self.hub, self.digests, reconcile_policy(settings))
         self.partner_server: grpc.Server | None = None
         self.partner_port = 0
         if settings.exchange_listen:
@@ -68,6 +74,11 @@ class Site:
             exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(
                 ExchangeServicer(self._metered("grpc"), peer_site, self.checkpointer.countersign_for),
                 self.partner_server
+            )
+            reconcile_pb2_grpc.add_ReconcileServiceServicer_to_server(
+                ReconcileServicer(Responder(self.hub, self.digests, self.reconciler.policy.params), peer_site,
+                                  frozenset(p.site for p in settings.partners)),
+                self.partner_server,
             )
             self.partner_port = self.partner_server.add_secure_port(
                 settings.exchange_listen, server_credentials(self._tls())
@@ -92,6 +103,11 @@ class Site:
         self.inbox: NatsInbox | None = None
         if settings.nats_url:  # partners may deliver to us over NATS; our NATS partners' receipts come back there
             self.inbox = NatsInbox(self._metered("nats"), settings.nats_url, resend=self._resend)  # type: ignore
+
+        self.reconcile_schedule = ReconcileSchedule(
+            self.reconciler, [GrpcReconcilePeer(c) for c in self._partner_clients()], self.metrics,
+            settings.reconcile.interval,
+        )
 
     def _metered(self, channel: str) -> MeteredExchange:
         if channel not in self._meters:
@@ -133,6 +149,7 @@ class Site:
         for relay in self.relays:
             self.hub.listeners.append(relay.wake.set)
             relay.start()
+        self.reconcile_schedule.start()
         log.info("site_running", staff_port=self.staff.port, partner_port=self.partner_port,
                  partners=[r.channel.partner for r in self.relays])
 
@@ -145,19 +162,19 @@ class Site:
         head = self.chain.head()
         return (head.position if head else 0), findings
 
-    def _signers(self) -> list[GrpcPartner]:
+    def _partner_clients(self) -> list[GrpcPartner]:
         """A gRPC client to every partner's partner port: the relay's own, or one made for countersigning
-        (a partner we send events to over NATS still countersigns over its partner port)."""
-        if self._signer_clients is None:
+        and reconciliation (a partner we send events to over NATS still has a partner port)."""
+        if self._partner_client_list is None:
             by_relay = {r.channel.partner: r.channel for r in self.relays if isinstance(r.channel, GrpcPartner)}
-            self._signer_clients = [
+            self._partner_client_list = [
                 by_relay.get(p.site) or GrpcPartner(
                     self.settings.site, p.site, p.address,
                     channel_credentials(self._tls()) if self.settings.certs_dir else None,
                 )
                 for p in self.settings.partners if p.address
             ]
-        return self._signer_clients
+        return self._partner_client_list
 
     def _countersign_latest(self) -> None:
         """Have every partner countersign our latest checkpoint (asked again each tick until it has)."""
@@ -167,7 +184,7 @@ class Site:
         signed = checkpoints[-1]
         position = int(signed["checkpoint"]["position"])
         done = {c["signer"] for c in signed["countersignatures"]}
-        for client in self._signers():
+        for client in self._partner_clients():
             if client.partner in done:
                 continue
             try:
@@ -214,6 +231,7 @@ class Site:
 
     def stop(self, grace: float = 5.0) -> None:
         self._stopping.set()
+        self.reconcile_schedule.stop()
         if self._watcher.is_alive():
             self._watcher.join(5)
         if self.audit_server is not None:
@@ -224,7 +242,7 @@ class Site:
         for relay in self.relays:
             relay.stop()
         channels = [r.channel for r in self.relays]
-        for client in self._signer_clients or []:
+        for client in self._partner_client_list or []:
             if client not in channels:
                 client.close()
         if self.inbox is not None:

@@ -76,6 +76,9 @@ class SiteMetrics:
             "tongban_reconcile_repairs_total", "Differences repaired automatically.", ["partner"], registry=r)
         self.discrepancies_open = Gauge(
             "tongban_reconcile_discrepancies_open", "Discrepancy cases open for people.", ["partner"], registry=r)
+        self.reconcile_tripped = Gauge(
+            "tongban_reconcile_breaker_tripped",
+            "1 when the last run found too many differences to repair automatically.", ["partner"], registry=r)
         self.reconcile_seconds = Histogram(
             "tongban_reconcile_duration_seconds", "Duration of one reconciliation run.", ["partner"],
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=r)

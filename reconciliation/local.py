@@ -20,9 +20,13 @@ class LocalPeer:
         self.responder, self.asker = responder, asker
         self.partner = responder.hub.site
         self.exchange = Exchange(responder.hub)
+        self.bytes_sent = self.bytes_received = 0  # estimated: no wire in between
 
     def reconcile(self, session: str, params: Params | None, message: Message) -> tuple[str, Params, Message]:
-        return self.responder.round(self.asker, session, params, message)
+        session, agreed, reply = self.responder.round(self.asker, session, params, message)
+        self.bytes_sent += message.size()
+        self.bytes_received += reply.size()
+        return session, agreed, reply
 
     def describe(self, session: str, cases: Sequence[CaseCounts]) -> list[CaseDescription]:
         return self.responder.describe(self.asker, session, cases)

@@ -35,6 +35,8 @@ class ReconcilePeer(Protocol):
     """The partner, as the initiator of a run sees it (gRPC in production, in-process in unit tests)."""
 
     partner: str
+    bytes_sent: int  # on the wire so far, each way
+    bytes_received: int
 
     def reconcile(self, session: str, params: Params | None, message: Message) -> tuple[str, Params, Message]:
         """One round: our ranges in, theirs out. An empty ``session`` opens one (``params`` required)."""

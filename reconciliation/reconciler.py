@@ -145,6 +145,7 @@ class Reconciler:
         side = Side(DigestSet(snapshot), self.policy.params, initiator=True)
         side.start()
         session, params = "", self.policy.params
+        sent, received = peer.bytes_sent, peer.bytes_received
         while (message := side.next_message()) is not None:
             if summary.rounds >= side.params.max_rounds:
                 raise RuleViolation("RECONCILE_ROUNDS", f"对账超过 {side.params.max_rounds} 轮仍未结束，已中止")
@@ -152,8 +153,7 @@ class Reconciler:
             if not summary.rounds:
                 side.params = check_params(self.policy.params, agreed)
             summary.rounds += 1
-            summary.bytes_sent += message.size()
-            summary.bytes_received += reply.size()
+            summary.bytes_sent, summary.bytes_received = peer.bytes_sent - sent, peer.bytes_received - received
             side.receive_reply(message, reply)
             report("compare", summary.rounds, 0)
         return session, side
