@@ -34,6 +34,7 @@ from adapters.reconcile.grpc_client import GrpcReconcilePeer
 from adapters.reconcile.grpc_service import ReconcileServicer
 from adapters.reconcile.schedule import ReconcileSchedule
 from adapters.settings import PartnerSettings, Settings
+from adapters.store.digest_index import ensure_digests
 from adapters.tls import TlsFiles, channel_credentials, peer_identity, peer_site, server_credentials
 from hub.application.exchange import CaseReceipt, Exchange
 from ops.metrics import SiteMetrics
@@ -62,6 +63,8 @@ class Site:
         key_file = settings.audit_key_file or settings.data_dir / "audit-signing.pem"
         self.checkpointer = Checkpointer(self.hub, self.chain, load_or_create_key(key_file), settings.certs_dir)
         self.digests = build_digest_index(settings)
+        if ensure_digests(self.hub):
+            log.info("digest_index_rebuilt")
         self.reconciler = Reconciler(self.hub, self.digests, reconcile_policy(settings))
         self.partner_server: grpc.Server | None = None
         self.partner_port = 0

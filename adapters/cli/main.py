@@ -22,6 +22,7 @@ from adapters.cli import render
 from adapters.cli.audit import audit
 from adapters.cli.certs import certs
 from adapters.cli.exchange import exchange
+from adapters.cli.reconcile import reconcile
 from adapters.grpc.errors import error_info, field_violations
 from adapters.grpc.translate import wire_enum
 from hub.domain.identifiers import LOCAL_TZ
@@ -338,6 +339,7 @@ def list_cases(ctx: click.Context, states: tuple[str, ...], overdue: bool, warni
 main.add_command(certs)
 main.add_command(exchange)
 main.add_command(audit)
+main.add_command(reconcile)
 
 if __name__ == "__main__":
     main()

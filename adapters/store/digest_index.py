@@ -15,10 +15,11 @@ from __future__ import annotations
 import bisect
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import StoredEvent
@@ -27,9 +28,11 @@ from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 from psycopg import sql
 
-from hub.domain.digests import DigestChange, join_xor, split_xor, xor
+from hub.application.service import CaseHub
+from hub.domain.digests import DigestChange, digest_changes, join_xor, split_xor, xor
 from reconciliation.ports import DayTotal, Item
 
+RECEIVED_TOPIC = "tongban.case:CaseReceived"
 SQLITE_DDL = [
     "CREATE TABLE IF NOT EXISTS recon_digest (partner TEXT NOT NULL, case_key BLOB NOT NULL, "
     "digest BLOB NOT NULL, PRIMARY KEY (partner, case_key)) WITHOUT ROWID",
@@ -61,6 +64,17 @@ def _digests(kwargs: dict[str, Any]) -> Sequence[DigestChange]:
     return kwargs.get("digests") or ()
 
 
+def _batches(changes: Iterable[DigestChange], size: int = 1000) -> Iterator[list[DigestChange]]:
+    batch: list[DigestChange] = []
+    for change in changes:
+        batch.append(change)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 class SqliteDigestRecorder(SQLiteProcessRecorder):
     """The SQLite process recorder, plus the digest index in the same transaction."""
 
@@ -76,6 +90,21 @@ class SqliteDigestRecorder(SQLiteProcessRecorder):
             c.executemany(SQLITE_UPSERT_DIGEST, digests)
             c.executemany(SQLITE_UPSERT_DAY, days)
         return ids
+
+    def has_digests(self) -> bool:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT 1 FROM recon_digest LIMIT 1")
+            return c.fetchone() is not None
+
+    def replace_digests(self, changes: Iterable[DigestChange]) -> None:
+        """Rewrite the whole index in one transaction (the changes are first-time: old is None)."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("DELETE FROM recon_digest")
+            c.execute("DELETE FROM recon_day")
+            for batch in _batches(changes):
+                digests, days = _rows(batch)
+                c.executemany(SQLITE_UPSERT_DIGEST, digests)
+                c.executemany(SQLITE_UPSERT_DAY, days)
 
 
 class PostgresDigestRecorder(PostgresProcessRecorder):
@@ -108,6 +137,22 @@ class PostgresDigestRecorder(PostgresProcessRecorder):
             curs.executemany(self._upsert_digest, digests)
             curs.executemany(self._upsert_day, days)
 
+    def has_digests(self) -> bool:
+        schema = sql.Identifier(self.datastore.schema)
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(sql.SQL("SELECT 1 FROM {}.recon_digest LIMIT 1").format(schema))
+            return curs.fetchone() is not None
+
+    def replace_digests(self, changes: Iterable[DigestChange]) -> None:
+        schema = sql.Identifier(self.datastore.schema)
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(sql.SQL("DELETE FROM {}.recon_digest").format(schema))
+            curs.execute(sql.SQL("DELETE FROM {}.recon_day").format(schema))
+            for batch in _batches(changes):
+                digests, days = _rows(batch)
+                curs.executemany(self._upsert_digest, digests)
+                curs.executemany(self._upsert_day, days)
+
 
 class MemoryDigestRecorder(POPOProcessRecorder):
     """The in-memory recorder with the same digest index, for unit tests (same contract tests)."""
@@ -119,17 +164,55 @@ class MemoryDigestRecorder(POPOProcessRecorder):
 
     def _update_table(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         ids = super()._update_table(stored_events, **kwargs)
-        for change in _digests(kwargs):
+        self._apply(_digests(kwargs))
+        return ids
+
+    def _apply(self, changes: Iterable[DigestChange]) -> None:
+        for change in changes:
             self.digests.setdefault(change.partner, {})[change.key] = change.new
             days = self.day_totals.setdefault(change.partner, {})
             n, fp = days.get(change.day, (0, bytes(16)))
             days[change.day] = (n + (0 if change.old else 1), xor(fp, change.delta))
-        return ids
+
+    def has_digests(self) -> bool:
+        return any(self.digests.values())
+
+    def replace_digests(self, changes: Iterable[DigestChange]) -> None:
+        with self._database_lock:
+            self.digests, self.day_totals = {}, {}
+            self._apply(changes)
 
 
 class MemoryDigestFactory(POPOFactory):
     def process_recorder(self) -> MemoryDigestRecorder:
         return MemoryDigestRecorder()
+
+
+def all_digests(hub: CaseHub) -> Iterator[DigestChange]:
+    """Every case's pair digests, recomputed from its events (one case in memory at a time)."""
+    position = 0
+    while True:
+        notes = hub.recorder.select_notifications(start=position + 1, limit=500, topics=[RECEIVED_TOPIC])
+        if not notes:
+            return
+        for note in notes:
+            case = hub.get_case(UUID(str(note.originator_id)))
+            counts = {origin: len(chain) for origin, chain in case.chains.items()}
+            yield from digest_changes(case.id, hub.site, case.sites, case.chains, counts)
+        position = notes[-1].id
+
+
+def ensure_digests(hub: CaseHub, *, force: bool = False) -> bool:
+    """Build the digest index from the event log if it is empty but cases exist (a store that
+    predates it, or restored without it), or always with ``force`` (after a restore from backup).
+    Run it before the site serves: a case saved while it runs could be missed. True if rebuilt."""
+    recorder: Any = hub.recorder
+    if not hasattr(recorder, "replace_digests"):
+        return False
+    if not force and (recorder.has_digests() or not recorder.max_notification_id()):
+        return False
+    recorder.replace_digests(all_digests(hub))
+    return True
 
 
 # ---------------------------------------------------------------------- reading

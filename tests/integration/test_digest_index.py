@@ -1,0 +1,126 @@
+"""The digest index contract, for every store (memory fake, SQLite, PostgreSQL): written in the
+save's own transaction, equal to digests recomputed from the cases, readable from a snapshot
+that later saves do not move, and rebuilt from the log to the same bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eventsourcing.persistence import IntegrityError
+
+from adapters.bootstrap import build_digest_index, build_hub
+from adapters.settings import PostgresSettings, Settings
+from adapters.store.digest_index import MemoryDigestIndex, ensure_digests
+from adapters.store.memory_index import MemoryCaseIndex
+from hub.application import commands as c
+from hub.application.exchange import Exchange
+from hub.application.service import CaseHub
+from hub.domain.digests import day_of, pair_digest, xor
+from hub.domain.values import Actor
+from reconciliation.ports import DigestIndex
+from routing.catalogue import Catalogue
+from routing.regions import RegionDirectory
+from tests.builders import CLERK, HANDLER, HANDLING, RECEIVING, actor_data, receive_request
+
+MEMORY_STORE = "adapters.store.digest_index:MemoryDigestFactory"
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[CaseHub, DigestIndex]]:
+    if request.param == "memory":
+        hub = CaseHub(site=RECEIVING, catalogue=Catalogue.load(), regions=RegionDirectory.load(),
+                      index=MemoryCaseIndex(), env={"PERSISTENCE_MODULE": MEMORY_STORE})
+        yield hub, MemoryDigestIndex(hub.recorder)  # type: ignore[arg-type]
+        return
+    settings = Settings(site=RECEIVING, data_dir=tmp_path / "data")
+    if request.param == "postgres":
+        postgres: PostgresSettings = request.getfixturevalue("postgres_schema")
+        settings = replace(settings, store="postgres", postgres=postgres)
+    hub = build_hub(settings)
+    yield hub, build_digest_index(settings)
+    hub.close()
+
+
+def step(hub: CaseHub, command: type[c.CaseCommand], case_id: Any, actor: Actor, **fields: object) -> None:
+    hub.execute(c.parse(command, {"case_id": str(case_id), "actor": actor_data(actor), **fields}))
+
+
+def expected(hub: CaseHub, case_ids: list[Any]) -> dict[bytes, bytes]:
+    out = {}
+    for case_id in case_ids:
+        case = hub.get_case(case_id)
+        heads = {o: (case.last_seq(o), case.chain_head(o)) for o in case.chains}
+        out[case_id.bytes] = pair_digest(case_id, (RECEIVING, HANDLING), heads)
+    return out
+
+
+def read(index: DigestIndex) -> tuple[dict[bytes, bytes], list[tuple[int, int, bytes]]]:
+    with index.snapshot(HANDLING) as snap:
+        return dict(snap.items(b"", None)), snap.days()
+
+
+def day_totals(items: dict[bytes, bytes]) -> list[tuple[int, int, bytes]]:
+    days: dict[int, tuple[int, bytes]] = {}
+    for key, digest in items.items():
+        n, fp = days.get(day_of(key), (0, bytes(16)))
+        days[day_of(key)] = (n + 1, xor(fp, digest))
+    return sorted((d, n, fp) for d, (n, fp) in days.items())
+
+
+def populate(hub: CaseHub) -> list[Any]:
+    ids = []
+    for i in range(4):
+        case, _ = hub.receive(c.parse(c.ReceiveCase, receive_request(f"d-{i}")))
+        step(hub, c.ForwardCase, case.id, CLERK)
+        ids.append(case.id)
+    partner = CaseHub(site=HANDLING, catalogue=hub.catalogue, regions=hub.regions, index=MemoryCaseIndex(),
+                      env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    Exchange(partner).ingest(RECEIVING, [e for i in ids for e in hub.get_case(i).shared_events()])
+    step(partner, c.SignCase, ids[0], HANDLER)
+    Exchange(hub).ingest(HANDLING, partner.get_case(ids[0]).shared_events(HANDLING))  # the partner's event
+    return ids
+
+
+def test_the_index_equals_digests_recomputed_from_the_cases(store: tuple[CaseHub, DigestIndex]) -> None:
+    hub, index = store
+    ids = populate(hub)
+    items, days = read(index)
+    assert items == expected(hub, ids)
+    assert days == day_totals(items)
+
+
+def test_a_save_that_fails_leaves_the_index_as_it_was(store: tuple[CaseHub, DigestIndex]) -> None:
+    hub, index = store
+    ids = populate(hub)
+    stale = hub.get_case(ids[1])
+    step(hub, c.RaiseIssue, ids[1], CLERK, kind="dispute", description="争议")
+    stale.raise_issue(kind=c.IssueKind.DISPUTE, description="另一次", actor=CLERK)
+    with pytest.raises(IntegrityError):
+        hub.save(stale)
+    items, days = read(index)
+    assert items == expected(hub, ids) and days == day_totals(items)
+
+
+def test_a_snapshot_does_not_move_while_cases_are_saved(store: tuple[CaseHub, DigestIndex]) -> None:
+    hub, index = store
+    ids = populate(hub)
+    with index.snapshot(HANDLING) as snap:
+        before = dict(snap.items(b"", None)), snap.days()
+        step(hub, c.RaiseIssue, ids[2], CLERK, kind="dispute", description="争议")
+        new, _ = hub.receive(c.parse(c.ReceiveCase, receive_request("d-new")))
+        assert (dict(snap.items(b"", None)), snap.days()) == before
+    items, _days = read(index)
+    assert items == expected(hub, [*ids, new.id]) and items != before[0]
+
+
+def test_rebuilding_from_the_log_gives_the_same_index(store: tuple[CaseHub, DigestIndex]) -> None:
+    hub, index = store
+    populate(hub)
+    incremental = read(index)
+    assert ensure_digests(hub) is False  # present: nothing to do
+    assert ensure_digests(hub, force=True) is True
+    assert read(index) == incremental
