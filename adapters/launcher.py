@@ -47,6 +47,7 @@ class SiteSpec:
     metrics_port: int = field(default_factory=free_port)
     audit_port: int = field(default_factory=free_port)
     health_interval: float = 0.5
+    reconcile: dict[str, float] = field(default_factory=dict)  # [reconcile] settings, e.g. {"interval": 0}
 
     def config(self) -> str:
         lines = [
@@ -67,6 +68,8 @@ class SiteSpec:
         lines.append(f'[metrics]\nlisten = "127.0.0.1:{self.metrics_port}"\n')
         lines.append(f'[audit]\nlisten = "127.0.0.1:{self.audit_port}"\ncheckpoint_interval = 1.0\n')
         lines.append(f"[health]\ninterval = {self.health_interval}\n")
+        if self.reconcile:
+            lines.append("[reconcile]\n" + "".join(f"{k} = {v!r}\n" for k, v in self.reconcile.items()))
         lines.append('[logging]\nformat = "json"\n')
         return "\n".join(lines)
 

@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import json
-import urllib.request
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.launcher import SiteProcess
 from tests.builders import ID_NUMBER
-from tests.e2e.two_sites import CLERK, PDS, SZ, Staff, actor, eventually, link, make_certs, spec
+from tests.e2e.two_sites import CLERK, PDS, SZ, Staff, actor, eventually, link, make_certs, scrape, spec, value
 from tests.nats_fixtures import nats_server  # noqa: F401
 from tongban.v1 import case_pb2 as pb
 
 HANDLER = actor(SZ)
 
 
-def scrape(process: SiteProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{process.spec.metrics_port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def health(process: SiteProcess, service: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.launcher import SiteProcess, SiteSpec
 from adapters.tls import create_ca, issue_site_cert
@@ -115,3 +117,17 @@ def assert_same_shared_events(case_id: str, *sites: Staff, timeout: float = 20.0
         return all(h == held[0] for h in held) and bool(held[0])
 
     eventually(same, timeout, "all sites to hold the same shared events")
+
+
+def scrape(process: SiteProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{process.spec.metrics_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
