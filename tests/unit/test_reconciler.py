@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters.store.digest_index import MemoryDigestIndex, MemoryDigestRecorder
 from adapters.store.memory_index import MemoryCaseIndex
@@ -16,7 +18,7 @@ from hub.application import commands as c
 from hub.application.exchange import CaseReceipt, Exchange
 from hub.application.service import CaseHub
 from hub.domain.case import Case
-from hub.domain.errors import InvalidInput, RuleViolation
+from hub.domain.errors import CaseNotFound, InvalidInput, RuleViolation
 from hub.domain.shared import SharedEvent
 from hub.domain.values import Actor, Role
 from reconciliation.discrepancy import Status
@@ -259,3 +261,61 @@ def test_describe_tells_nothing_about_cases_not_shared_with_the_asker(sites: tup
     case_id = next(iter(versions(a)))
     [answer] = Responder(b, index(b)).describe("330100", "", [CaseCounts(case_id, {})])
     assert not answer.found and not answer.origins
+
+
+# ---------------------------------------------------------------------- convergence, as a property
+
+ACTIONS = st.lists(st.tuples(st.sampled_from(["open", "forward", "sign", "issue", "relay_ab", "relay_ba"]),
+                             st.integers(0, 7)), min_size=1, max_size=40)
+
+
+def lossy_relay(source: CaseHub, target: CaseHub, drop: int) -> None:
+    """One relay pass that loses the ``drop``-th event on the way (the position still advances)."""
+    out, into = Exchange(source), Exchange(target)
+    position = out.position(target.site, "grpc")
+    batch = out.outbound(target.site, position)
+    if batch.through == position:
+        return
+    kept = [e for i, e in enumerate(batch.events) if i != drop % 3]
+    receipts = into.ingest(source.site, kept) if kept else []
+    out.record_receipts(target.site, "grpc", receipts, batch.through)
+
+
+def play(a: CaseHub, b: CaseHub, actions: list[tuple[str, int]]) -> None:
+    ids: list[UUID] = []
+    for n, (action, k) in enumerate(actions):
+        try:
+            if action == "open":
+                case, _ = a.receive(c.parse(c.ReceiveCase, receive_request(f"p-{n}")))
+                ids.append(case.id)
+            elif ids and action == "forward":
+                step(a, c.ForwardCase, ids[k % len(ids)], CLERK)
+            elif ids and action == "sign":
+                step(b, c.SignCase, ids[k % len(ids)], HANDLER)
+            elif ids and action == "issue":
+                step(a, c.RaiseIssue, ids[k % len(ids)], CLERK, kind="dispute", description=f"争议{n}")
+            elif action == "relay_ab":
+                lossy_relay(a, b, k)
+            elif action == "relay_ba":
+                lossy_relay(b, a, k)
+        except (RuleViolation, InvalidInput, CaseNotFound):
+            continue  # a step not legal here (the case is elsewhere in its life): people get the same error
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(actions=ACTIONS, first=st.sampled_from(["a", "b"]))
+def test_random_divergent_pairs_converge_and_nothing_is_applied_twice(actions: list[tuple[str, int]],
+                                                                      first: str) -> None:
+    a, b = hub(RECEIVING), hub(HANDLING)
+    play(a, b, actions)
+    x, y = (a, b) if first == "a" else (b, a)
+    run(x, y)
+    run(y, x)  # each side pulls the other's missing events; pushes cover what the partner lost
+    assert converged(a, b)
+    for h in (a, b):
+        for case_id, version in versions(h).items():
+            case = h.get_case(case_id)
+            assert version == sum(len(chain) for chain in case.chains.values())  # each event stored once
+    settled = versions(a), versions(b)
+    assert run(a, b).differing_cases == 0 and run(b, a).differing_cases == 0
+    assert (versions(a), versions(b)) == settled
