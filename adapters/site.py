@@ -38,7 +38,8 @@ from adapters.store.digest_index import ensure_digests
 from adapters.tls import TlsFiles, channel_credentials, peer_identity, peer_site, server_credentials
 from hub.application.exchange import CaseReceipt, Exchange
 from ops.metrics import SiteMetrics
-from reconciliation.reconciler import Reconciler, Responder
+from reconciliation.reconciler import Reconciler
+from reconciliation.responder import Responder
 from tongban.v1 import audit_pb2_grpc, case_service_pb2_grpc, exchange_pb2_grpc, reconcile_pb2_grpc
 
 log = structlog.get_logger("tongban.site")

@@ -12,7 +12,7 @@ from uuid import UUID
 from hub.application.exchange import CaseReceipt, Exchange
 from hub.domain.shared import SharedEvent
 from reconciliation.messages import CaseCounts, CaseDescription, Message, Params
-from reconciliation.reconciler import Responder
+from reconciliation.responder import Responder
 
 
 class LocalPeer:

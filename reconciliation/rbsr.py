@@ -25,7 +25,7 @@ from hub.domain.errors import InvalidInput, RuleViolation
 from reconciliation.messages import KEY_BYTES, PREFIX_BYTES, Message, Mode, Params, Range
 from reconciliation.ports import DigestSnapshot, Item
 
-_CACHED_DAYS = 64
+_CACHED_DAYS = 16
 _MAX_COUNT = 1 << 40
 
 

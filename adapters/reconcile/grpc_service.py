@@ -18,7 +18,7 @@ from adapters.reconcile.wire import (
 )
 from hub.domain.errors import InvalidInput, NotPermitted
 from reconciliation.messages import Message
-from reconciliation.reconciler import Responder
+from reconciliation.responder import Responder
 from tongban.v1 import reconcile_pb2 as pb
 from tongban.v1 import reconcile_pb2_grpc
 

@@ -24,7 +24,8 @@ from hub.domain.values import Actor, Role
 from reconciliation.discrepancy import Status
 from reconciliation.local import LocalPeer
 from reconciliation.messages import Message, Params
-from reconciliation.reconciler import Policy, Reconciler, Responder, Summary
+from reconciliation.reconciler import Policy, Reconciler, Summary
+from reconciliation.responder import Responder
 from routing.catalogue import Catalogue
 from routing.regions import RegionDirectory
 from tests.builders import CLERK, HANDLER, HANDLING, RECEIVING, actor_data, receive_request
