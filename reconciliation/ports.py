@@ -11,15 +11,19 @@ from hub.application.exchange import CaseReceipt
 from hub.domain.shared import SharedEvent
 from reconciliation.messages import CaseCounts, CaseDescription, Message, Params
 
-DayTotal = tuple[int, int, bytes]  # (day, count, XOR of the day's digests)
+Total = tuple[int, int, bytes]  # (day or hour number, count, XOR of its digests)
 Item = tuple[bytes, bytes]  # (16-byte case key, 16-byte pair digest)
 
 
 class DigestSnapshot(Protocol):
     """One site's digests for one partner, all read from one consistent snapshot of the store."""
 
-    def days(self) -> list[DayTotal]:
-        """Every day holding at least one case, ascending."""
+    def days(self) -> list[Total]:
+        """Every UTC day holding at least one case, ascending."""
+        ...
+
+    def hours(self) -> list[Total]:
+        """Every hour (Unix ms // 3,600,000) holding at least one case, ascending."""
         ...
 
     def items(self, lo: bytes, hi: bytes | None) -> list[Item]:

@@ -7,8 +7,9 @@ it holds few keys there, sends the keys themselves. Each half round goes one lev
 rounds grow with log(n) and the bytes with d·log(n), never with n; with no differences it is one
 round trip and a few dozen bytes.
 
-Whole days come from the per-day totals the store keeps at append time (hub/domain/digests.py),
-so an unchanged day costs nothing to compare; only the edge days of a range are read key by key.
+Whole days and hours come from the totals the store keeps at append time (hub/domain/digests.py),
+so an unchanged day costs nothing to compare; only the part of an hour a range cuts through is
+read key by key.
 Every incoming message is checked before anything is read: a partner that sends ranges out of
 order, oversized frames or malformed items gets a clear error and learns nothing.
 """
@@ -17,15 +18,14 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from hub.domain.digests import DIGEST_VERSION, ZERO, day_of, day_start, xor
+from hub.domain.digests import DAY_MS, DIGEST_VERSION, HOUR_MS, bucket_of, bucket_start
 from hub.domain.errors import InvalidInput, RuleViolation
 from reconciliation.messages import KEY_BYTES, PREFIX_BYTES, Message, Mode, Params, Range
-from reconciliation.ports import DigestSnapshot, Item
+from reconciliation.ports import DigestSnapshot, Item, Total
 
-_CACHED_DAYS = 16
 _MAX_COUNT = 1 << 40
 
 
@@ -39,87 +39,84 @@ def separator(below: bytes, key: bytes) -> bytes:
     return key[: i + 1]
 
 
+Part = tuple[bytes, bytes | None, int, bytes]  # (lo, hi, count, fingerprint)
+Unit = tuple[bytes, int, int, bytes | None]  # (start bound, count, XOR, key): key None for a day or hour total
+LEVELS = (DAY_MS, HOUR_MS)
+
+
+class _Totals:
+    """The totals of one level (days or hours): sorted unit numbers, and (count, XOR) by unit."""
+
+    def __init__(self, size_ms: int, totals: list[Total]) -> None:
+        self.size_ms = size_ms
+        self.units = [u for u, _, _ in totals]
+        self.by_unit = {u: (n, int.from_bytes(fp, "big")) for u, n, fp in totals}
+
+    def start(self, unit: int) -> bytes:
+        return bucket_start(unit, self.size_ms)
+
+    def meeting(self, lo_k: bytes, hi_k: bytes | None) -> list[int]:
+        first = bisect.bisect_left(self.units, bucket_of(lo_k, self.size_ms))
+        last = len(self.units) if hi_k is None else bisect.bisect_right(self.units, bucket_of(hi_k, self.size_ms))
+        return self.units[first:last]
+
+
 class DigestSet:
-    """Counts, fingerprints and splits over one snapshot: whole days from totals, edge days by key."""
+    """Counts, fingerprints and splits over one snapshot. Whole days and hours come from their totals;
+    only the part of an hour a range cuts through is read, key by key, with one indexed range query."""
 
     def __init__(self, snapshot: DigestSnapshot) -> None:
         self.snapshot = snapshot
-        totals = snapshot.days()
-        self._days = [d for d, _, _ in totals]
-        self._totals = {d: (n, fp) for d, n, fp in totals}
-        self._cache: OrderedDict[int, list[Item]] = OrderedDict()
-        self.size = sum(n for n, _ in self._totals.values())
+        self._levels = (_Totals(DAY_MS, snapshot.days()), _Totals(HOUR_MS, snapshot.hours()))
+        self.size = sum(n for n, _ in self._levels[0].by_unit.values())
 
-    def _day_items(self, day: int) -> list[Item]:
-        items = self._cache.get(day)
-        if items is None:
-            items = self.snapshot.items(pad(day_start(day)), pad(day_start(day + 1)))
-            self._cache[day] = items
-            if len(self._cache) > _CACHED_DAYS:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(day)
-        return items
-
-    def _pieces(self, lo: bytes, hi: bytes | None) -> list[tuple[int, bool]]:
-        """The days with data that meet [lo, hi), each with whether the range holds all of it."""
-        lo_k, hi_k = pad(lo), (pad(hi) if hi is not None else None)
-        first = bisect.bisect_left(self._days, day_of(lo_k))
-        last = len(self._days) if hi_k is None else bisect.bisect_right(self._days, day_of(hi_k))
-        pieces = []
-        for day in self._days[first:last]:
-            if hi_k is not None and hi_k <= pad(day_start(day)):
+    def _walk(self, lo_k: bytes, hi_k: bytes | None, limit: int, level: int = 0) -> Iterator[Unit]:
+        """[lo_k, hi_k) in key order, as whole units of at most ``limit`` cases and single items."""
+        totals = self._levels[level]
+        for unit in totals.meeting(lo_k, hi_k):
+            start, end = pad(totals.start(unit)), pad(totals.start(unit + 1))
+            if hi_k is not None and hi_k <= start:
                 continue
-            whole = lo_k <= pad(day_start(day)) and (hi_k is None or pad(day_start(day + 1)) <= hi_k)
-            pieces.append((day, whole))
-        return pieces
-
-    def _slice(self, day: int, lo: bytes, hi: bytes | None) -> list[Item]:
-        items = self._day_items(day)
-        keys = [k for k, _ in items]
-        start = bisect.bisect_left(keys, pad(lo))
-        end = len(items) if hi is None else bisect.bisect_left(keys, pad(hi))
-        return items[start:end]
+            n, fp = totals.by_unit[unit]
+            if lo_k <= start and (hi_k is None or end <= hi_k) and n <= limit:
+                yield totals.start(unit), n, fp, None
+                continue
+            inner_lo, inner_hi = max(lo_k, start), end if hi_k is None else min(hi_k, end)
+            if level + 1 < len(self._levels):
+                yield from self._walk(inner_lo, inner_hi, limit, level + 1)
+            else:
+                for key, digest in self.snapshot.items(inner_lo, inner_hi):
+                    yield totals.start(unit), 1, int.from_bytes(digest, "big"), key
 
     def fingerprint(self, lo: bytes, hi: bytes | None) -> tuple[int, bytes]:
-        count, fp = 0, ZERO
-        for day, whole in self._pieces(lo, hi):
-            if whole:
-                n, day_fp = self._totals[day]
-                count, fp = count + n, xor(fp, day_fp)
-            else:
-                for _key, digest in self._slice(day, lo, hi):
-                    count, fp = count + 1, xor(fp, digest)
-        return count, fp
+        count, fp = 0, 0
+        for _start, n, unit_fp, _key in self._walk(pad(lo), pad(hi) if hi is not None else None, _MAX_COUNT):
+            count, fp = count + n, fp ^ unit_fp
+        return count, fp.to_bytes(16, "big")
 
     def items(self, lo: bytes, hi: bytes | None) -> list[Item]:
-        out: list[Item] = []
-        for day, _whole in self._pieces(lo, hi):
-            out.extend(self._slice(day, lo, hi))
-        return out
+        return self.snapshot.items(pad(lo), pad(hi) if hi is not None else None)
 
-    def split(self, lo: bytes, hi: bytes | None, parts: int) -> list[tuple[bytes, bytes | None]]:
-        """[lo, hi) cut into about ``parts`` ranges of equal count: at day starts while days are small,
-        between keys inside a day that is bigger than a part."""
+    def split(self, lo: bytes, hi: bytes | None, parts: int) -> list[Part]:
+        """[lo, hi) cut into about ``parts`` ranges of equal count, each with its fingerprint: at day or
+        hour starts while those are smaller than a part, between keys inside an hour that is bigger."""
         count, _ = self.fingerprint(lo, hi)
         target = max(1, math.ceil(count / parts))
-        bounds: list[bytes] = []
-        acc, previous = 0, None
-        for day, whole in self._pieces(lo, hi):
-            n = self._totals[day][0]
-            if whole and n <= target:
-                if acc and acc + n > target:
-                    bounds.append(day_start(day))
-                    acc = 0
-                acc, previous = acc + n, None
-                continue
-            for key, _digest in self._slice(day, lo, hi):
-                if acc >= target:
-                    bounds.append(separator(previous, key) if previous else day_start(day))
-                    acc = 0
-                acc, previous = acc + 1, key
-        edges = [lo, *bounds]
-        return [(edges[i], edges[i + 1] if i + 1 < len(edges) else hi) for i in range(len(edges))]
+        out: list[Part] = []
+        start, n, fp, previous = lo, 0, 0, None
+        for unit_start, unit_n, unit_fp, key in self._walk(pad(lo), pad(hi) if hi is not None else None, target):
+            if key is None and n and n + unit_n > target:
+                bound = unit_start
+            elif key is not None and n >= target:
+                bound = separator(previous, key) if previous else unit_start
+            else:
+                bound = b""
+            if bound:
+                out.append((start, bound, n, fp.to_bytes(16, "big")))
+                start, n, fp = bound, 0, 0
+            n, fp, previous = n + unit_n, fp ^ unit_fp, key
+        out.append((start, hi, n, fp.to_bytes(16, "big")))
+        return out
 
 
 def check_params(ours: Params, theirs: Params) -> Params:
@@ -228,9 +225,11 @@ class Side:
         if not 0 <= reply.consumed <= len(sent.ranges) or (sent.ranges and reply.consumed == 0):
             raise InvalidInput.one("consumed", "对方应答的区间数不合理")
         self.outbox[:0] = sent.ranges[reply.consumed:]  # unanswered: ask again first
-        answered = sent.ranges[: reply.consumed]
-        for r in reply.ranges:
-            if not any(_within(r, a) for a in answered):
+        answered, i = sent.ranges[: reply.consumed], 0
+        for r in reply.ranges:  # both in key order: one walk checks every answer lies inside a question
+            while i < len(answered) and not _within(r, answered[i]):
+                i += 1
+            if i == len(answered):
                 raise InvalidInput.one("ranges", "应答区间不在所问区间之内")
         self.outbox.extend(self._answer(reply.ranges))
 
@@ -271,8 +270,8 @@ class Side:
         if count <= small:  # we hold few, they hold many: let them split it
             return [Range(r.lo, r.hi, Mode.FINGERPRINT, count, fp)]
         return [
-            Range(lo, hi, Mode.FINGERPRINT, *self.digests.fingerprint(lo, hi))
-            for lo, hi in self.digests.split(r.lo, r.hi, self.params.branching)
+            Range(lo, hi, Mode.FINGERPRINT, n, part_fp)
+            for lo, hi, n, part_fp in self.digests.split(r.lo, r.hi, self.params.branching)
         ]
 
     def _id_list(self, lo: bytes, hi: bytes | None) -> Range:

@@ -1,10 +1,11 @@
 """The reconciliation digest index, written in the event store's own transaction.
 
-Two tables beside the events: ``recon_digest`` (partner, case key, pair digest) and ``recon_day``
-(partner, day, count, XOR of digests as two signed 64-bit halves). CaseHub hands each save's
+Three tables beside the events: ``recon_digest`` (partner, case key, pair digest), and
+``recon_day`` and ``recon_hour`` (partner, day or hour, count, XOR of digests as two signed 64-bit
+halves). CaseHub hands each save's
 digest changes to the recorder (``digests=`` in the save's kwargs); the recorders below write them
-with the events, so the index is never ahead of or behind the log. Per-day totals are updated by
-XOR delta, so a save costs O(1) and never reads the day back.
+with the events, so the index is never ahead of or behind the log. The totals are updated by XOR
+delta, so a save costs O(1) and never reads them back.
 
 Reading: ``snapshot(partner)`` opens one consistent read (SQLite WAL read transaction, PostgreSQL
 REPEATABLE READ) that a whole reconcile session uses while live traffic continues.
@@ -30,34 +31,41 @@ from psycopg import sql
 
 from hub.application.service import CaseHub
 from hub.domain.digests import DigestChange, digest_changes, join_xor, split_xor, xor
-from reconciliation.ports import DayTotal, Item
+from reconciliation.ports import Item, Total
 
 RECEIVED_TOPIC = "tongban.case:CaseReceived"
 SQLITE_DDL = [
     "CREATE TABLE IF NOT EXISTS recon_digest (partner TEXT NOT NULL, case_key BLOB NOT NULL, "
     "digest BLOB NOT NULL, PRIMARY KEY (partner, case_key)) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS recon_day (partner TEXT NOT NULL, day INTEGER NOT NULL, n INTEGER NOT NULL, "
-    "fp_hi INTEGER NOT NULL, fp_lo INTEGER NOT NULL, PRIMARY KEY (partner, day)) WITHOUT ROWID",
+    *(f"CREATE TABLE IF NOT EXISTS {t} (partner TEXT NOT NULL, {c} INTEGER NOT NULL, n INTEGER NOT NULL, "
+      f"fp_hi INTEGER NOT NULL, fp_lo INTEGER NOT NULL, PRIMARY KEY (partner, {c})) WITHOUT ROWID"
+      for t, c in (("recon_day", "day"), ("recon_hour", "hour"))),
 ]
 SQLITE_UPSERT_DIGEST = (
     "INSERT INTO recon_digest (partner, case_key, digest) VALUES (?, ?, ?) "
     "ON CONFLICT (partner, case_key) DO UPDATE SET digest = excluded.digest"
 )
 # SQLite has no XOR operator: a ^ b == (a | b) - (a & b), exact for 64-bit integers.
-SQLITE_UPSERT_DAY = (
-    "INSERT INTO recon_day (partner, day, n, fp_hi, fp_lo) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (partner, day) DO UPDATE SET n = n + excluded.n, "
+SQLITE_UPSERT_TOTAL = (
+    "INSERT INTO {t} (partner, {c}, n, fp_hi, fp_lo) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (partner, {c}) DO UPDATE SET n = n + excluded.n, "
     "fp_hi = (fp_hi | excluded.fp_hi) - (fp_hi & excluded.fp_hi), "
     "fp_lo = (fp_lo | excluded.fp_lo) - (fp_lo & excluded.fp_lo)"
 )
+SQLITE_UPSERT_DAY = SQLITE_UPSERT_TOTAL.format(t="recon_day", c="day")
+SQLITE_UPSERT_HOUR = SQLITE_UPSERT_TOTAL.format(t="recon_hour", c="hour")
 
 
-def _rows(changes: Sequence[DigestChange]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """Digest rows and day deltas, in one fixed order so concurrent writers never deadlock."""
+Rows = list[tuple[Any, ...]]
+
+
+def _rows(changes: Sequence[DigestChange]) -> tuple[Rows, Rows, Rows]:
+    """Digest rows, day deltas and hour deltas, in one fixed order so concurrent writers never deadlock."""
     ordered = sorted(changes, key=lambda c: (c.partner, c.key))
     digests = [(c.partner, c.key, c.new) for c in ordered]
     days = [(c.partner, c.day, 0 if c.old else 1, *split_xor(c.delta)) for c in ordered]
-    return digests, days
+    hours = [(c.partner, c.hour, 0 if c.old else 1, *split_xor(c.delta)) for c in ordered]
+    return digests, days, hours
 
 
 def _digests(kwargs: dict[str, Any]) -> Sequence[DigestChange]:
@@ -85,11 +93,16 @@ class SqliteDigestRecorder(SQLiteProcessRecorder):
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         ids = super()._insert_events(c, stored_events, **kwargs)
-        digests, days = _rows(_digests(kwargs))
+        self._write(c, _digests(kwargs))
+        return ids
+
+    @staticmethod
+    def _write(c: SQLiteCursor, changes: Sequence[DigestChange]) -> None:
+        digests, days, hours = _rows(changes)
         if digests:
             c.executemany(SQLITE_UPSERT_DIGEST, digests)
             c.executemany(SQLITE_UPSERT_DAY, days)
-        return ids
+            c.executemany(SQLITE_UPSERT_HOUR, hours)
 
     def has_digests(self) -> bool:
         with self.datastore.transaction(commit=False) as c:
@@ -99,12 +112,10 @@ class SqliteDigestRecorder(SQLiteProcessRecorder):
     def replace_digests(self, changes: Iterable[DigestChange]) -> None:
         """Rewrite the whole index in one transaction (the changes are first-time: old is None)."""
         with self.datastore.transaction(commit=True) as c:
-            c.execute("DELETE FROM recon_digest")
-            c.execute("DELETE FROM recon_day")
+            for table in ("recon_digest", "recon_day", "recon_hour"):
+                c.execute(f"DELETE FROM {table}")
             for batch in _batches(changes):
-                digests, days = _rows(batch)
-                c.executemany(SQLITE_UPSERT_DIGEST, digests)
-                c.executemany(SQLITE_UPSERT_DAY, days)
+                self._write(c, batch)
 
 
 class PostgresDigestRecorder(PostgresProcessRecorder):
@@ -116,26 +127,33 @@ class PostgresDigestRecorder(PostgresProcessRecorder):
         self.sql_create_statements.extend([
             sql.SQL("CREATE TABLE IF NOT EXISTS {}.recon_digest (partner TEXT NOT NULL, case_key BYTEA NOT NULL, "
                     "digest BYTEA NOT NULL, PRIMARY KEY (partner, case_key))").format(schema),
-            sql.SQL("CREATE TABLE IF NOT EXISTS {}.recon_day (partner TEXT NOT NULL, day INTEGER NOT NULL, "
-                    "n BIGINT NOT NULL, fp_hi BIGINT NOT NULL, fp_lo BIGINT NOT NULL, "
-                    "PRIMARY KEY (partner, day))").format(schema),
+            *(sql.SQL("CREATE TABLE IF NOT EXISTS {}.{} (partner TEXT NOT NULL, {} INTEGER NOT NULL, "
+                      "n BIGINT NOT NULL, fp_hi BIGINT NOT NULL, fp_lo BIGINT NOT NULL, "
+                      "PRIMARY KEY (partner, {}))").format(schema, sql.Identifier(t), sql.Identifier(c),
+                                                           sql.Identifier(c))
+              for t, c in (("recon_day", "day"), ("recon_hour", "hour"))),
         ])
         self._upsert_digest = sql.SQL(
             "INSERT INTO {}.recon_digest AS t (partner, case_key, digest) VALUES (%s, %s, %s) "
             "ON CONFLICT (partner, case_key) DO UPDATE SET digest = excluded.digest"
         ).format(schema)
-        self._upsert_day = sql.SQL(
-            "INSERT INTO {}.recon_day AS t (partner, day, n, fp_hi, fp_lo) VALUES (%s, %s, %s, %s, %s) "
-            "ON CONFLICT (partner, day) DO UPDATE SET n = t.n + excluded.n, "
+        self._upsert_day, self._upsert_hour = (sql.SQL(
+            "INSERT INTO {}.{} AS t (partner, {}, n, fp_hi, fp_lo) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (partner, {}) DO UPDATE SET n = t.n + excluded.n, "
             "fp_hi = t.fp_hi # excluded.fp_hi, fp_lo = t.fp_lo # excluded.fp_lo"
-        ).format(schema)
+        ).format(schema, sql.Identifier(t), sql.Identifier(c), sql.Identifier(c))
+            for t, c in (("recon_day", "day"), ("recon_hour", "hour")))
 
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
-        digests, days = _rows(_digests(kwargs))
+        self._write(curs, _digests(kwargs))
+
+    def _write(self, curs: Any, changes: Sequence[DigestChange]) -> None:
+        digests, days, hours = _rows(changes)
         if digests:
             curs.executemany(self._upsert_digest, digests)
             curs.executemany(self._upsert_day, days)
+            curs.executemany(self._upsert_hour, hours)
 
     def has_digests(self) -> bool:
         schema = sql.Identifier(self.datastore.schema)
@@ -146,12 +164,10 @@ class PostgresDigestRecorder(PostgresProcessRecorder):
     def replace_digests(self, changes: Iterable[DigestChange]) -> None:
         schema = sql.Identifier(self.datastore.schema)
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(sql.SQL("DELETE FROM {}.recon_digest").format(schema))
-            curs.execute(sql.SQL("DELETE FROM {}.recon_day").format(schema))
+            for table in ("recon_digest", "recon_day", "recon_hour"):
+                curs.execute(sql.SQL("DELETE FROM {}.{}").format(schema, sql.Identifier(table)))
             for batch in _batches(changes):
-                digests, days = _rows(batch)
-                curs.executemany(self._upsert_digest, digests)
-                curs.executemany(self._upsert_day, days)
+                self._write(curs, batch)
 
 
 class MemoryDigestRecorder(POPOProcessRecorder):
@@ -161,6 +177,7 @@ class MemoryDigestRecorder(POPOProcessRecorder):
         super().__init__()
         self.digests: dict[str, dict[bytes, bytes]] = {}
         self.day_totals: dict[str, dict[int, tuple[int, bytes]]] = {}
+        self.hour_totals: dict[str, dict[int, tuple[int, bytes]]] = {}
 
     def _update_table(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         ids = super()._update_table(stored_events, **kwargs)
@@ -170,16 +187,17 @@ class MemoryDigestRecorder(POPOProcessRecorder):
     def _apply(self, changes: Iterable[DigestChange]) -> None:
         for change in changes:
             self.digests.setdefault(change.partner, {})[change.key] = change.new
-            days = self.day_totals.setdefault(change.partner, {})
-            n, fp = days.get(change.day, (0, bytes(16)))
-            days[change.day] = (n + (0 if change.old else 1), xor(fp, change.delta))
+            for totals, unit in ((self.day_totals, change.day), (self.hour_totals, change.hour)):
+                per_partner = totals.setdefault(change.partner, {})
+                n, fp = per_partner.get(unit, (0, bytes(16)))
+                per_partner[unit] = (n + (0 if change.old else 1), xor(fp, change.delta))
 
     def has_digests(self) -> bool:
         return any(self.digests.values())
 
     def replace_digests(self, changes: Iterable[DigestChange]) -> None:
         with self._database_lock:
-            self.digests, self.day_totals = {}, {}
+            self.digests, self.day_totals, self.hour_totals = {}, {}, {}
             self._apply(changes)
 
 
@@ -219,13 +237,16 @@ def ensure_digests(hub: CaseHub, *, force: bool = False) -> bool:
 
 
 class _ListSnapshot:
-    """A snapshot held as lists (memory store, and the SQLite/PostgreSQL readers' query results)."""
+    """A snapshot: the totals read when it opened, and the items fetched on demand from the same read."""
 
-    def __init__(self, days: list[DayTotal], fetch: Any) -> None:
-        self._days, self._fetch = days, fetch
+    def __init__(self, days: list[Total], hours: list[Total], fetch: Any) -> None:
+        self._days, self._hours, self._fetch = days, hours, fetch
 
-    def days(self) -> list[DayTotal]:
+    def days(self) -> list[Total]:
         return self._days
+
+    def hours(self) -> list[Total]:
+        return self._hours
 
     def items(self, lo: bytes, hi: bytes | None) -> list[Item]:
         return list(self._fetch(lo, hi))
@@ -239,7 +260,8 @@ class MemoryDigestIndex:
     def snapshot(self, partner: str) -> Iterator[_ListSnapshot]:
         with self.recorder._database_lock:
             items = sorted(self.recorder.digests.get(partner, {}).items())
-            days = sorted((d, n, fp) for d, (n, fp) in self.recorder.day_totals.get(partner, {}).items() if n)
+            days, hours = (sorted((u, n, fp) for u, (n, fp) in totals.get(partner, {}).items() if n)
+                           for totals in (self.recorder.day_totals, self.recorder.hour_totals))
         keys = [k for k, _ in items]
 
         def fetch(lo: bytes, hi: bytes | None) -> list[Item]:
@@ -247,7 +269,7 @@ class MemoryDigestIndex:
             end = len(keys) if hi is None else bisect.bisect_left(keys, hi)
             return items[start:end]
 
-        yield _ListSnapshot(days, fetch)
+        yield _ListSnapshot(days, hours, fetch)
 
 
 class SqliteDigestIndex:
@@ -260,8 +282,9 @@ class SqliteDigestIndex:
         lock = threading.Lock()
         try:
             db.execute("BEGIN")  # the first read below fixes the WAL snapshot for the whole session
-            days = [(d, n, join_xor(hi, lo)) for d, n, hi, lo in db.execute(
-                "SELECT day, n, fp_hi, fp_lo FROM recon_day WHERE partner = ? AND n > 0 ORDER BY day", (partner,))]
+            days, hours = ([(u, n, join_xor(hi, lo)) for u, n, hi, lo in db.execute(
+                f"SELECT {c}, n, fp_hi, fp_lo FROM {t} WHERE partner = ? AND n > 0 ORDER BY {c}", (partner,))]
+                for t, c in (("recon_day", "day"), ("recon_hour", "hour")))
 
             def fetch(lo: bytes, hi: bytes | None) -> list[Item]:
                 query = "SELECT case_key, digest FROM recon_digest WHERE partner = ? AND case_key >= ?"
@@ -269,9 +292,9 @@ class SqliteDigestIndex:
                 if hi is not None:
                     query, args = query + " AND case_key < ?", (*args, hi)
                 with lock:
-                    return [(bytes(k), bytes(d)) for k, d in db.execute(query + " ORDER BY case_key", args)]
+                    return db.execute(query + " ORDER BY case_key", args).fetchall()
 
-            yield _ListSnapshot(days, fetch)
+            yield _ListSnapshot(days, hours, fetch)
         finally:
             db.close()
 
@@ -286,9 +309,10 @@ class PostgresDigestIndex:
         with psycopg.connect(self.conninfo) as conn:
             conn.isolation_level, conn.read_only = psycopg.IsolationLevel.REPEATABLE_READ, True
             lock = threading.Lock()
-            days = [(d, n, join_xor(hi, lo)) for d, n, hi, lo in conn.execute(
-                sql.SQL("SELECT day, n, fp_hi, fp_lo FROM {}.recon_day WHERE partner = %s AND n > 0 "
-                        "ORDER BY day").format(schema), (partner,))]
+            days, hours = ([(u, n, join_xor(hi, lo)) for u, n, hi, lo in conn.execute(
+                sql.SQL("SELECT {}, n, fp_hi, fp_lo FROM {}.{} WHERE partner = %s AND n > 0 ORDER BY {}").format(
+                    sql.Identifier(c), schema, sql.Identifier(t), sql.Identifier(c)), (partner,))]
+                for t, c in (("recon_day", "day"), ("recon_hour", "hour")))
 
             def fetch(lo: bytes, hi: bytes | None) -> list[Item]:
                 query = sql.SQL("SELECT case_key, digest FROM {}.recon_digest WHERE partner = %s "
@@ -300,5 +324,5 @@ class PostgresDigestIndex:
                     rows = conn.execute(query + sql.SQL(" ORDER BY case_key"), args).fetchall()
                 return [(bytes(k), bytes(d)) for k, d in rows]
 
-            yield _ListSnapshot(days, fetch)
+            yield _ListSnapshot(days, hours, fetch)
             conn.rollback()

@@ -4,7 +4,8 @@ For each partner a case is shared with, the *pair digest* covers what the two si
 for each of the two origins, its event count and chain head (shared.py). It depends only on the
 events, never on arrival order or local storage, so equal digests mean equal records. The
 partner's digest set is keyed by case id (UUIDv7, so keys sort by receipt time); the store keeps a
-per-day XOR of digests and a count beside each row so a whole day compares in one number.
+count and XOR of digests per day and per hour beside the rows, so a whole day (or hour) compares in
+one number and only the part of an hour a range cuts through is ever read key by key.
 
 A site's chains for third sites (co-handling) are reconciled in those pairs, not in this one.
 """
@@ -20,6 +21,7 @@ DIGEST_VERSION = 1
 DIGEST_TAG = b"tongban.digest.v1\x00"
 DIGEST_BYTES = 16
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 
 
 def pair_digest(case_id: UUID, pair: Iterable[str], heads: Mapping[str, tuple[int, str]]) -> bytes:
@@ -33,12 +35,20 @@ def pair_digest(case_id: UUID, pair: Iterable[str], heads: Mapping[str, tuple[in
 
 def day_of(key: bytes) -> int:
     """The UTC day a case id (UUIDv7: 48-bit Unix milliseconds first) belongs to."""
-    return int.from_bytes(key[:6], "big") // DAY_MS
+    return bucket_of(key, DAY_MS)
 
 
 def day_start(day: int) -> bytes:
     """The smallest key of a day, as a bound (trailing zero bytes omitted)."""
-    return (day * DAY_MS).to_bytes(6, "big").rstrip(b"\x00") or b"\x00"
+    return bucket_start(day, DAY_MS)
+
+
+def bucket_of(key: bytes, size_ms: int) -> int:
+    return int.from_bytes(key[:6], "big") // size_ms
+
+
+def bucket_start(bucket: int, size_ms: int) -> bytes:
+    return (bucket * size_ms).to_bytes(6, "big").rstrip(b"\x00") or b"\x00"
 
 
 def split_xor(value: bytes) -> tuple[int, int]:
@@ -73,6 +83,10 @@ class DigestChange:
     @property
     def day(self) -> int:
         return day_of(self.key)
+
+    @property
+    def hour(self) -> int:
+        return bucket_of(self.key, HOUR_MS)
 
     @property
     def delta(self) -> bytes:

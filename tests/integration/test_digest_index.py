@@ -19,7 +19,7 @@ from adapters.store.memory_index import MemoryCaseIndex
 from hub.application import commands as c
 from hub.application.exchange import Exchange
 from hub.application.service import CaseHub
-from hub.domain.digests import day_of, pair_digest, xor
+from hub.domain.digests import DAY_MS, HOUR_MS, bucket_of, pair_digest, xor
 from hub.domain.values import Actor
 from reconciliation.ports import DigestIndex
 from routing.catalogue import Catalogue
@@ -58,17 +58,24 @@ def expected(hub: CaseHub, case_ids: list[Any]) -> dict[bytes, bytes]:
     return out
 
 
-def read(index: DigestIndex) -> tuple[dict[bytes, bytes], list[tuple[int, int, bytes]]]:
+Totals = list[tuple[int, int, bytes]]
+
+
+def read(index: DigestIndex) -> tuple[dict[bytes, bytes], tuple[Totals, Totals]]:
     with index.snapshot(HANDLING) as snap:
-        return dict(snap.items(b"", None)), snap.days()
+        return dict(snap.items(b"", None)), (snap.days(), snap.hours())
 
 
-def day_totals(items: dict[bytes, bytes]) -> list[tuple[int, int, bytes]]:
-    days: dict[int, tuple[int, bytes]] = {}
-    for key, digest in items.items():
-        n, fp = days.get(day_of(key), (0, bytes(16)))
-        days[day_of(key)] = (n + 1, xor(fp, digest))
-    return sorted((d, n, fp) for d, (n, fp) in days.items())
+def day_totals(items: dict[bytes, bytes]) -> tuple[Totals, Totals]:
+    """Per day and per hour: count and XOR of the digests, as the store must keep them."""
+    out = []
+    for size in (DAY_MS, HOUR_MS):
+        units: dict[int, tuple[int, bytes]] = {}
+        for key, digest in items.items():
+            n, fp = units.get(bucket_of(key, size), (0, bytes(16)))
+            units[bucket_of(key, size)] = (n + 1, xor(fp, digest))
+        out.append(sorted((u, n, fp) for u, (n, fp) in units.items()))
+    return out[0], out[1]
 
 
 def populate(hub: CaseHub) -> list[Any]:
@@ -109,10 +116,10 @@ def test_a_snapshot_does_not_move_while_cases_are_saved(store: tuple[CaseHub, Di
     hub, index = store
     ids = populate(hub)
     with index.snapshot(HANDLING) as snap:
-        before = dict(snap.items(b"", None)), snap.days()
+        before = dict(snap.items(b"", None)), (snap.days(), snap.hours())
         step(hub, c.RaiseIssue, ids[2], CLERK, kind="dispute", description="争议")
         new, _ = hub.receive(c.parse(c.ReceiveCase, receive_request("d-new")))
-        assert (dict(snap.items(b"", None)), snap.days()) == before
+        assert (dict(snap.items(b"", None)), (snap.days(), snap.hours())) == before
     items, _days = read(index)
     assert items == expected(hub, [*ids, new.id]) and items != before[0]
 

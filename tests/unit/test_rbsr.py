@@ -10,28 +10,35 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.domain.digests import DAY_MS, day_of, xor
+from hub.domain.digests import DAY_MS, HOUR_MS, bucket_of, xor
 from hub.domain.errors import InvalidInput, RuleViolation
 from reconciliation.messages import Message, Mode, Params, Range
-from reconciliation.ports import DayTotal, Item
+from reconciliation.ports import Item, Total
 from reconciliation.rbsr import DigestSet, Side, check_message, check_params, pad
 
 T0 = 1_780_000_000_000  # ms, a Tuesday in 2026
 
 
+def totals(items: list[Item], size_ms: int) -> list[Total]:
+    units: dict[int, tuple[int, bytes]] = {}
+    for key, digest in items:
+        n, fp = units.get(bucket_of(key, size_ms), (0, bytes(16)))
+        units[bucket_of(key, size_ms)] = (n + 1, xor(fp, digest))
+    return sorted((u, n, fp) for u, (n, fp) in units.items())
+
+
 class Snapshot:
-    """A digest snapshot over a dict, with the per-day totals the stores keep."""
+    """A digest snapshot over a dict, with the per-day and per-hour totals the stores keep."""
 
     def __init__(self, items: dict[bytes, bytes]) -> None:
         self._items = sorted(items.items())
-        days: dict[int, tuple[int, bytes]] = {}
-        for key, digest in self._items:
-            n, fp = days.get(day_of(key), (0, bytes(16)))
-            days[day_of(key)] = (n + 1, xor(fp, digest))
-        self._days = sorted((d, n, fp) for d, (n, fp) in days.items())
+        self._days, self._hours = totals(self._items, DAY_MS), totals(self._items, HOUR_MS)
 
-    def days(self) -> list[DayTotal]:
+    def days(self) -> list[Total]:
         return self._days
+
+    def hours(self) -> list[Total]:
+        return self._hours
 
     def items(self, lo: bytes, hi: bytes | None) -> list[Item]:
         return [(k, d) for k, d in self._items if k >= lo and (hi is None or k < hi)]
@@ -109,13 +116,14 @@ def test_rounds_grow_with_log_n_not_with_n() -> None:
     assert sum(sizes) < 50_000 * 24 / 4  # far below shipping every digest
 
 
-def test_split_cuts_at_day_starts_while_days_are_small() -> None:
+def test_split_cuts_at_day_and_hour_starts_while_those_are_small() -> None:
     a, _ = pair(5000, 0, 0, 0, seed=11, spread_days=100)
     digests = DigestSet(Snapshot(a))
     parts = digests.split(b"", None, 16)
     assert 8 <= len(parts) <= 32
-    assert all(len(lo) <= 6 for lo, _hi in parts[1:])  # day starts, not item keys
-    assert sum(digests.fingerprint(lo, hi)[0] for lo, hi in parts) == 5000
+    assert all(len(lo) <= 6 for lo, _hi, _n, _fp in parts[1:])  # day starts, not item keys
+    assert sum(n for _lo, _hi, n, _fp in parts) == 5000
+    assert all(digests.fingerprint(lo, hi) == (n, fp) for lo, hi, n, fp in parts)
 
 
 # ---------------------------------------------------------------------- a misbehaving partner
