@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed
 include make/protos.mk
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test test-unit lint typecheck clean
+.PHONY: help venv demo test test-unit lint typecheck bench-reconcile clean
 
 help:
 	@echo "make demo   - set up, start a site on embedded SQLite, drive one real case end to end, stop"
 	@echo "make test   - set up and run the whole suite (wire contract, import contracts, pytest)"
+	@echo "make bench-reconcile - RBSR against shipping every digest, 100k and 1M cases (bench-results/)"
 	@echo "make lint / typecheck / protos / protos-check / clean"
 
 $(STAMP): pyproject.toml
@@ -41,6 +42,9 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy hub routing reconciliation
+
+bench-reconcile: $(STAMP)
+	$(PYTHON) -m ops.bench.reconcile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

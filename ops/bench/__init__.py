@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench-*``): measurements printed and written to bench-results/, never tests."""
