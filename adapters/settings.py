@@ -60,6 +60,8 @@ class Settings:
     audit_key_file: Path | None = None  # Ed25519 signing key for checkpoints; default <data_dir>/audit-signing.pem
     checkpoint_interval: float = 60.0  # seconds between signed checkpoints of the event chain
     health_interval: float = 2.0  # seconds between readiness checks of the store and NATS
+    group_commit_max: int = 256  # [store] at most this many staff commands stored in one transaction (1: off)
+    group_commit_window_ms: float = 5.0  # [store] how long the oldest waiting command waits for company
 
     @property
     def pii_key(self) -> str | None:
@@ -120,6 +122,11 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
     log_format = raw.get("logging", {}).get("format", "console")
     if log_format not in ("console", "json"):
         raise ConfigError(f"[logging] format must be 'console' or 'json', got {log_format!r}")
+    group_max, group_window = store.get("group_commit_max", 256), store.get("group_commit_window_ms", 5.0)
+    if not isinstance(group_max, int) or group_max < 1:
+        raise ConfigError(f"[store] group_commit_max must be a whole number >= 1, got {group_max!r}")
+    if not isinstance(group_window, int | float) or not 0 <= group_window <= 1000:
+        raise ConfigError(f"[store] group_commit_window_ms must be between 0 and 1000, got {group_window!r}")
     exchange = raw.get("exchange", {})
     partners = tuple(_partner(p) for p in raw.get("partners", []))
     certs_dir = exchange.get("certs_dir")
@@ -147,6 +154,8 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         audit_key_file=(base / key).resolve() if (key := raw.get("audit", {}).get("key_file")) else None,
         checkpoint_interval=float(raw.get("audit", {}).get("checkpoint_interval", 60.0)),
         health_interval=float(raw.get("health", {}).get("interval", 2.0)),
+        group_commit_max=group_max,
+        group_commit_window_ms=float(group_window),
         agreements_file=(base / agreements).resolve() if (agreements := raw.get("routing", {}).get("agreements"))
         else None,
     )

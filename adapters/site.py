@@ -33,6 +33,7 @@ from adapters.metering import MeteredExchange, case_counts, meter_store
 from adapters.settings import PartnerSettings, Settings
 from adapters.tls import TlsFiles, channel_credentials, peer_identity, peer_site, server_credentials
 from hub.application.exchange import CaseReceipt, Exchange
+from hub.application.group_commit import GroupCommitter
 from ops.metrics import SiteMetrics
 from tongban.v1 import audit_pb2_grpc, case_service_pb2_grpc, exchange_pb2_grpc
 
@@ -48,7 +49,11 @@ class Site:
         meter_store(self.hub, self.metrics)
         self.metrics.watch_cases(case_counts(self.hub))
         self.exchange = Exchange(self.hub)
-        self.staff = SiteServer(self.hub, settings.listen, metrics=self.metrics)
+        self.committer = (
+            GroupCommitter(self.hub, settings.group_commit_max, settings.group_commit_window_ms / 1000)
+            if settings.group_commit_max > 1 else None
+        )
+        self.staff = SiteServer(self.hub, settings.listen, metrics=self.metrics, committer=self.committer)
         self.metrics_server: Any = None
         self._signer_clients: list[GrpcPartner] | None = None
         self._meters: dict[str, MeteredExchange] = {}

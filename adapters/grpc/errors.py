@@ -17,6 +17,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from hub.application.group_commit import CommitterClosed
 from hub.domain.errors import CaseNotFound, ConcurrentUpdate, HubError, InvalidInput, NotPermitted, RuleViolation
 
 ERROR_DOMAIN = "tongban.hub"
@@ -24,6 +25,7 @@ log = structlog.get_logger("tongban.grpc")
 
 STATUS_OF: tuple[tuple[type[HubError], int], ...] = (
     (InvalidInput, code_pb2.INVALID_ARGUMENT),
+    (CommitterClosed, code_pb2.UNAVAILABLE),
     (CaseNotFound, code_pb2.NOT_FOUND),
     (ConcurrentUpdate, code_pb2.ABORTED),
     (NotPermitted, code_pb2.PERMISSION_DENIED),
