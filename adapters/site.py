@@ -53,7 +53,7 @@ class Site:
             GroupCommitter(self.hub, settings.group_commit_max, settings.group_commit_window_ms / 1000)
             if settings.group_commit_max > 1 else None
         )
-        self.staff = SiteServer(self.hub, settings.listen, metrics=self.metrics, committer=self.committer)
+        self.staff = SiteServer(self.hub, settings.listen, settings.staff_workers, self.metrics, self.committer)
         self.metrics_server: Any = None
         self._signer_clients: list[GrpcPartner] | None = None
         self._meters: dict[str, MeteredExchange] = {}

@@ -147,14 +147,19 @@ class Exchange:
             by_case[shared.case_id].append(shared)
         for attempt in range(_INGEST_ATTEMPTS):
             try:
-                return self._ingest_once(sender, by_case)
-            except IntegrityError:  # a local step on one of these cases won the race: reload and retry
+                return self._ingest_once(sender, by_case, assume_new=attempt == 0)
+            except IntegrityError:  # a local step on one of these cases won the race (or one was not new): retry
                 if attempt == _INGEST_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
 
-    def _ingest_once(self, sender: str, by_case: dict[UUID, list[SharedEvent]]) -> list[CaseReceipt]:
-        cases = {case_id: self._case_for(sender, case_id, evs) for case_id, evs in by_case.items()}
+    def _ingest_once(
+        self, sender: str, by_case: dict[UUID, list[SharedEvent]], assume_new: bool
+    ) -> list[CaseReceipt]:
+        """One try. With ``assume_new``, a case whose events start at its receipt is taken to be new to
+        us without reading the store (one read per case is most of a bulk delivery's cost); if one was
+        not new after all, the save fails as a whole and the next try reads every case."""
+        cases = {case_id: self._case_for(sender, case_id, evs, assume_new) for case_id, evs in by_case.items()}
         receipts: list[CaseReceipt] = []
         touched: list[Case] = []
         for case_id, evs in by_case.items():
@@ -188,16 +193,16 @@ class Exchange:
             self.hub.save(*touched)
         return receipts
 
-    def _case_for(self, sender: str, case_id: UUID, events: list[SharedEvent]) -> Case | None:
-        """The local case, after checking the sender may send events for it."""
-        try:
-            case = self.hub.get_case(case_id)
-        except HubError:
-            case = None
-        if case is None:
-            first = min(events, key=lambda e: e.seq)
+    def _case_for(self, sender: str, case_id: UUID, events: list[SharedEvent], assume_new: bool) -> Case | None:
+        """The local case (None if new to us), after checking the sender may send events for it."""
+        first = min(events, key=lambda e: e.seq)
+        opens = first.seq == 1 and first.type == "CaseReceived"
+        case = None if assume_new and opens else self.hub.find(case_id, Case)
+        if case is not None:
+            case.acting_site = self.site
+        else:
             data = first.data
-            if first.seq != 1 or first.type != "CaseReceived":
+            if not opens:
                 return None  # we never saw the case open: a gap from seq 1 is reported
             handling = [data.get("handling_site"), *data.get("co_handling_sites", [])]
             if data.get("receiving_site") != sender or self.site not in handling:

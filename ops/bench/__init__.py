@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`, `make soak`): measurements, never tests. Nothing here asserts a timing."""
