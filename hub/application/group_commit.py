@@ -11,6 +11,8 @@ A command that the rules refuse raises before recording anything, so it is dropp
 and only its caller gets the error. If the batch's save hits an IntegrityError (another writer
 updated one of its cases, or a case number or request id was taken), the batch's commands are
 committed one by one, so each caller still gets exactly the result it would have had alone.
+Receipts are staged without looking their request id up (a read per receipt would cap the batch's
+rate); a repeated request id is rare and shows as such an IntegrityError.
 """
 
 from __future__ import annotations
@@ -157,10 +159,8 @@ class GroupCommitter:
                 continue
             if staging is None:
                 alone.append(job)
-            elif staging[1]:
-                staged.append((job, staging[0]))
             else:
-                job.finish(staging[0])
+                staged.append((job, staging[0]))
         fell_back = False
         if staged:
             try:
@@ -181,21 +181,19 @@ class GroupCommitter:
 
     def _stage(
         self, job: _Job, loaded: dict[UUID, Case], pending: dict[UUID, Aggregate]
-    ) -> tuple[Any, bool] | None:
-        """Apply one job to the batch: (result, needs saving), or None when it must be committed alone
-        (a second receipt for a request id or case number already in this batch)."""
+    ) -> tuple[Any] | None:
+        """Apply one job to the batch: (its result,), or None when it must be committed alone (a second
+        receipt for a request id or case number already in this batch)."""
         if isinstance(job.command, ReceiveCase):
-            intake = self.hub.prepare_receive(job.command)
-            if not intake.created:
-                return (intake.case, False), False
+            intake = self.hub.prepare_receive(job.command, assume_new=True)
             new: tuple[Aggregate, ...] = (intake.case, *intake.claims)
             if any(a.id in pending for a in new):
                 return None
             pending.update((a.id, a) for a in new)
-            return (intake.case, True), True
+            return ((intake.case, True),)
         case = self.hub.apply_command(job.command, loaded)
         pending[case.id] = case
-        return case, True
+        return (case,)
 
     def _commit_alone(self, job: _Job) -> None:
         try:

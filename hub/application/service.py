@@ -151,13 +151,16 @@ class CaseHub(Application[UUID]):
             return intake.case, True
         raise HubError("无法分配办件编号，请稍后重试")
 
-    def prepare_receive(self, cmd: ReceiveCase) -> Intake:
+    def prepare_receive(self, cmd: ReceiveCase, assume_new: bool = False) -> Intake:
         """Everything ``receive`` decides before writing: the case a repeated request id opened, or a
-        new, unsaved case with the claims that keep its request id and case number unique."""
+        new, unsaved case with the claims that keep its request id and case number unique.
+
+        With ``assume_new`` the request id is not looked up: a repeat then shows as an IntegrityError
+        when its claim is saved (group commit does this and commits the batch one by one)."""
         self._check_receipt(cmd)
         request_key = f"{self.site}/{cmd.request_id}"
         fingerprint = hashlib.sha256(cmd.model_dump_json(exclude={"request_id"}).encode()).hexdigest()
-        existing = self._case_for_request(request_key, fingerprint)
+        existing = None if assume_new else self._case_for_request(request_key, fingerprint)
         if existing is not None:
             return Intake(existing, created=False)
         item = self.catalogue.get(cmd.item_code)

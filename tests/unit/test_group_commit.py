@@ -202,3 +202,13 @@ def test_the_site_reads_its_group_commit_bounds_and_refuses_nonsense() -> None:
     for bad in ({"group_commit_max": 0}, {"group_commit_max": "many"}, {"group_commit_window_ms": -1}):
         with pytest.raises(ConfigError, match="group_commit"):
             settings_from({"site": {"code": RECEIVING}, "store": bad})
+
+
+def test_a_request_id_stored_by_an_earlier_batch_returns_its_case(
+    hub: CaseHub, committer_for: Callable[..., GroupCommitter], flushes: list[tuple[int, bool]]
+) -> None:
+    committer = committer_for(hub, max_batch=1)
+    first, created = committer.receive(receive("again"))
+    again, created_again = committer.receive(receive("again"))
+    assert created and not created_again and again.id == first.id
+    assert flushes == [(1, False), (1, True)]
