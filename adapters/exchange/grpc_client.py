@@ -12,6 +12,7 @@ from uuid import UUID
 import grpc
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
 
+from adapters.exchange.relay import Mapped
 from adapters.exchange.wire import event_from, event_message, receipt_from
 from hub.application.exchange import CaseReceipt
 from hub.domain.shared import SharedEvent
@@ -58,6 +59,16 @@ class GrpcPartner:
         )
         response = self.retrying(self.stub.DeliverEvents, request, timeout=self.timeout)
         return [receipt_from(r) for r in response.receipts]
+
+    def deliver_async(self, events: Sequence[SharedEvent]) -> Mapped:
+        """Start a delivery and return at once: the relay keeps several in flight on the one channel
+        (HTTP/2 streams). A failure is not retried here: the relay sends everything in flight again
+        from its stored position after a pause."""
+        request = exchange_pb2.DeliverEventsRequest(
+            sender_site=self.site, events=[event_message(e) for e in events]
+        )
+        call = self.stub.DeliverEvents.future(request, timeout=self.timeout)
+        return Mapped(call, lambda response: [receipt_from(r) for r in response.receipts])
 
     def fetch(self, case_id: UUID, origin: str, from_seq: int) -> list[SharedEvent]:
         request = exchange_pb2.FetchEventsRequest(case_id=str(case_id), origin_site=origin, from_seq=from_seq)

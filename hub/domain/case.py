@@ -152,13 +152,15 @@ class Case(CaseFold, Aggregate):
     # ------------------------------------------------------------------ shared identity
     def _shared(self, event: Case.Event) -> SharedEvent:
         """The event's shared form; v1 events get their identity derived deterministically."""
+        shared = shared_form(event)
+        if shared is not None:
+            return shared
         data = {k: v for k, v in vars(event).items() if k not in _NOT_DATA}
-        origin, seq, lamport, event_id = event.origin, event.seq, event.lamport, event.event_id
-        if not origin:  # v1: everything was recorded by one site, the receiving site
-            origin = data["receiving_site"] if isinstance(event, Case.CaseReceived) else self.receiving_site
-            seq = self.last_seq(origin) + 1 if hasattr(self, "chains") else 1
-            lamport = (self.lamport if hasattr(self, "lamport") else 0) + 1
-            event_id = str(uuid5(_LEGACY_IDS, f"{self.id}/{origin}/{seq}"))
+        # v1: everything was recorded by one site, the receiving site
+        origin = data["receiving_site"] if isinstance(event, Case.CaseReceived) else self.receiving_site
+        seq = self.last_seq(origin) + 1 if hasattr(self, "chains") else 1
+        lamport = (self.lamport if hasattr(self, "lamport") else 0) + 1
+        event_id = str(uuid5(_LEGACY_IDS, f"{self.id}/{origin}/{seq}"))
         return SharedEvent(
             case_id=event.originator_id, origin=origin, seq=seq, lamport=lamport, event_id=event_id,
             type=type(event).__name__, type_version=type(event).class_version, occurred_at=event.timestamp,
@@ -350,6 +352,19 @@ class Case(CaseFold, Aggregate):
         side = Side.RECEIVING if about is Party.RECEIVING_PLACE else Side.HANDLING
         self._check_site(actor, Side.EITHER if anyone else side, "差评处理")
         return self.rating
+
+
+def shared_form(event: Case.Event) -> SharedEvent | None:
+    """A stored event's shared form without its case, or None for a v1 event (whose identity is
+    derived from the case's earlier events: load the case and read its log instead)."""
+    if not event.origin:
+        return None
+    return SharedEvent(
+        case_id=event.originator_id, origin=event.origin, seq=event.seq, lamport=event.lamport,
+        event_id=event.event_id, type=type(event).__name__, type_version=type(event).class_version,
+        occurred_at=event.timestamp, actor=dict(event.actor),
+        data={k: v for k, v in vars(event).items() if k not in _NOT_DATA},
+    )
 
 
 def _fields(shared: SharedEvent) -> dict[str, Any]:
