@@ -62,13 +62,30 @@ def translate_errors(method: F) -> F:
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
-        except HubError as error:
-            context.abort_with_status(rpc_status.to_status(to_status(error)))
-        except Exception:
-            log.exception("rpc_failed", method=method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, "internal error: the hub logged the details")
+        except Exception as error:
+            _abort(context, error, method.__name__)
 
     return wrapper  # type: ignore[return-value]
+
+
+def translate_stream_errors(method: F) -> F:
+    """The same for a method that answers with a stream (a generator): errors surface while iterating."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            yield from method(self, request, context)
+        except Exception as error:
+            _abort(context, error, method.__name__)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _abort(context: grpc.ServicerContext, error: Exception, method: str) -> None:
+    if isinstance(error, HubError):
+        context.abort_with_status(rpc_status.to_status(to_status(error)))
+    log.exception("rpc_failed", method=method)
+    context.abort(grpc.StatusCode.INTERNAL, "internal error: the hub logged the details")
 
 
 def field_violations(error: grpc.RpcError) -> dict[str, str]:
