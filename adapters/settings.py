@@ -64,6 +64,7 @@ class Settings:
     health_interval: float = 2.0  # seconds between readiness checks of the store and NATS
     group_commit_max: int = 256  # [store] at most this many staff commands stored in one transaction (1: off)
     group_commit_window_ms: float = 5.0  # [store] how long the oldest waiting command waits for company
+    snapshot_interval: int = 50  # [store] a snapshot of a case every this many of its events (0: none)
 
     @property
     def pii_key(self) -> str | None:
@@ -130,6 +131,9 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         raise ConfigError(f"[store] group_commit_max must be a whole number >= 1, got {group_max!r}")
     if not isinstance(group_window, int | float) or not 0 <= group_window <= 1000:
         raise ConfigError(f"[store] group_commit_window_ms must be between 0 and 1000, got {group_window!r}")
+    snapshot_interval = store.get("snapshot_interval", 50)
+    if not isinstance(snapshot_interval, int) or snapshot_interval < 0:
+        raise ConfigError(f"[store] snapshot_interval must be a whole number >= 0, got {snapshot_interval!r}")
     log_level = raw.get("logging", {}).get("level", "info")
     if log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"[logging] level must be debug, info, warning or error, got {log_level!r}")
@@ -164,6 +168,7 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         health_interval=float(raw.get("health", {}).get("interval", 2.0)),
         group_commit_max=group_max,
         group_commit_window_ms=float(group_window),
+        snapshot_interval=snapshot_interval,
         agreements_file=(base / agreements).resolve() if (agreements := raw.get("routing", {}).get("agreements"))
         else None,
     )

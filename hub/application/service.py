@@ -113,8 +113,13 @@ class CaseHub(Application[UUID]):
         env: Mapping[str, str] | None = None,
         now: Callable[[], datetime] | None = None,
         router: Router | None = None,
+        snapshot_interval: int = 0,
     ) -> None:
-        super().__init__(env=dict(env or {}))
+        env = dict(env or {})
+        if snapshot_interval > 0:  # a snapshot every N events of a case: long cases load in two reads
+            env["IS_SNAPSHOTTING_ENABLED"] = "y"
+            setattr(self, "snapshotting_intervals", {Case: snapshot_interval})  # noqa: B010 - a ClassVar upstream
+        super().__init__(env=env)
         self.site = site
         self.catalogue = catalogue
         self.regions = regions

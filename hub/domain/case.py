@@ -20,8 +20,8 @@ from dataclasses import asdict
 from typing import Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.domain import Aggregate
-from eventsourcing.utils import register_topic
+from eventsourcing.domain import Aggregate, Snapshot
+from eventsourcing.utils import get_topic, register_topic, resolve_topic
 from uuid6 import uuid7
 
 from hub.domain.case_state import STEP_OF_TYPE, CaseFold
@@ -352,6 +352,41 @@ class Case(CaseFold, Aggregate):
         side = Side.RECEIVING if about is Party.RECEIVING_PLACE else Side.HANDLING
         self._check_site(actor, Side.EITHER if anyone else side, "差评处理")
         return self.rating
+
+
+class CaseSnapshot(Snapshot):
+    """A case at one version, kept as its log: each shared event with its local version.
+
+    Restoring folds the log again, so a restored case is exactly what its events give (the same
+    state, chains, marks and conflicts) and the snapshot has no derived state of its own to
+    transcode, or to upcast when the fold changes. Only JSON-able values are stored.
+    """
+
+    TOPIC = "tongban.case:Case.Snapshot"
+
+    @classmethod
+    def take(cls, aggregate: Any) -> CaseSnapshot:
+        state = {
+            "created_on": aggregate.created_on,
+            "modified_on": aggregate.modified_on,
+            "log": [{"version": entry.version, **asdict(entry.shared)} for entry in aggregate.log],
+        }
+        return cls(originator_id=aggregate.id, originator_version=aggregate.version,
+                   timestamp=cls.create_timestamp(), topic=get_topic(type(aggregate)), state=state)
+
+    def mutate(self, _: Any) -> Case:
+        case: Case = object.__new__(resolve_topic(self.topic))
+        vars(case).update(_id=self.originator_id, _version=self.originator_version, _pending_events=[],
+                          _created_on=self.state["created_on"], _modified_on=self.state["modified_on"])
+        case._reset()
+        for stored in self.state["log"]:
+            fields = dict(stored)
+            version = fields.pop("version")
+            case._absorb(SharedEvent(**fields), version)
+        return case
+
+
+Case.Snapshot = CaseSnapshot
 
 
 def shared_form(event: Case.Event) -> SharedEvent | None:
