@@ -54,4 +54,4 @@ bench: $(STAMP)
 
 DURATION ?= 1800
 soak: $(STAMP)
-	PYTHONPATH=.:protos/gen $(PYTHON) -m ops.bench.soak --seconds $(DURATION)
+	PYTHONPATH=.:protos/gen $(PYTHON) -m ops.bench.soak --seconds $(DURATION) $(SOAK_ARGS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +41,10 @@ class TwoSites:
 
 @contextmanager
 def two_sites(root: Path, channel: str = CHANNEL, nats_url: str = "", group_commit_max: int = 256,
-              window_ms: float = 5.0, workers: int = 64) -> Iterator[TwoSites]:
-    """Sites A (410400, receives) and B (320500, handles) as real processes, each in a fresh schema."""
+              window_ms: float = 5.0, workers: int = 64,
+              before_start: Callable[[PostgresSettings, PostgresSettings], None] | None = None) -> Iterator[TwoSites]:
+    """Sites A (410400, receives) and B (320500, handles) as real processes, each in a fresh schema
+    (``before_start`` may fill the schemas first)."""
     certs = root / "certs"
     create_ca(certs)
     for site in (RECEIVING, HANDLING):
@@ -59,6 +61,8 @@ def two_sites(root: Path, channel: str = CHANNEL, nats_url: str = "", group_comm
         a_spec, b_spec = specs
         a_spec.partners.append((HANDLING, channel, f"127.0.0.1:{b_spec.partner_port}"))
         b_spec.partners.append((RECEIVING, channel, f"127.0.0.1:{a_spec.partner_port}"))
+        if before_start is not None:
+            before_start(schemas[0], schemas[1])
         a, b = SiteProcess(a_spec, root / "run"), SiteProcess(b_spec, root / "run")
         stack.callback(b.stop)
         stack.callback(a.stop)

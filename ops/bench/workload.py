@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from hub.domain.case import Case
@@ -21,19 +22,23 @@ _APPLICANT = Applicant(ApplicantKind.PERSON, "王建国", IdType.RESIDENT_ID, ID
                        "平顶山市新华区建设路 18 号")
 
 
-def partner_receipts(count: int) -> list[SharedEvent]:
+def partner_receipts(count: int, receiving: str = RECEIVING, handling: str = HANDLING) -> list[SharedEvent]:
     """``count`` cases opened at the receiving site, as the first shared event the handling site gets."""
+    return list(receipts_of(count, receiving, handling))
+
+
+def receipts_of(count: int, receiving: str, handling: str) -> Iterator[SharedEvent]:
+    """The same, one at a time (a preload of a million cases never holds them all)."""
     item = Catalogue.load().get(ITEM_CODE)
     day = datetime.now(UTC).date()
-    events = []
+    clerk = Actor(CLERK.staff_id, CLERK.role, receiving, CLERK.name)
     for n in range(count):
         case = Case.receive(
-            case_id=new_case_id(), case_number=format_case_number(RECEIVING, day, n), request_id=uuid.uuid4().hex,
-            item=item, mode=Mode.PROXY, handling_site=HANDLING, co_handling_sites=[], applicant=_APPLICANT,
-            materials=[Material("居民身份证")], applicant_consent=True, identity_verified=True, note="", actor=CLERK,
+            case_id=new_case_id(), case_number=format_case_number(receiving, day, n), request_id=uuid.uuid4().hex,
+            item=item, mode=Mode.PROXY, handling_site=handling, co_handling_sites=[], applicant=_APPLICANT,
+            materials=[Material("居民身份证")], applicant_consent=True, identity_verified=True, note="", actor=clerk,
         )
-        events.append(case.shared_events()[0])
-    return events
+        yield case.shared_events()[0]
 
 
 def receive_request() -> svc.ReceiveCaseRequest:
