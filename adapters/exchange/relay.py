@@ -48,6 +48,9 @@ class Mapped:
     def cancel(self) -> bool:
         return bool(self._future.cancel())
 
+    def done(self) -> bool:
+        return bool(self._future.done())
+
 
 class Channel(Protocol):
     """How events reach one partner. ``deliver`` returns the receipts it got back (maybe none yet).
@@ -68,6 +71,10 @@ class _InFlight:
     batch: OutboundBatch
     pending: Pending | None  # None: nothing to send, only the position moves
     sent_at: float
+
+
+def _answered(flight: _InFlight) -> bool:
+    return flight.pending is None or bool(getattr(flight.pending, "done", lambda: False)())
 
 
 class Relay:
@@ -109,7 +116,10 @@ class Relay:
             self._fill()
             if not self._in_flight:
                 return 0
-            return self._settle(self._in_flight.popleft())
+            flights = [self._in_flight.popleft()]
+            while self._in_flight and _answered(self._in_flight[0]):  # answered meanwhile: one transaction
+                flights.append(self._in_flight.popleft())
+            return self._settle(flights)
         except Exception:
             self._drop_in_flight()
             raise
@@ -124,6 +134,8 @@ class Relay:
                 self._observe_lag(self._sent_through, batch.events)
             if batch.through == self._sent_through:
                 return
+            if self._in_flight and batch.through - self._sent_through < self.batch // 2:
+                return  # a trickle: let it gather while the deliveries under way are answered
             self._in_flight.append(_InFlight(batch, self._send(batch.events) if batch.events else None,
                                              time.perf_counter()))
             self._sent_through = batch.through
@@ -140,20 +152,25 @@ class Relay:
             done.set_exception(error)
         return done
 
-    def _settle(self, flight: _InFlight) -> int:
+    def _settle(self, flights: list[_InFlight]) -> int:
+        """Wait for the oldest deliveries' answers, then store their receipts and the position after the
+        last of them in one transaction."""
         partner, name = self.channel.partner, self.channel.channel_name
-        batch = flight.batch
         receipts: list[CaseReceipt] = []
-        if flight.pending is not None:
+        for flight in flights:
+            if flight.pending is None:
+                continue
             try:
-                receipts = flight.pending.result(timeout=self.settle_timeout)
+                receipts += flight.pending.result(timeout=self.settle_timeout)
             except Exception:
                 if self.metrics is not None:
                     self.metrics.delivery_failures.labels(partner, name).inc()
                     self.metrics.partner_up.labels(partner, name).set(0)
                 raise
+        batch = OutboundBatch([e for f in flights for e in f.batch.events], flights[-1].batch.through,
+                              {key: head for f in flights for key, head in f.batch.heads.items()})
         if self.metrics is not None and batch.events:
-            self.metrics.delivery_seconds.labels(partner, name).observe(time.perf_counter() - flight.sent_at)
+            self.metrics.delivery_seconds.labels(partner, name).observe(time.perf_counter() - flights[0].sent_at)
             self.metrics.events_relayed.labels(partner, name).inc(len(batch.events))
             self.metrics.partner_up.labels(partner, name).set(1)
         sent = getattr(self.exchange, "sent", None)
@@ -193,6 +210,7 @@ class Relay:
     def _run(self) -> None:
         pause = 0.1
         while not self._stopping.is_set():
+            self.wake.clear()  # before looking: a save from now on wakes the wait below
             try:
                 moved = self.pump()
                 pause = 0.1
@@ -204,4 +222,3 @@ class Relay:
                 continue
             if not moved:
                 self.wake.wait(self.idle)
-                self.wake.clear()

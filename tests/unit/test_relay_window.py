@@ -104,18 +104,31 @@ def test_batches_are_pipelined_up_to_the_window(sites: tuple[CaseHub, CaseHub, W
     assert len(receipts) == 1 and receipts[0]["matched"] and receipts[0]["stored_through"] == 1
 
 
-def test_positions_are_stored_in_order_even_when_later_batches_are_answered_first(
+def test_later_answers_never_move_the_position_past_an_earlier_delivery(
     sites: tuple[CaseHub, CaseHub, WindowedPartner]
 ) -> None:
     a, _b, partner = sites
     relay = Relay(Exchange(a), partner, batch=3, window=10)
     relay._fill()
-    for later in reversed(partner.open):  # the partner answers the newest delivery first
+    assert len(partner.open) == 10
+    for later in partner.open[1:]:  # the partner answers every delivery but the oldest
         later.answer()
-    throughs = [f.batch.through for f in relay._in_flight]
-    positions = drain(relay)
-    assert positions[: len(throughs)] == throughs  # one batch at a time, oldest first
-    assert positions == sorted(positions) and positions[-1] == a.recorder.max_notification_id()
+    partner.fail_next = True  # ... which fails
+    with pytest.raises(ConnectionError):
+        relay.pump()
+    assert relay.exchange.position(HANDLING, "grpc") == 0
+
+
+def test_deliveries_answered_meanwhile_are_stored_in_one_transaction(
+    sites: tuple[CaseHub, CaseHub, WindowedPartner]
+) -> None:
+    a, _b, partner = sites
+    relay = Relay(Exchange(a), partner, batch=3, window=10)
+    relay._fill()
+    throughs = [flight.batch.through for flight in relay._in_flight]
+    for later in partner.open:
+        later.answer()
+    assert len(throughs) == 10 and drain(relay)[0] == throughs[-1]  # ten deliveries, one settle
 
 
 def test_a_failed_delivery_drops_the_window_and_resends_from_the_stored_position(
