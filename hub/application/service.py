@@ -21,6 +21,7 @@ from eventsourcing.persistence import IntegrityError, ProcessRecorder
 from hub.application.commands import CaseCommand, ReceiveCase
 from hub.application.ports import CaseIndex, CaseQuery, CaseRow, Catalogue, Regions, Router
 from hub.domain.case import Case, actor_from
+from hub.domain.checkpoint_ledger import CheckpointLedger
 from hub.domain.claims import UniqueClaim, claim_id
 from hub.domain.deadlines import Clock, ClockStatus, DeadlinePolicy, clocks
 from hub.domain.errors import (
@@ -116,9 +117,10 @@ class CaseHub(Application[UUID]):
         snapshot_interval: int = 0,
     ) -> None:
         env = dict(env or {})
-        if snapshot_interval > 0:  # a snapshot every N events of a case: long cases load in two reads
+        if snapshot_interval > 0:  # a snapshot every N events: long cases (and the checkpoint ledger) load fast
             env["IS_SNAPSHOTTING_ENABLED"] = "y"
-            setattr(self, "snapshotting_intervals", {Case: snapshot_interval})  # noqa: B010 - a ClassVar upstream
+            intervals = {Case: snapshot_interval, CheckpointLedger: snapshot_interval}
+            setattr(self, "snapshotting_intervals", intervals)  # noqa: B010 - a ClassVar upstream
         super().__init__(env=env)
         self.site = site
         self.catalogue = catalogue

@@ -13,6 +13,7 @@ from adapters.settings import PostgresSettings, Settings
 from hub.application import commands as c
 from hub.application.service import CaseHub
 from hub.domain.case import Case
+from hub.domain.checkpoint_ledger import CheckpointLedger
 from hub.domain.lifecycle import CaseState
 from tests.builders import CLERK, HANDLER, RECEIVING, actor_data, receive_request
 from tests.unit.test_exchange import hub as memory_hub
@@ -60,6 +61,23 @@ def test_a_case_restored_from_snapshots_is_identical_to_its_events_folded(settin
             assert state(snapshot.mutate(None)) == state(at_version)
         step(snapshotting, c.RaiseIssue, case.id, actor_data(CLERK), kind="other", description="补充说明")
         assert state(plain.get_case(case.id)) == state(snapshotting.get_case(case.id))
+    finally:
+        for hub in (snapshotting, plain):
+            hub.close()
+            hub.index.close()
+
+
+def test_the_checkpoint_ledger_is_snapshotted_too(settings: Settings) -> None:
+    snapshotting, plain = build_hub(settings), build_hub(replace(settings, snapshot_interval=0))
+    try:
+        ledger = CheckpointLedger.open(RECEIVING)
+        for position in range(1, 6):
+            ledger.record(signed={"checkpoint": {"position": position}, "countersignatures": []})
+            snapshotting.save(ledger)
+        assert snapshotting.snapshots is not None and list(snapshotting.snapshots.get(ledger.id))
+        loaded, folded = snapshotting.find(ledger.id, CheckpointLedger), plain.find(ledger.id, CheckpointLedger)
+        assert loaded is not None and folded is not None
+        assert vars(loaded) == vars(folded) and loaded.last_position == 5
     finally:
         for hub in (snapshotting, plain):
             hub.close()

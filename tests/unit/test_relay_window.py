@@ -104,13 +104,20 @@ def test_batches_are_pipelined_up_to_the_window(sites: tuple[CaseHub, CaseHub, W
     assert len(receipts) == 1 and receipts[0]["matched"] and receipts[0]["stored_through"] == 1
 
 
-def test_later_answers_never_move_the_position_past_an_earlier_delivery(
-    sites: tuple[CaseHub, CaseHub, WindowedPartner]
-) -> None:
+@pytest.fixture
+def filled(sites: tuple[CaseHub, CaseHub, WindowedPartner]) -> tuple[Relay, WindowedPartner]:
+    """A relay with all ten cases in flight, one delivery each, none answered yet."""
     a, _b, partner = sites
     relay = Relay(Exchange(a), partner, batch=3, window=10)
     relay._fill()
     assert len(partner.open) == 10
+    return relay, partner
+
+
+def test_later_answers_never_move_the_position_past_an_earlier_delivery(
+    filled: tuple[Relay, WindowedPartner]
+) -> None:
+    relay, partner = filled
     for later in partner.open[1:]:  # the partner answers every delivery but the oldest
         later.answer()
     partner.fail_next = True  # ... which fails
@@ -119,16 +126,12 @@ def test_later_answers_never_move_the_position_past_an_earlier_delivery(
     assert relay.exchange.position(HANDLING, "grpc") == 0
 
 
-def test_deliveries_answered_meanwhile_are_stored_in_one_transaction(
-    sites: tuple[CaseHub, CaseHub, WindowedPartner]
-) -> None:
-    a, _b, partner = sites
-    relay = Relay(Exchange(a), partner, batch=3, window=10)
-    relay._fill()
+def test_deliveries_answered_meanwhile_are_stored_in_one_transaction(filled: tuple[Relay, WindowedPartner]) -> None:
+    relay, partner = filled
     throughs = [flight.batch.through for flight in relay._in_flight]
     for later in partner.open:
         later.answer()
-    assert len(throughs) == 10 and drain(relay)[0] == throughs[-1]  # ten deliveries, one settle
+    assert drain(relay)[0] == throughs[-1]  # ten deliveries, one settle
 
 
 def test_a_failed_delivery_drops_the_window_and_resends_from_the_stored_position(
