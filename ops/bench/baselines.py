@@ -1,18 +1,25 @@
-"""Raw baselines, measured in the same run as the hub: what PostgreSQL and JetStream do with no hub in between."""
+"""Raw baselines, measured in the same run as the hub: PostgreSQL, JetStream and gRPC with no hub in between."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from typing import Any
 
+import grpc
 from nats.aio.client import Client as NatsClient
 from nats.js.api import StorageType, StreamConfig
 from psycopg import sql
 
+from adapters.launcher import free_port
 from adapters.settings import PostgresSettings
 from ops.bench.common import Figure, connect, percentile, rss_mb
+from ops.bench.echo import METHOD
 
 # The event store's table, column for column (eventsourcing's PostgreSQL recorder), without the hub.
 _TABLE = (
@@ -94,3 +101,36 @@ async def _jetstream(nats_url: str, payload: bytes, messages: int, window: int) 
     return Figure("raw JetStream publish_async", f"window {window}, {len(payload)} B messages", messages, seconds,
                   percentile(latencies, 50), percentile(latencies, 99), rss_mb(),
                   extra={"window": window, "latency_is": "publish to ack"})
+
+
+def raw_grpc_unary(payload: bytes, callers: int, seconds: float) -> Figure:
+    """grpc.aio unary calls carrying ``payload`` to an echo server in another process, ``callers`` at once."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "ops.bench.echo", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return asyncio.run(_unary(f"127.0.0.1:{port}", payload, callers, seconds))
+    finally:
+        os.kill(server.pid, signal.SIGTERM)
+        server.wait(10)
+
+
+async def _unary(address: str, payload: bytes, callers: int, seconds: float) -> Figure:
+    latencies: list[float] = []
+    async with grpc.aio.insecure_channel(address) as channel:
+        await asyncio.wait_for(channel.channel_ready(), 30)
+        call = channel.unary_unary(METHOD)
+        until = time.perf_counter() + seconds
+
+        async def client() -> None:
+            while time.perf_counter() < until:
+                t = time.perf_counter()
+                await call(payload, timeout=30)
+                latencies.append(time.perf_counter() - t)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(callers)))
+        elapsed = time.perf_counter() - started
+    return Figure("raw grpc.aio unary", f"{callers} callers, {len(payload)} B echo, one process pair",
+                  len(latencies), elapsed, percentile(latencies, 50), percentile(latencies, 99), rss_mb(),
+                  extra={"latency_is": "per call"})

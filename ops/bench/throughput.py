@@ -1,7 +1,7 @@
 """`make bench`: the hub's throughput against raw baselines measured in the same run.
 
 (a) raw psycopg batched inserts of rows shaped like stored events, and one row per commit;
-(b) raw JetStream publish_async;
+(b) raw JetStream publish_async, and raw grpc.aio unary calls between two processes;
 (c) the site store path (one event per save, batched ingest, group-committed receipts);
 (d) end to end over two real site processes: received at A over gRPC -> durable at A -> relayed ->
     durable at B -> receipt stored at A; at full load (closed loop), then open loop at half the bar's
@@ -24,7 +24,7 @@ from adapters.exchange.wire import event_message
 from adapters.nats.server import NatsServer
 from ops.bench import baselines, end_to_end, store_path
 from ops.bench.common import Figure, fresh_schema, table, write_results
-from ops.bench.workload import HANDLING, RECEIVING, partner_receipts
+from ops.bench.workload import HANDLING, RECEIVING, partner_receipts, receive_request
 
 E2E_BAR = 5000.0  # events/s sustained end to end
 LATENCY_BAR_MS = 250.0  # p99 at half the bar's load
@@ -46,6 +46,7 @@ SETTINGS: dict[str, Any] = {
     "group_commit_max": int(_env("GROUP_MAX", 256)),
     "group_commit_window_ms": _env("GROUP_WINDOW_MS", 5),
     "e2e_callers": int(_env("E2E_CALLERS", 256)),
+    "grpc_seconds": _env("GRPC_SECONDS", 10),
     "e2e_seconds": _env("E2E_SECONDS", 60),
     "half_load_seconds": _env("HALF_SECONDS", 30),
     "drain_seconds": _env("DRAIN_SECONDS", 60),
@@ -65,6 +66,9 @@ def main() -> int:
             print("(b) raw JetStream publish_async ...", flush=True)
             figures.append(baselines.raw_jetstream(nats.url, payload, SETTINGS["jetstream_messages"],
                                                    SETTINGS["jetstream_window"]))
+            print("(b) raw grpc.aio unary ...", flush=True)
+            figures.append(baselines.raw_grpc_unary(receive_request().SerializeToString(), SETTINGS["e2e_callers"],
+                                                    SETTINGS["grpc_seconds"]))
             figures += _end_to_end(root)
         finally:
             nats.stop()
@@ -74,7 +78,7 @@ def main() -> int:
         by_name[name].against(raw)
     full, half = by_name["end to end: full load"], by_name["end to end: half of the bar"]
     for figure in (full, half, by_name["end to end: half of measured"]):
-        figure.against(by_name["raw JetStream publish_async"])
+        figure.against(by_name["raw grpc.aio unary"])  # A takes cases in by unary calls: the first ceiling
     verdicts = _verdicts(by_name)
     print()
     print(table(figures))
