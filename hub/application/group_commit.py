@@ -128,7 +128,12 @@ class GroupCommitter:
             batch = self._next_batch()
             if batch is None:
                 return
-            self._flush(batch)
+            try:
+                self._flush(batch)
+            except BaseException as error:  # never leave a caller waiting on a flush that broke
+                for job in batch:
+                    if not job.done.is_set():
+                        job.fail(error)
 
     def _next_batch(self) -> list[_Job] | None:
         with self._cond:

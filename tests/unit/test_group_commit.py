@@ -212,3 +212,16 @@ def test_a_request_id_stored_by_an_earlier_batch_returns_its_case(
     again, created_again = committer.receive(receive("again"))
     assert created and not created_again and again.id == first.id
     assert flushes == [(1, False), (1, True)]
+
+
+def test_a_broken_flush_observer_loses_no_caller_and_stops_no_flushing(hub: CaseHub) -> None:
+    def observer(_n: int, _fell: bool) -> None:
+        raise RuntimeError("metrics backend down")
+
+    committer = GroupCommitter(hub, max_batch=1, window=0.001, on_flush=observer)
+    try:
+        for request_id in ("r-1", "r-2"):  # the second is flushed by the same thread: it survived the first
+            case, created = committer.receive(receive(request_id))
+            assert created and hub.get_case(case.id).request_id == request_id
+    finally:
+        committer.close()
