@@ -14,6 +14,8 @@ help:
 	@echo "make demo   - set up, start a site on embedded SQLite, drive one real case end to end, stop"
 	@echo "make test   - set up and run the whole suite (wire contract, import contracts, pytest)"
 	@echo "make bench-reconcile - RBSR against shipping every digest, 100k and 1M cases (bench-results/)"
+	@echo "make bench  - throughput against raw baselines in one run (PostgreSQL needed); writes bench-results/bench.json"
+	@echo "make soak   - half load for DURATION seconds (default 1800): RSS and latency over time"
 	@echo "make lint / typecheck / protos / protos-check / clean"
 
 $(STAMP): pyproject.toml
@@ -48,3 +50,12 @@ bench-reconcile: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# Benchmarks: measurements, never tests. Need PostgreSQL on 127.0.0.1:5432; start their own nats-server and sites.
+.PHONY: bench soak
+bench: $(STAMP)
+	PYTHONPATH=.:protos/gen $(PYTHON) -m ops.bench.throughput
+
+DURATION ?= 1800
+soak: $(STAMP)
+	PYTHONPATH=.:protos/gen $(PYTHON) -m ops.bench.soak --seconds $(DURATION) $(SOAK_ARGS)

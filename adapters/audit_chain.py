@@ -14,7 +14,7 @@ from eventsourcing.persistence import Notification
 
 from adapters.store.audit_chain_store import ChainStore
 from hub.application.service import CaseHub
-from hub.domain.audit_chain import ChainLink, Finding, StoredFact, extend, fact_digest, verify
+from hub.domain.audit_chain import ChainLink, ChainVerifier, Finding, StoredFact, extend, fact_digest
 
 _READ_BATCH = 1000
 
@@ -72,9 +72,16 @@ class SiteChain:
                 return out
             start = notifications[-1].id + 1
 
-    def verify(self, checkpoints: Sequence[tuple[int, str]] = ()) -> list[Finding]:
-        """What is chained against what is stored now (nothing is chained first). Empty: clean."""
-        links = self.store.links()
-        last = links[-1].position if links else 0
-        stored = self.stored_facts(1, last) if links else {}
-        return verify(self.site, links, stored, checkpoints)
+    def verify(self, checkpoints: Sequence[tuple[int, str]] = (), window: int = 20_000) -> list[Finding]:
+        """What is chained against what is stored now (nothing is chained first). Empty: clean.
+
+        ``window`` positions at a time: a site with millions of events is verified in bounded memory.
+        """
+        verifier = ChainVerifier(self.site, checkpoints, self.store.locate)
+        head = self.store.last()
+        start = 1
+        while head is not None and start <= head.position:
+            stop = min(start + window - 1, head.position)
+            verifier.check(self.store.links(start, stop), self.stored_facts(start, stop), through=stop)
+            start = stop + 1
+        return verifier.findings()

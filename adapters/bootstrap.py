@@ -87,4 +87,5 @@ def build_hub(settings: Settings) -> CaseHub:
         policy=settings.policy,
         env=settings.event_store_env(),
         router=Router(settings.site, catalogue, regions, agreements),
+        snapshot_interval=settings.snapshot_interval,
     )

@@ -48,17 +48,22 @@ class SiteSpec:
     audit_port: int = field(default_factory=free_port)
     health_interval: float = 0.5
     reconcile: dict[str, float] = field(default_factory=dict)  # [reconcile] settings, e.g. {"interval": 0}
+    store_options: dict[str, int | float] = field(default_factory=dict)  # e.g. group_commit_max
+    staff_workers: int = 16
+    log_format: str = "json"
+    log_level: str = "info"
 
     def config(self) -> str:
         lines = [
             f'[site]\ncode = "{self.site}"\nname = "{self.name}"\n',
-            f'[store]\nkind = "{"postgres" if self.postgres else "sqlite"}"\ndata_dir = "{self.data_dir}"\n',
+            f'[store]\nkind = "{"postgres" if self.postgres else "sqlite"}"\ndata_dir = "{self.data_dir}"\n'
+            + "".join(f"{k} = {v!r}\n" for k, v in self.store_options.items()),
         ]
         if self.postgres:
             lines.append("[store.postgres]\n" + "".join(
                 f"{k} = {v!r}\n" if isinstance(v, int) else f'{k} = "{v}"\n' for k, v in self.postgres.items()
             ))
-        lines.append('[server]\nlisten = "127.0.0.1:0"\n')
+        lines.append(f'[server]\nlisten = "127.0.0.1:0"\nworkers = {self.staff_workers}\n')
         exchange = f'[exchange]\nlisten = "127.0.0.1:{self.partner_port}"\ncerts_dir = "{self.certs_dir}"\n'
         if self.nats_url:
             exchange += f'nats_url = "{self.nats_url}"\n'
@@ -70,7 +75,7 @@ class SiteSpec:
         lines.append(f"[health]\ninterval = {self.health_interval}\n")
         if self.reconcile:
             lines.append("[reconcile]\n" + "".join(f"{k} = {v!r}\n" for k, v in self.reconcile.items()))
-        lines.append('[logging]\nformat = "json"\n')
+        lines.append(f'[logging]\nformat = "{self.log_format}"\nlevel = "{self.log_level}"\n')
         return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from hub.application.exchange import CaseReceipt, Exchange
+from hub.application.exchange import CaseReceipt, Exchange, OutboundBatch
 from hub.application.service import CaseHub
 from hub.domain.identifiers import LOCAL_TZ
 from hub.domain.shared import SharedEvent
@@ -41,9 +41,10 @@ class MeteredExchange:
         self.metrics.receipts_outstanding.labels(partner).inc(count)
 
     def record_receipts(
-        self, partner: str, channel: str, receipts: Sequence[CaseReceipt], through: int | None
+        self, partner: str, channel: str, receipts: Sequence[CaseReceipt], through: int | None,
+        sent: OutboundBatch | None = None,
     ) -> None:
-        self._exchange.record_receipts(partner, channel, receipts, through)
+        self._exchange.record_receipts(partner, channel, receipts, through, sent)
         covered = 0
         with self._lock:
             for r in receipts:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -25,7 +26,7 @@ def run(config_path: str, listen: str | None = None, port_file: str | None = Non
         configure_logging()
         log.error("config_invalid", error=str(exc))
         return 2
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, logging.getLevelNamesMapping()[settings.log_level.upper()])
     structlog.contextvars.bind_contextvars(site=settings.site)
     try:
         site = Site(settings)

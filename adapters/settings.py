@@ -59,9 +59,11 @@ class Settings:
     data_dir: Path = Path(".data")
     postgres: PostgresSettings = field(default_factory=PostgresSettings)
     listen: str = "127.0.0.1:7400"
+    staff_workers: int = 16  # [server] workers: staff RPCs served at once (group commit batches what they send)
     pii_key_env: str = "TONGBAN_PII_KEY"
     calendar_dir: Path | None = None
     log_format: Literal["console", "json"] = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"  # "warning" drops the line per RPC and batch
     policy: DeadlinePolicy = field(default_factory=DeadlinePolicy)
     exchange_listen: str | None = None
     certs_dir: Path | None = None
@@ -74,6 +76,9 @@ class Settings:
     checkpoint_interval: float = 60.0  # seconds between signed checkpoints of the event chain
     health_interval: float = 2.0  # seconds between readiness checks of the store and NATS
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    group_commit_max: int = 256  # [store] at most this many staff commands stored in one transaction (1: off)
+    group_commit_window_ms: float = 5.0  # [store] how long the oldest waiting command waits for company
+    snapshot_interval: int = 50  # [store] a snapshot of a case every this many of its events (0: none)
 
     @property
     def pii_key(self) -> str | None:
@@ -113,7 +118,8 @@ def load_settings(path: Path, overrides: dict[str, Any] | None = None) -> Settin
         raise ConfigError(f"{path}: no such configuration file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    raw.update(overrides or {})
+    for section, values in (overrides or {}).items():
+        raw[section] = {**raw.get(section, {}), **values} if isinstance(values, dict) else values
     return settings_from(raw, base=path.parent)
 
 
@@ -137,6 +143,17 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
     log_format = raw.get("logging", {}).get("format", "console")
     if log_format not in ("console", "json"):
         raise ConfigError(f"[logging] format must be 'console' or 'json', got {log_format!r}")
+    group_max, group_window = store.get("group_commit_max", 256), store.get("group_commit_window_ms", 5.0)
+    if not isinstance(group_max, int) or group_max < 1:
+        raise ConfigError(f"[store] group_commit_max must be a whole number >= 1, got {group_max!r}")
+    if not isinstance(group_window, int | float) or not 0 <= group_window <= 1000:
+        raise ConfigError(f"[store] group_commit_window_ms must be between 0 and 1000, got {group_window!r}")
+    snapshot_interval = store.get("snapshot_interval", 50)
+    if not isinstance(snapshot_interval, int) or snapshot_interval < 0:
+        raise ConfigError(f"[store] snapshot_interval must be a whole number >= 0, got {snapshot_interval!r}")
+    log_level = raw.get("logging", {}).get("level", "info")
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"[logging] level must be debug, info, warning or error, got {log_level!r}")
     exchange = raw.get("exchange", {})
     partners = tuple(_partner(p) for p in raw.get("partners", []))
     certs_dir = exchange.get("certs_dir")
@@ -151,9 +168,11 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         data_dir=(base / store.get("data_dir", ".data")).resolve(),
         postgres=postgres,
         listen=str(server.get("listen", "127.0.0.1:7400")),
+        staff_workers=int(server.get("workers", 16)),
         pii_key_env=str(raw.get("security", {}).get("pii_key_env", "TONGBAN_PII_KEY")),
         calendar_dir=(base / calendar_dir).resolve() if calendar_dir else None,
         log_format=log_format,
+        log_level=log_level,
         policy=policy,
         exchange_listen=exchange.get("listen"),
         certs_dir=(base / certs_dir).resolve() if certs_dir else None,
@@ -165,6 +184,9 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         checkpoint_interval=float(raw.get("audit", {}).get("checkpoint_interval", 60.0)),
         health_interval=float(raw.get("health", {}).get("interval", 2.0)),
         reconcile=reconcile,
+        group_commit_max=group_max,
+        group_commit_window_ms=float(group_window),
+        snapshot_interval=snapshot_interval,
         agreements_file=(base / agreements).resolve() if (agreements := raw.get("routing", {}).get("agreements"))
         else None,
     )

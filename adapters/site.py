@@ -37,6 +37,7 @@ from adapters.settings import PartnerSettings, Settings
 from adapters.store.digest_index import ensure_digests
 from adapters.tls import TlsFiles, channel_credentials, peer_identity, peer_site, server_credentials
 from hub.application.exchange import CaseReceipt, Exchange
+from hub.application.group_commit import GroupCommitter
 from ops.metrics import SiteMetrics
 from reconciliation.reconciler import Reconciler
 from reconciliation.responder import Responder
@@ -54,7 +55,11 @@ class Site:
         meter_store(self.hub, self.metrics)
         self.metrics.watch_cases(case_counts(self.hub))
         self.exchange = Exchange(self.hub)
-        self.staff = SiteServer(self.hub, settings.listen, metrics=self.metrics)
+        self.committer = (
+            GroupCommitter(self.hub, settings.group_commit_max, settings.group_commit_window_ms / 1000)
+            if settings.group_commit_max > 1 else None
+        )
+        self.staff = SiteServer(self.hub, settings.listen, settings.staff_workers, self.metrics, self.committer)
         self.metrics_server: Any = None
         self._partner_client_list: list[GrpcPartner] | None = None
         self._meters: dict[str, MeteredExchange] = {}

@@ -6,12 +6,21 @@ INVALID_ARGUMENT, FAILED_PRECONDITION) is final and is never retried.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from uuid import UUID
 
 import grpc
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_random,
+)
 
+from adapters.exchange.relay import Mapped
 from adapters.exchange.wire import event_from, event_message, receipt_from
 from hub.application.exchange import CaseReceipt
 from hub.domain.shared import SharedEvent
@@ -44,9 +53,10 @@ class GrpcPartner:
             else grpc.insecure_channel(address)
         )
         self.stub = exchange_pb2_grpc.ExchangeServiceStub(self.channel)
+        self.most_in_flight = 0  # the most batches an ingest stream had unanswered (for operators and tests)
         self.retrying = Retrying(
             retry=retry_if_exception(is_transient),
-            wait=wait_exponential_jitter(initial=0.05, max=max_wait),
+            wait=wait_exponential(multiplier=0.05, max=max_wait) + wait_random(0, 0.05),
             stop=stop_after_attempt(attempts) | stop_after_delay(give_up_after),
             before_sleep=(lambda _state: on_retry()) if on_retry else None,
             reraise=True,
@@ -58,6 +68,43 @@ class GrpcPartner:
         )
         response = self.retrying(self.stub.DeliverEvents, request, timeout=self.timeout)
         return [receipt_from(r) for r in response.receipts]
+
+    def deliver_async(self, events: Sequence[SharedEvent]) -> Mapped:
+        """Start a delivery and return at once: the relay keeps several in flight on the one channel
+        (HTTP/2 streams). A failure is not retried here: the relay sends everything in flight again
+        from its stored position after a pause."""
+        request = exchange_pb2.DeliverEventsRequest(
+            sender_site=self.site, events=[event_message(e) for e in events]
+        )
+        call = self.stub.DeliverEvents.future(request, timeout=self.timeout)
+        return Mapped(call, lambda response: [receipt_from(r) for r in response.receipts])
+
+    def ingest_stream(
+        self, batches: Iterable[Sequence[SharedEvent]], in_flight: int = 4, timeout: float = 600.0
+    ) -> Iterator[tuple[int, list[CaseReceipt]]]:
+        """Stream batches over IngestEvents, at most ``in_flight`` unanswered; yields (batch number from 1,
+        receipts) in order. A batch whose answer never came may be sent again: storing is idempotent.
+
+        Back-pressure: the next batch is not even built until an answer frees a slot, so a bulk load
+        of any size holds at most ``in_flight`` batches in memory.
+        """
+        slots = threading.Semaphore(in_flight)
+        self.most_in_flight = 0
+        state = {"sent": 0, "answered": 0}
+
+        def requests() -> Iterator[exchange_pb2.IngestEventsRequest]:
+            for number, batch in enumerate(batches, 1):
+                slots.acquire()
+                state["sent"] = number
+                self.most_in_flight = max(self.most_in_flight, number - state["answered"])
+                yield exchange_pb2.IngestEventsRequest(
+                    sender_site=self.site, batch_id=number, events=[event_message(e) for e in batch]
+                )
+
+        for response in self.stub.IngestEvents(requests(), timeout=timeout):
+            state["answered"] = int(response.batch_id)
+            slots.release()
+            yield int(response.batch_id), [receipt_from(r) for r in response.receipts]
 
     def fetch(self, case_id: UUID, origin: str, from_seq: int) -> list[SharedEvent]:
         request = exchange_pb2.FetchEventsRequest(case_id=str(case_id), origin_site=origin, from_seq=from_seq)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from uuid import UUID
 
 import grpc
 import structlog
 
 from adapters.exchange.wire import event_from, event_message, receipt_message
-from adapters.grpc.errors import translate_errors
-from hub.application.exchange import Exchange, NotRouted
+from adapters.grpc.errors import translate_errors, translate_stream_errors
+from hub.application.exchange import CaseReceipt, Exchange, NotRouted
 from hub.domain.errors import InvalidInput, NotPermitted
 from tongban.v1 import exchange_pb2, exchange_pb2_grpc
 
@@ -38,13 +38,35 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     def DeliverEvents(
         self, request: exchange_pb2.DeliverEventsRequest, context: grpc.ServicerContext
     ) -> exchange_pb2.DeliverEventsResponse:
+        receipts = self._ingest(self._caller(context), request.sender_site, request.events)
+        return exchange_pb2.DeliverEventsResponse(
+            receiver_site=self.exchange.site, receipts=[receipt_message(r) for r in receipts]
+        )
+
+    @translate_stream_errors
+    def IngestEvents(
+        self, requests: Iterator[exchange_pb2.IngestEventsRequest], context: grpc.ServicerContext
+    ) -> Iterator[exchange_pb2.IngestEventsResponse]:
+        """One batch at a time: the next is read only once this one is stored and answered, so a fast
+        sender is held back by the stream's flow control rather than queued here."""
         caller = self._caller(context)
-        if request.sender_site != caller:
-            log.warning("partner_impersonation", caller=caller, claimed=request.sender_site)
-            raise NotPermitted(f"certificate is for site {caller}, request claims {request.sender_site}")
-        if len(request.events) > MAX_BATCH:
+        for request in requests:
+            receipts = self._ingest(caller, request.sender_site, request.events)
+            yield exchange_pb2.IngestEventsResponse(
+                batch_id=request.batch_id, receiver_site=self.exchange.site,
+                receipts=[receipt_message(r) for r in receipts],
+            )
+
+    def _ingest(
+        self, caller: str, claimed: str, messages: Sequence[exchange_pb2.SharedEvent]
+    ) -> list[CaseReceipt]:
+        """Check who sends, decode, and store one batch in one transaction."""
+        if claimed != caller:
+            log.warning("partner_impersonation", caller=caller, claimed=claimed)
+            raise NotPermitted(f"certificate is for site {caller}, request claims {claimed}")
+        if len(messages) > MAX_BATCH:
             raise InvalidInput.one("events", f"一次最多 {MAX_BATCH} 个事件")
-        events = [event_from(m) for m in request.events]
+        events = [event_from(m) for m in messages]
         try:
             receipts = self.exchange.ingest(caller, events)
         except NotRouted as refused:
@@ -52,9 +74,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
             raise
         log.info("partner_events_received", partner=caller, events=len(events),
                  gaps=sum(r.status == "gap" for r in receipts), forks=sum(r.status == "fork" for r in receipts))
-        return exchange_pb2.DeliverEventsResponse(
-            receiver_site=self.exchange.site, receipts=[receipt_message(r) for r in receipts]
-        )
+        return receipts
 
     @translate_errors
     def CountersignCheckpoint(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import grpc
@@ -41,10 +41,19 @@ MAX_PAGE = 500
 _DUE = {1: DueFilter.WARNING_OR_BREACHED, 2: DueFilter.BREACHED}
 
 
+class Writer(Protocol):
+    """Where the servicer sends writes: the hub itself, or a GroupCommitter in front of it."""
+
+    def receive(self, cmd: c.ReceiveCase) -> tuple[Any, bool]: ...
+
+    def execute(self, cmd: c.CaseCommand) -> Any: ...
+
+
 class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
-    def __init__(self, hub: CaseHub, metrics: SiteMetrics | None = None) -> None:
+    def __init__(self, hub: CaseHub, metrics: SiteMetrics | None = None, writer: Writer | None = None) -> None:
         self.hub = hub
         self.metrics = metrics
+        self.writer: Writer = writer or hub
         self.reference = c.ReferenceData(hub.catalogue, hub.regions)
 
     def _case(self, case: Any, as_of: datetime | None = None) -> case_pb2.Case:
@@ -53,7 +62,7 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
     @translate_errors
     def ReceiveCase(self, request: svc.ReceiveCaseRequest, context: grpc.ServicerContext) -> svc.ReceiveCaseResponse:
         command = c.parse(c.ReceiveCase, request_data(request), self.reference)
-        case, created = self.hub.receive(command)
+        case, created = self.writer.receive(command)
         return svc.ReceiveCaseResponse(case=self._case(case), created=created)
 
     @translate_errors
@@ -107,7 +116,7 @@ def _step_rpc(name: str, command: type[c.CaseCommand]) -> Any:
 
     @translate_errors
     def handler(self: CaseServicer, request: Any, context: grpc.ServicerContext) -> Any:
-        case = self.hub.execute(c.parse(command, request_data(request)))
+        case = self.writer.execute(c.parse(command, request_data(request)))
         if command is c.RequestSupplement and self.metrics is not None:
             self.metrics.supplement_requests.inc()
         return response_type(case=self._case(case))

@@ -17,6 +17,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from hub.application.group_commit import CommitterClosed
 from hub.domain.errors import CaseNotFound, ConcurrentUpdate, HubError, InvalidInput, NotPermitted, RuleViolation
 
 ERROR_DOMAIN = "tongban.hub"
@@ -24,6 +25,7 @@ log = structlog.get_logger("tongban.grpc")
 
 STATUS_OF: tuple[tuple[type[HubError], int], ...] = (
     (InvalidInput, code_pb2.INVALID_ARGUMENT),
+    (CommitterClosed, code_pb2.UNAVAILABLE),
     (CaseNotFound, code_pb2.NOT_FOUND),
     (ConcurrentUpdate, code_pb2.ABORTED),
     (NotPermitted, code_pb2.PERMISSION_DENIED),
@@ -60,13 +62,30 @@ def translate_errors(method: F) -> F:
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
-        except HubError as error:
-            context.abort_with_status(rpc_status.to_status(to_status(error)))
-        except Exception:
-            log.exception("rpc_failed", method=method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, "internal error: the hub logged the details")
+        except Exception as error:
+            _abort(context, error, method.__name__)
 
     return wrapper  # type: ignore[return-value]
+
+
+def translate_stream_errors(method: F) -> F:
+    """The same for a method that answers with a stream (a generator): errors surface while iterating."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            yield from method(self, request, context)
+        except Exception as error:
+            _abort(context, error, method.__name__)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _abort(context: grpc.ServicerContext, error: Exception, method: str) -> None:
+    if isinstance(error, HubError):
+        context.abort_with_status(rpc_status.to_status(to_status(error)))
+    log.exception("rpc_failed", method=method)
+    context.abort(grpc.StatusCode.INTERNAL, "internal error: the hub logged the details")
 
 
 def field_violations(error: grpc.RpcError) -> dict[str, str]:

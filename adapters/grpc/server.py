@@ -10,6 +10,7 @@ from grpc_reflection.v1alpha import reflection
 
 from adapters.grpc.case_servicer import CaseServicer
 from adapters.grpc.interceptors import LoggingInterceptor
+from hub.application.group_commit import GroupCommitter
 from hub.application.service import CaseHub
 from ops.metrics import SiteMetrics
 from tongban.v1 import case_service_pb2, case_service_pb2_grpc
@@ -24,9 +25,11 @@ class SiteServer:
     """A started gRPC server bound to ``port``; ``stop`` drains in-flight calls first."""
 
     def __init__(
-        self, hub: CaseHub, listen: str, workers: int = 16, metrics: SiteMetrics | None = None
+        self, hub: CaseHub, listen: str, workers: int = 16, metrics: SiteMetrics | None = None,
+        committer: GroupCommitter | None = None,
     ) -> None:
         self.hub = hub
+        self.committer = committer
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
             interceptors=[LoggingInterceptor(hub.site, metrics)],
@@ -36,7 +39,7 @@ class SiteServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        case_service_pb2_grpc.add_CaseServiceServicer_to_server(CaseServicer(hub, metrics), self.server)
+        case_service_pb2_grpc.add_CaseServiceServicer_to_server(CaseServicer(hub, metrics, committer), self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -66,5 +69,7 @@ class SiteServer:
         self._stopped = True
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        if self.committer is not None:
+            self.committer.close()
         self.hub.close()
         self.hub.index.close()

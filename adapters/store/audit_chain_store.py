@@ -17,7 +17,7 @@ from typing import Protocol
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from hub.domain.audit_chain import ChainLink
+from hub.domain.audit_chain import ChainLink, StoredFact
 from hub.domain.errors import HubError
 
 TABLE = "audit_chain_v1"
@@ -42,6 +42,10 @@ class ChainStore(Protocol):
     def append(self, links: Sequence[ChainLink]) -> None: ...
 
     def links(self, start: int = 1, stop: int | None = None) -> list[ChainLink]: ...
+
+    def locate(self, fact: StoredFact) -> tuple[int | None, int | None]:
+        """Where the chain holds ``fact``'s digest, and its (originator, version): None where it does not."""
+        ...
 
     def close(self) -> None: ...
 
@@ -78,6 +82,13 @@ class MemoryChainStore:
         with self._lock:
             _check_order(links, self._links[-1].position if self._links else 0)
             self._links.extend(links)
+
+    def locate(self, fact: StoredFact) -> tuple[int | None, int | None]:
+        with self._lock:
+            by_digest = next((k.position for k in self._links if k.digest == fact.digest), None)
+            by_identity = next((k.position for k in self._links
+                                if (k.originator_id, k.version) == (fact.originator_id, fact.version)), None)
+        return by_digest, by_identity
 
     def links(self, start: int = 1, stop: int | None = None) -> list[ChainLink]:
         with self._lock:
@@ -138,6 +149,17 @@ class SqliteChainStore:
                 (start, stop if stop is not None else 2**63 - 1),
             ).fetchall()
         return [_link(r) for r in found]
+
+    def locate(self, fact: StoredFact) -> tuple[int | None, int | None]:
+        """Only asked for positions that changed (tampering), so a scan is fine here."""
+        with self._lock:
+            by_digest = self._db.execute(f"SELECT MIN(position) FROM {TABLE} WHERE digest = ?",
+                                         (fact.digest,)).fetchone()[0]
+            by_identity = self._db.execute(
+                f"SELECT MIN(position) FROM {TABLE} WHERE originator_id = ? AND version = ?",
+                (fact.originator_id, fact.version),
+            ).fetchone()[0]
+        return by_digest, by_identity
 
     def close(self) -> None:
         with self._lock:
@@ -208,6 +230,15 @@ class PostgresChainStore:
                 (start, stop if stop is not None else 2**63 - 1),
             ).fetchall()
         return [_link(r) for r in found]
+
+    def locate(self, fact: StoredFact) -> tuple[int | None, int | None]:
+        """Only asked for positions that changed (tampering), so a scan is fine here."""
+        where = sql.SQL("SELECT MIN(position) FROM {}.{} WHERE ").format(self._schema, self._table)
+        with self._pool.connection() as conn:
+            by_digest = conn.execute(where + sql.SQL("digest = %s"), (fact.digest,)).fetchone()
+            by_identity = conn.execute(where + sql.SQL("originator_id = %s AND version = %s"),
+                                       (fact.originator_id, fact.version)).fetchone()
+        return (by_digest[0] if by_digest else None), (by_identity[0] if by_identity else None)
 
     def close(self) -> None:
         self._pool.close()

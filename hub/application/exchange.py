@@ -13,9 +13,10 @@ resends, and anything for a case not routed between the sender and us is refused
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 from uuid import UUID
 
@@ -23,10 +24,10 @@ from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking
 
 from hub.application.service import CaseHub
-from hub.domain.case import Case
-from hub.domain.errors import HubError, NotPermitted, RuleViolation
+from hub.domain.case import Case, shared_form
+from hub.domain.errors import NotPermitted, RuleViolation
 from hub.domain.receipts import DeliveryLedger, ledger_id
-from hub.domain.shared import SharedEvent, chain_start
+from hub.domain.shared import SharedEvent, chain_next, chain_start
 
 CASE_TOPICS = "tongban.case:"
 _INGEST_ATTEMPTS = 5
@@ -58,6 +59,14 @@ class CaseReceipt:
 class OutboundBatch:
     events: list[SharedEvent]
     through: int  # the notification id this batch reaches; the relay's next position once receipted
+    # Our chain head after each (case, origin, seq) the batch can vouch for without loading the case
+    # (chains that start in the batch), for checking the partner's receipts.
+    heads: dict[tuple[UUID, str, int], str] = field(default_factory=dict)
+
+    @property
+    def opened(self) -> frozenset[UUID]:
+        """Cases whose first event of ours goes out in this batch: no receipt for them can exist yet."""
+        return frozenset(case_id for case_id, _origin, seq in self.heads if seq == 1)
 
 
 def relay_name(partner: str, channel: str) -> str:
@@ -65,9 +74,12 @@ def relay_name(partner: str, channel: str) -> str:
 
 
 class Exchange:
-    def __init__(self, hub: CaseHub) -> None:
+    def __init__(self, hub: CaseHub, sites_cache: int = 50_000) -> None:
         self.hub = hub
         self.site: str = hub.site
+        self._sites: dict[UUID, tuple[str, ...]] = {}  # a case's sites never change: remembered, bounded
+        self._sites_cache = sites_cache
+        self._sites_lock = threading.Lock()
 
     # ------------------------------------------------------------------ outbound
     @property
@@ -78,39 +90,87 @@ class Exchange:
         return int(self.recorder.max_tracking_id(relay_name(partner, channel)) or 0)
 
     def outbound(self, partner: str, after: int, limit: int = 200) -> OutboundBatch:
-        """Events this site originated, for cases shared with ``partner``, after log position ``after``."""
+        """Events this site originated, for cases shared with ``partner``, after log position ``after``.
+
+        Read from the log's own records: a case is loaded only to learn its sites the first time (or to
+        derive a v1 event's identity), so a burst of new cases costs no read per case.
+        """
         notifications = self.hub.recorder.select_notifications(start=after + 1, limit=limit)
         if not notifications:
             return OutboundBatch([], after)
-        cases: dict[UUID, Case] = {}
         events: list[SharedEvent] = []
+        heads: dict[tuple[UUID, str, int], str] = {}
         for n in notifications:
             if not n.topic.startswith(CASE_TOPICS):
                 continue
             case_id = UUID(str(n.originator_id))
-            if case_id not in cases:
-                cases[case_id] = self.hub.get_case(case_id)
-            case = cases[case_id]
-            if partner not in case.sites:
+            event = self.hub.mapper.to_domain_event(n)
+            shared = shared_form(event) if isinstance(event, Case.Event) else None
+            if shared is None:
+                case = self.hub.get_case(case_id)
+                entry = next((e for e in case.log if e.version == n.originator_version), None)
+                if entry is None:
+                    continue
+                shared = entry.shared
+            if shared.origin != self.site or partner not in self._sites_of(case_id, shared):
                 continue
-            entry = next((e for e in case.log if e.version == n.originator_version), None)
-            if entry is not None and entry.shared.origin == self.site:
-                events.append(entry.shared)
-        return OutboundBatch(events, notifications[-1].id)
+            events.append(shared)
+            previous = chain_start(case_id, shared.origin) if shared.seq == 1 else heads.get(
+                (case_id, shared.origin, shared.seq - 1))
+            if previous is not None:
+                heads[(case_id, shared.origin, shared.seq)] = chain_next(previous, shared.hash())
+        return OutboundBatch(events, notifications[-1].id, heads)
+
+    def _sites_of(self, case_id: UUID, shared: SharedEvent) -> tuple[str, ...]:
+        sites = self._sites.get(case_id)
+        if sites is None:
+            if shared.type == "CaseReceived":
+                data = shared.data
+                sites = (data["receiving_site"], data["handling_site"], *data["co_handling_sites"])
+            else:
+                sites = self.hub.get_case(case_id).sites
+            with self._sites_lock:
+                if len(self._sites) >= self._sites_cache:
+                    for old in list(self._sites)[: self._sites_cache // 2]:
+                        del self._sites[old]
+                self._sites[case_id] = sites
+        return sites
 
     def resend(self, case_id: UUID, origin: str, from_seq: int) -> list[SharedEvent]:
         """Events of one origin from ``from_seq`` on, to fill a gap the partner reported."""
         return self.hub.get_case(case_id).shared_events(origin)[from_seq - 1:]
 
     def record_receipts(
-        self, partner: str, channel: str, receipts: Sequence[CaseReceipt], through: int | None
+        self, partner: str, channel: str, receipts: Sequence[CaseReceipt], through: int | None,
+        sent: OutboundBatch | None = None,
     ) -> None:
-        """Store the partner's receipts, and (if given) the relay's new position, atomically."""
+        """Store the partner's receipts, and (if given) the relay's new position, atomically.
+
+        ``sent``, the batch the receipts answer, spares reads: the chain heads it vouches for, and the
+        delivery ledgers of the cases it opened, which cannot exist yet (if one does after all, say a
+        batch resent after a crash, the save fails whole and is done again reading every ledger).
+        """
+        try:
+            self._record_receipts(partner, channel, receipts, through, sent)
+        except IntegrityError:
+            if sent is None:
+                raise
+            self._record_receipts(partner, channel, receipts, through, None)
+
+    def _record_receipts(
+        self, partner: str, channel: str, receipts: Sequence[CaseReceipt], through: int | None,
+        sent: OutboundBatch | None,
+    ) -> None:
         ledgers: dict[UUID, DeliveryLedger] = {}
+        heads, opened = (sent.heads, sent.opened) if sent is not None else ({}, frozenset[UUID]())
         for receipt in receipts:
-            ledger = ledgers.get(receipt.case_id) or self._ledger(receipt.case_id, partner)
+            ledger = ledgers.get(receipt.case_id) or (
+                DeliveryLedger.open(receipt.case_id, partner) if receipt.case_id in opened
+                else self._ledger(receipt.case_id, partner)
+            )
             ledgers[receipt.case_id] = ledger
-            ours = self.hub.get_case(receipt.case_id).chain_head(receipt.origin, receipt.stored_through)
+            ours = heads.get((receipt.case_id, receipt.origin, receipt.stored_through)) or self.hub.get_case(
+                receipt.case_id).chain_head(receipt.origin, receipt.stored_through)
             ledger.record(
                 origin=receipt.origin, stored_through=receipt.stored_through, chain_head=receipt.chain_head,
                 matched=ours == receipt.chain_head, status=receipt.status, channel=channel,
@@ -147,14 +207,19 @@ class Exchange:
             by_case[shared.case_id].append(shared)
         for attempt in range(_INGEST_ATTEMPTS):
             try:
-                return self._ingest_once(sender, by_case)
-            except IntegrityError:  # a local step on one of these cases won the race: reload and retry
+                return self._ingest_once(sender, by_case, assume_new=attempt == 0)
+            except IntegrityError:  # a local step on one of these cases won the race (or one was not new): retry
                 if attempt == _INGEST_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
 
-    def _ingest_once(self, sender: str, by_case: dict[UUID, list[SharedEvent]]) -> list[CaseReceipt]:
-        cases = {case_id: self._case_for(sender, case_id, evs) for case_id, evs in by_case.items()}
+    def _ingest_once(
+        self, sender: str, by_case: dict[UUID, list[SharedEvent]], assume_new: bool
+    ) -> list[CaseReceipt]:
+        """One try. With ``assume_new``, a case whose events start at its receipt is taken to be new to
+        us without reading the store (one read per case is most of a bulk delivery's cost); if one was
+        not new after all, the save fails as a whole and the next try reads every case."""
+        cases = {case_id: self._case_for(sender, case_id, evs, assume_new) for case_id, evs in by_case.items()}
         receipts: list[CaseReceipt] = []
         touched: list[Case] = []
         for case_id, evs in by_case.items():
@@ -188,16 +253,16 @@ class Exchange:
             self.hub.save(*touched)
         return receipts
 
-    def _case_for(self, sender: str, case_id: UUID, events: list[SharedEvent]) -> Case | None:
-        """The local case, after checking the sender may send events for it."""
-        try:
-            case = self.hub.get_case(case_id)
-        except HubError:
-            case = None
-        if case is None:
-            first = min(events, key=lambda e: e.seq)
+    def _case_for(self, sender: str, case_id: UUID, events: list[SharedEvent], assume_new: bool) -> Case | None:
+        """The local case (None if new to us), after checking the sender may send events for it."""
+        first = min(events, key=lambda e: e.seq)
+        opens = first.seq == 1 and first.type == "CaseReceived"
+        case = None if assume_new and opens else self.hub.find(case_id, Case)
+        if case is not None:
+            case.acting_site = self.site
+        else:
             data = first.data
-            if first.seq != 1 or first.type != "CaseReceived":
+            if not opens:
                 return None  # we never saw the case open: a gap from seq 1 is reported
             handling = [data.get("handling_site"), *data.get("co_handling_sites", [])]
             if data.get("receiving_site") != sender or self.site not in handling:

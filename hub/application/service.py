@@ -21,6 +21,7 @@ from eventsourcing.persistence import IntegrityError, ProcessRecorder
 from hub.application.commands import CaseCommand, ReceiveCase
 from hub.application.ports import CaseIndex, CaseQuery, CaseRow, Catalogue, Regions, Router
 from hub.domain.case import Case, actor_from
+from hub.domain.checkpoint_ledger import CheckpointLedger
 from hub.domain.claims import UniqueClaim, claim_id
 from hub.domain.deadlines import Clock, ClockStatus, DeadlinePolicy, clocks
 from hub.domain.digests import DigestChange, digest_changes
@@ -74,6 +75,15 @@ _LABELLED: dict[str, tuple[type[LabelledEnum], ...]] = {
 
 
 @dataclass(frozen=True)
+class Intake:
+    """What receiving a case decided: the case, whether it is new, and (if new) its unsaved claims."""
+
+    case: Case
+    created: bool
+    claims: tuple[UniqueClaim, ...] = ()
+
+
+@dataclass(frozen=True)
 class HistoryItem:
     version: int
     step: str
@@ -105,8 +115,14 @@ class CaseHub(Application[UUID]):
         env: Mapping[str, str] | None = None,
         now: Callable[[], datetime] | None = None,
         router: Router | None = None,
+        snapshot_interval: int = 0,
     ) -> None:
-        super().__init__(env=dict(env or {}))
+        env = dict(env or {})
+        if snapshot_interval > 0:  # a snapshot every N events: long cases (and the checkpoint ledger) load fast
+            env["IS_SNAPSHOTTING_ENABLED"] = "y"
+            intervals = {Case: snapshot_interval, CheckpointLedger: snapshot_interval}
+            setattr(self, "snapshotting_intervals", intervals)  # noqa: B010 - a ClassVar upstream
+        super().__init__(env=env)
         self.site = site
         self.catalogue = catalogue
         self.regions = regions
@@ -139,12 +155,30 @@ class CaseHub(Application[UUID]):
     # ------------------------------------------------------------------ commands
     def receive(self, cmd: ReceiveCase) -> tuple[Case, bool]:
         """Open a case; a repeated request id returns the case it opened (``created`` False)."""
+        intake = self.prepare_receive(cmd)
+        for _attempt in range(5):
+            if not intake.created:
+                return intake.case, False
+            try:
+                self.save(intake.case, *intake.claims)
+            except IntegrityError:  # a repeat stored meanwhile is found; else the number was taken: mint another
+                intake = self.prepare_receive(cmd)
+                continue
+            return intake.case, True
+        raise HubError("无法分配办件编号，请稍后重试")
+
+    def prepare_receive(self, cmd: ReceiveCase, assume_new: bool = False) -> Intake:
+        """Everything ``receive`` decides before writing: the case a repeated request id opened, or a
+        new, unsaved case with the claims that keep its request id and case number unique.
+
+        With ``assume_new`` the request id is not looked up: a repeat then shows as an IntegrityError
+        when its claim is saved (group commit does this and commits the batch one by one)."""
         self._check_receipt(cmd)
         request_key = f"{self.site}/{cmd.request_id}"
         fingerprint = hashlib.sha256(cmd.model_dump_json(exclude={"request_id"}).encode()).hexdigest()
-        existing = self._case_for_request(request_key, fingerprint)
+        existing = None if assume_new else self._case_for_request(request_key, fingerprint)
         if existing is not None:
-            return existing, False
+            return Intake(existing, created=False)
         item = self.catalogue.get(cmd.item_code)
         handling_site, co_sites, route = cmd.handling_site, list(cmd.co_handling_sites), None
         if self.router is not None:
@@ -153,45 +187,33 @@ class CaseHub(Application[UUID]):
                 co_handling_regions=cmd.co_handling_sites, on=self.now().astimezone(LOCAL_TZ).date(),
             )
             handling_site, co_sites, route = decided.handling_site, list(decided.co_handling_sites), decided.as_data()
-        for _attempt in range(5):
-            case_id = new_case_id()
-            number = self.numbers.next(case_id_time(case_id))
-            case = Case.receive(
-                case_id=case_id,
-                case_number=number,
-                request_id=cmd.request_id,
-                item=item,
-                mode=cmd.mode,
-                handling_site=handling_site,
-                co_handling_sites=co_sites,
-                applicant=cmd.applicant.to_domain(),
-                materials=[m.to_domain() for m in cmd.materials],
-                applicant_consent=cmd.applicant_consent,
-                identity_verified=cmd.identity_verified,
-                note=cmd.note,
-                actor=cmd.actor.to_domain(),
-                route=route,
-            )
-            claims = (
-                UniqueClaim.make("request", request_key, case_id, fingerprint),
-                UniqueClaim.make("case-number", number, case_id),
-            )
-            try:
-                self.save(case, *claims)
-            except IntegrityError:
-                existing = self._case_for_request(request_key, fingerprint)
-                if existing is not None:
-                    return existing, False
-                continue  # the case number was taken by another process: mint another
-            return case, True
-        raise HubError("无法分配办件编号，请稍后重试")
+        case_id = new_case_id()
+        number = self.numbers.next(case_id_time(case_id))
+        case = Case.receive(
+            case_id=case_id,
+            case_number=number,
+            request_id=cmd.request_id,
+            item=item,
+            mode=cmd.mode,
+            handling_site=handling_site,
+            co_handling_sites=co_sites,
+            applicant=cmd.applicant.to_domain(),
+            materials=[m.to_domain() for m in cmd.materials],
+            applicant_consent=cmd.applicant_consent,
+            identity_verified=cmd.identity_verified,
+            note=cmd.note,
+            actor=cmd.actor.to_domain(),
+            route=route,
+        )
+        claims = (
+            UniqueClaim.make("request", request_key, case_id, fingerprint),
+            UniqueClaim.make("case-number", number, case_id),
+        )
+        return Intake(case, created=True, claims=claims)
 
     def execute(self, cmd: CaseCommand) -> Case:
         """Apply one step to one case. Nothing is written unless every rule passes."""
-        case = self.get_case(cmd.case_id)
-        if cmd.expected_version is not None and case.version != cmd.expected_version:
-            raise ConcurrentUpdate(str(cmd.case_id), cmd.expected_version, case.version)
-        cmd.apply(case)
+        case = self.apply_command(cmd, {})
         try:
             self.save(case)
         except IntegrityError:
@@ -202,23 +224,30 @@ class CaseHub(Application[UUID]):
         """Apply several commands and store all their events in one transaction, or none of them.
 
         Commands on the same case see each other's effects in order. This is the write path bulk
-        loaders and group commit build on: one transaction, many cases.
+        loaders build on: one transaction, many cases (group commit, in group_commit.py, is the
+        same with each command's failure kept to its own caller).
         """
         loaded: dict[UUID, Case] = {}
-        touched: list[Case] = []
-        for cmd in cmds:
-            case = loaded.get(cmd.case_id)
-            if case is None:
-                case = loaded[cmd.case_id] = self.get_case(cmd.case_id)
-            if cmd.expected_version is not None and case.version != cmd.expected_version:
-                raise ConcurrentUpdate(str(cmd.case_id), cmd.expected_version, case.version)
-            cmd.apply(case)
-            touched.append(case)
+        touched = [self.apply_command(cmd, loaded) for cmd in cmds]
         try:
             self.save(*loaded.values())
         except IntegrityError:
             raise ConcurrentUpdate(",".join(str(i) for i in loaded), None, None) from None
         return touched
+
+    def apply_command(self, cmd: CaseCommand, loaded: dict[UUID, Case]) -> Case:
+        """Apply one command to its case, loading it once into ``loaded`` (unsaved: the caller saves).
+
+        A command that breaks a rule raises before recording anything, so the case (and any other
+        command's events already on it) is left as it was.
+        """
+        case = loaded.get(cmd.case_id)
+        if case is None:
+            case = loaded[cmd.case_id] = self.get_case(cmd.case_id)
+        if cmd.expected_version is not None and case.version != cmd.expected_version:
+            raise ConcurrentUpdate(str(cmd.case_id), cmd.expected_version, case.version)
+        cmd.apply(case)
+        return case
 
     def _check_receipt(self, cmd: ReceiveCase) -> None:
         problems: list[FieldViolation] = []

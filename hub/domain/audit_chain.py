@@ -21,7 +21,7 @@ and re-encrypting the store shows up as edits, as it should.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hub.domain.errors import HubError
@@ -145,75 +145,102 @@ def verify(
 
     ``links`` is the whole chain from its first position; ``stored`` holds what the store has now
     for (at least) positions up to the last link. Stored facts after the last link are not yet
-    chained and are not judged.
+    chained and are not judged. (``ChainVerifier`` does the same a window of positions at a time.)
     """
-    findings = _chain_findings(site, links, checkpoints) + _store_findings(links, stored)
-    return sorted(findings, key=lambda f: (f.position, KINDS.index(f.kind)))
+    verifier = ChainVerifier(site, checkpoints)
+    verifier.check(links, stored, through=max((link.position for link in links), default=0))
+    return verifier.findings()
 
 
-def _chain_findings(site: str, links: Sequence[ChainLink], checkpoints: Sequence[tuple[int, str]]) -> list[Finding]:
-    """(a) The chain against itself and against checkpoints.
+Locate = Callable[[StoredFact], tuple[int | None, int | None]]
 
-    A link is broken when it does not follow from the link stored before it and its own fact, so
-    an edited row is located where it was edited. A checkpoint is compared with the chain
-    recomputed from genesis through the links' facts, which catches a rewrite that recomputed
-    every link after the edit (internally consistent, but not the chain that was checkpointed).
+
+class ChainVerifier:
+    """``verify`` over consecutive windows of positions, so a chain of any length is checked in bounded
+    memory: call ``check`` for each window in position order, then ``findings``.
+
+    An event found at the wrong position is looked up in the window first, then with ``locate``
+    (the positions where the chain holds that digest, and that (originator, version)), which the
+    adapter answers from the chain store; without it, a move across windows shows as an edit.
     """
-    findings: list[Finding] = []
-    stored_previous = recomputed = genesis(site)
-    recomputed_at: dict[int, str] = {}
-    by_position: dict[int, ChainLink] = {}
-    after = 0
-    for link in links:
-        fact = link.fact
-        if link.position <= after or link.link != next_link(stored_previous, fact):
-            findings.append(_finding(CHAIN_BROKEN, link.position, link.originator_id, link.version, link.topic,
-                                     "的链值与前一链值及事件摘要不符"))
-        recomputed = next_link(recomputed, fact)
-        recomputed_at[link.position] = recomputed
-        by_position[link.position] = link
-        stored_previous, after = link.link, max(after, link.position)
-    for position, head in checkpoints:
-        if recomputed_at.get(position) == head:
-            continue
-        link_at = by_position.get(position)
-        what = "的重算链值与检查点不同，检查点之后链被改写" if link_at else "在链中不存在，链被截断或改写"
-        findings.append(_finding(
-            CHECKPOINT_MISMATCH, position, link_at.originator_id if link_at else "",
-            link_at.version if link_at else 0, link_at.topic if link_at else "", what,
-        ))
-    return findings
+
+    def __init__(self, site: str, checkpoints: Sequence[tuple[int, str]] = (), locate: Locate | None = None) -> None:
+        self._checkpoints = list(checkpoints)
+        self._wanted = {position for position, _head in self._checkpoints}
+        self._locate = locate
+        self._stored_previous = self._recomputed = genesis(site)
+        self._after = 0
+        self._recomputed_at: dict[int, str] = {}
+        self._link_at: dict[int, ChainLink] = {}
+        self._findings: list[Finding] = []
+
+    def check(self, links: Sequence[ChainLink], stored: Mapping[int, StoredFact], through: int) -> None:
+        """One window: its links, what the store holds now at its positions, and its last position."""
+        self._chain_findings(links)
+        self._store_findings(links, stored, through)
+
+    def findings(self) -> list[Finding]:
+        findings = list(self._findings)
+        for position, head in self._checkpoints:
+            if self._recomputed_at.get(position) == head:
+                continue
+            link_at = self._link_at.get(position)
+            what = "的重算链值与检查点不同，检查点之后链被改写" if link_at else "在链中不存在，链被截断或改写"
+            findings.append(_finding(
+                CHECKPOINT_MISMATCH, position, link_at.originator_id if link_at else "",
+                link_at.version if link_at else 0, link_at.topic if link_at else "", what,
+            ))
+        return sorted(findings, key=lambda f: (f.position, KINDS.index(f.kind)))
+
+    def _chain_findings(self, links: Sequence[ChainLink]) -> None:
+        """(a) The chain against itself (and, in ``findings``, against checkpoints).
+
+        A link is broken when it does not follow from the link stored before it and its own fact, so
+        an edited row is located where it was edited. A checkpoint is compared with the chain
+        recomputed from genesis through the links' facts, which catches a rewrite that recomputed
+        every link after the edit (internally consistent, but not the chain that was checkpointed).
+        """
+        for link in links:
+            fact = link.fact
+            if link.position <= self._after or link.link != next_link(self._stored_previous, fact):
+                self._findings.append(_finding(CHAIN_BROKEN, link.position, link.originator_id, link.version,
+                                               link.topic, "的链值与前一链值及事件摘要不符"))
+            self._recomputed = next_link(self._recomputed, fact)
+            if link.position in self._wanted:
+                self._recomputed_at[link.position] = self._recomputed
+                self._link_at[link.position] = link
+            self._stored_previous, self._after = link.link, max(self._after, link.position)
+
+    def _store_findings(self, links: Sequence[ChainLink], stored: Mapping[int, StoredFact], through: int) -> None:
+        """(b) The store against the chain, position by position."""
+        by_digest = {link.digest: link.position for link in links}
+        by_identity = {(link.originator_id, link.version): link.position for link in links}
+        chained = {link.position for link in links}
+        for link in links:
+            now = stored.get(link.position)
+            if now is None:
+                self._findings.append(
+                    _finding(DELETED, link.position, link.originator_id, link.version, link.topic, ""))
+            elif now.digest != link.digest:
+                found = by_digest.get(now.digest), by_identity.get((now.originator_id, now.version))
+                if None in found and self._locate is not None:
+                    located = self._locate(now)
+                    found = found[0] or located[0], found[1] or located[1]
+                self._findings.append(_mismatch(link, now, *found))
+        for position, fact in stored.items():
+            if position <= through and position not in chained:
+                self._findings.append(_finding(INSERTED, position, fact.originator_id, fact.version, fact.topic,
+                                               "，链中此位置原本没有事件"))
 
 
-def _store_findings(links: Sequence[ChainLink], stored: Mapping[int, StoredFact]) -> list[Finding]:
-    """(b) The store against the chain, position by position."""
-    findings: list[Finding] = []
-    by_digest = {link.digest: link.position for link in links}
-    by_identity = {(link.originator_id, link.version): link.position for link in links}
-    chained = {link.position for link in links}
-    for link in links:
-        now = stored.get(link.position)
-        if now is None:
-            findings.append(_finding(DELETED, link.position, link.originator_id, link.version, link.topic, ""))
-        elif now.digest != link.digest:
-            findings.append(_mismatch(link, now, by_digest, by_identity))
-    last = max(chained, default=0)
-    for position, fact in stored.items():
-        if position <= last and position not in chained:
-            findings.append(_finding(INSERTED, position, fact.originator_id, fact.version, fact.topic,
-                                     "，链中此位置原本没有事件"))
-    return findings
-
-
-def _mismatch(
-    link: ChainLink, now: StoredFact, by_digest: Mapping[str, int], by_identity: Mapping[tuple[str, int], int]
-) -> Finding:
-    """A position whose stored event is not the chained one: moved here from elsewhere, or edited."""
-    moved_from = by_digest.get(now.digest)
+def _mismatch(link: ChainLink, now: StoredFact, by_digest: int | None, by_identity: int | None) -> Finding:
+    """A position whose stored event is not the chained one: moved here from elsewhere (the chain holds
+    its digest, or its identity, at another position), or edited."""
+    moved_from = by_digest
     if moved_from is not None and moved_from != link.position:
         return _finding(REORDERED, link.position, link.originator_id, link.version, link.topic,
                         f"，此处现为原通知 {moved_from} 的事件 ({_subject(now)})")
-    moved_from = by_identity.get((now.originator_id, now.version))
+    moved_from = by_identity
     if moved_from is not None and moved_from != link.position:
         return _finding(REORDERED, link.position, link.originator_id, link.version, link.topic,
                         f"，此处现为原通知 {moved_from} 的事件 ({_subject(now)})，且内容也已不同")

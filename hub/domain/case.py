@@ -20,8 +20,8 @@ from dataclasses import asdict
 from typing import Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.domain import Aggregate
-from eventsourcing.utils import register_topic
+from eventsourcing.domain import Aggregate, Snapshot
+from eventsourcing.utils import get_topic, register_topic, resolve_topic
 from uuid6 import uuid7
 
 from hub.domain.case_state import STEP_OF_TYPE, CaseFold
@@ -152,13 +152,15 @@ class Case(CaseFold, Aggregate):
     # ------------------------------------------------------------------ shared identity
     def _shared(self, event: Case.Event) -> SharedEvent:
         """The event's shared form; v1 events get their identity derived deterministically."""
+        shared = shared_form(event)
+        if shared is not None:
+            return shared
         data = {k: v for k, v in vars(event).items() if k not in _NOT_DATA}
-        origin, seq, lamport, event_id = event.origin, event.seq, event.lamport, event.event_id
-        if not origin:  # v1: everything was recorded by one site, the receiving site
-            origin = data["receiving_site"] if isinstance(event, Case.CaseReceived) else self.receiving_site
-            seq = self.last_seq(origin) + 1 if hasattr(self, "chains") else 1
-            lamport = (self.lamport if hasattr(self, "lamport") else 0) + 1
-            event_id = str(uuid5(_LEGACY_IDS, f"{self.id}/{origin}/{seq}"))
+        # v1: everything was recorded by one site, the receiving site
+        origin = data["receiving_site"] if isinstance(event, Case.CaseReceived) else self.receiving_site
+        seq = self.last_seq(origin) + 1 if hasattr(self, "chains") else 1
+        lamport = (self.lamport if hasattr(self, "lamport") else 0) + 1
+        event_id = str(uuid5(_LEGACY_IDS, f"{self.id}/{origin}/{seq}"))
         return SharedEvent(
             case_id=event.originator_id, origin=origin, seq=seq, lamport=lamport, event_id=event_id,
             type=type(event).__name__, type_version=type(event).class_version, occurred_at=event.timestamp,
@@ -350,6 +352,54 @@ class Case(CaseFold, Aggregate):
         side = Side.RECEIVING if about is Party.RECEIVING_PLACE else Side.HANDLING
         self._check_site(actor, Side.EITHER if anyone else side, "差评处理")
         return self.rating
+
+
+class CaseSnapshot(Snapshot):
+    """A case at one version, kept as its log: each shared event with its local version.
+
+    Restoring folds the log again, so a restored case is exactly what its events give (the same
+    state, chains, marks and conflicts) and the snapshot has no derived state of its own to
+    transcode, or to upcast when the fold changes. Only JSON-able values are stored.
+    """
+
+    TOPIC = "tongban.case:Case.Snapshot"
+
+    @classmethod
+    def take(cls, aggregate: Any) -> CaseSnapshot:
+        state = {
+            "created_on": aggregate.created_on,
+            "modified_on": aggregate.modified_on,
+            "log": [{"version": entry.version, **asdict(entry.shared)} for entry in aggregate.log],
+        }
+        return cls(originator_id=aggregate.id, originator_version=aggregate.version,
+                   timestamp=cls.create_timestamp(), topic=get_topic(type(aggregate)), state=state)
+
+    def mutate(self, _: Any) -> Case:
+        case: Case = object.__new__(resolve_topic(self.topic))
+        vars(case).update(_id=self.originator_id, _version=self.originator_version, _pending_events=[],
+                          _created_on=self.state["created_on"], _modified_on=self.state["modified_on"])
+        case._reset()
+        for stored in self.state["log"]:
+            fields = dict(stored)
+            version = fields.pop("version")
+            case._absorb(SharedEvent(**fields), version)
+        return case
+
+
+Case.Snapshot = CaseSnapshot
+
+
+def shared_form(event: Case.Event) -> SharedEvent | None:
+    """A stored event's shared form without its case, or None for a v1 event (whose identity is
+    derived from the case's earlier events: load the case and read its log instead)."""
+    if not event.origin:
+        return None
+    return SharedEvent(
+        case_id=event.originator_id, origin=event.origin, seq=event.seq, lamport=event.lamport,
+        event_id=event.event_id, type=type(event).__name__, type_version=type(event).class_version,
+        occurred_at=event.timestamp, actor=dict(event.actor),
+        data={k: v for k, v in vars(event).items() if k not in _NOT_DATA},
+    )
 
 
 def _fields(shared: SharedEvent) -> dict[str, Any]:

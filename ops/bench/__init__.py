@@ -1,1 +1,2 @@
-"""Benchmarks (``make bench-*``): measurements printed and written to bench-results/, never tests."""
+"""Benchmarks (`make bench`, `make soak`, `make bench-reconcile`): measurements printed and written to
+bench-results/, never tests. Nothing here asserts a timing."""

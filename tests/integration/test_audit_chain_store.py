@@ -125,3 +125,12 @@ def test_postgres_table_refuses_update_delete_and_truncate(postgres_schema: Post
             with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
                 conn.execute(sql.SQL(statement).format(table))
         assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone() == (len(LINKS),)
+
+
+def test_locate_finds_where_a_digest_and_an_identity_are_chained(store: ChainStore) -> None:
+    store.append(LINKS)
+    moved = LINKS[3].fact  # position 5
+    assert store.locate(moved) == (5, 5)
+    forged = StoredFact(2, moved.originator_id, moved.version, moved.topic, "f" * 64)
+    assert store.locate(forged) == (None, 5)
+    assert store.locate(StoredFact(2, "nobody", 1, moved.topic, "f" * 64)) == (None, None)

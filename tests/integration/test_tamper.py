@@ -61,10 +61,10 @@ class Site:
     def chain(self) -> SiteChain:
         return SiteChain(build_hub(self.settings), self.chain_store)
 
-    def verify(self) -> list[Finding]:
+    def verify(self, checkpoints: list[tuple[int, str]] | None = None, window: int = 20_000) -> list[Finding]:
         chain = self.chain()
         try:
-            return chain.verify()
+            return chain.verify(checkpoints or [], window=window)
         finally:
             close(chain.hub)
 
@@ -166,6 +166,25 @@ def test_swapped_events_are_found_at_both_positions(site: Site) -> None:
     findings = site.verify()
     assert kinds(findings) == [("reordered", first), ("reordered", second)]
     assert f"原通知 {second}" in findings[0].detail and f"原通知 {first}" in findings[1].detail
+
+
+def test_verifying_a_few_positions_at_a_time_finds_the_same(site: Site) -> None:
+    chain = site.chain()
+    head = chain.head()
+    close(chain.hub)
+    assert head is not None
+    checkpoints = [(3, "0" * 64), (head.position, head.link)]
+    first, second = SWAPPED  # a move across windows must still read as a move, not as two edits
+    (a, a_state), (b, b_state) = site.row(first), site.row(second)
+    temporary = "00000000-0000-0000-0000-000000000000" if site.table == "tongban_events" else "0" * 32
+    update = f"UPDATE {site.table} SET originator_id = ?, state = ? WHERE {site.position} = ?"
+    site.run_sql([(update, (temporary, b_state, first)), (update, (a, a_state, second)), (update, (b, b_state, first)),
+                  (f"DELETE FROM {site.table} WHERE {site.position} = ?", (DELETED,))])
+    whole = site.verify(checkpoints)
+    assert kinds(whole) == [("reordered", first), ("checkpoint_mismatch", 3), ("reordered", second),
+                            ("deleted", DELETED)]
+    for window in (1, 2, 5):
+        assert site.verify(checkpoints, window=window) == whole
 
 
 def test_new_events_after_tampering_are_chained_and_the_tampering_still_shows(site: Site) -> None:

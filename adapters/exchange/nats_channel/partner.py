@@ -17,6 +17,7 @@ from adapters.exchange.nats_channel.common import (
     stream_name,
     subject,
 )
+from adapters.exchange.relay import Mapped
 from adapters.exchange.wire import event_message
 from adapters.nats.loop import LoopThread
 from hub.application.exchange import CaseReceipt, Exchange
@@ -47,6 +48,12 @@ class NatsPartner:
     def deliver(self, events: Sequence[SharedEvent]) -> list[CaseReceipt]:
         self._send(events, "")
         return []
+
+    def deliver_async(self, events: Sequence[SharedEvent]) -> Mapped:
+        """Publish and return at once; the relay waits for the acknowledgements when it settles the batch,
+        with further batches publishing meanwhile (its window bounds the unacknowledged events)."""
+        messages = [(e.event_id, event_message(e).SerializeToString()) for e in events]
+        return Mapped(self._loop.submit(self._publish(messages)), lambda _acked: [])
 
     def resend(self, exchange: Exchange, receipt: CaseReceipt) -> None:
         """Fill the gap a partner reported (wire it as NatsInbox's ``resend``): our events from the missing seq.

@@ -26,31 +26,35 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tongban.v1 import case_pb2 as tongban_dot_v1_dot_case__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tongban/v1/exchange.proto\x12\ntongban.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15tongban/v1/case.proto\">\n\x1c\x43ountersignCheckpointRequest\x12\x1e\n\x16signed_checkpoint_json\x18\x01 \x01(\t\">\n\x1d\x43ountersignCheckpointResponse\x12\x1d\n\x15\x63ountersignature_json\x18\x01 \x01(\t\"\xfb\x01\n\x0bSharedEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x02 \x01(\t\x12\x13\n\x0borigin_site\x18\x03 \x01(\t\x12\x0b\n\x03seq\x18\x04 \x01(\x03\x12\x0f\n\x07lamport\x18\x05 \x01(\x03\x12\x0c\n\x04type\x18\x06 \x01(\t\x12\x14\n\x0ctype_version\x18\x07 \x01(\x05\x12/\n\x0boccurred_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x05\x61\x63tor\x18\t \x01(\x0b\x32\x11.tongban.v1.Actor\x12\x11\n\tdata_json\x18\n \x01(\x0c\x12\x0c\n\x04hash\x18\x0b \x01(\t\"T\n\x14\x44\x65liverEventsRequest\x12\x13\n\x0bsender_site\x18\x01 \x01(\t\x12\'\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x17.tongban.v1.SharedEvent\"\xa4\x01\n\x07Receipt\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x13\n\x0borigin_site\x18\x02 \x01(\t\x12\x1a\n\x12stored_through_seq\x18\x03 \x01(\x03\x12\x12\n\nchain_head\x18\x04 \x01(\t\x12)\n\x06status\x18\x05 \x01(\x0e\x32\x19.tongban.v1.ReceiptStatus\x12\x18\n\x10missing_from_seq\x18\x06 \x01(\x03\"U\n\x15\x44\x65liverEventsResponse\x12\x15\n\rreceiver_site\x18\x01 \x01(\t\x12%\n\x08receipts\x18\x02 \x03(\x0b\x32\x13.tongban.v1.Receipt\"L\n\x12\x46\x65tchEventsRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x13\n\x0borigin_site\x18\x02 \x01(\t\x12\x10\n\x08\x66rom_seq\x18\x03 \x01(\x03\">\n\x13\x46\x65tchEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.tongban.v1.SharedEvent*{\n\rReceiptStatus\x12\x1e\n\x1aRECEIPT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15RECEIPT_STATUS_STORED\x10\x01\x12\x16\n\x12RECEIPT_STATUS_GAP\x10\x02\x12\x17\n\x13RECEIPT_STATUS_FORK\x10\x03\x32\xa5\x02\n\x0f\x45xchangeService\x12T\n\rDeliverEvents\x12 .tongban.v1.DeliverEventsRequest\x1a!.tongban.v1.DeliverEventsResponse\x12N\n\x0b\x46\x65tchEvents\x12\x1e.tongban.v1.FetchEventsRequest\x1a\x1f.tongban.v1.FetchEventsResponse\x12l\n\x15\x43ountersignCheckpoint\x12(.tongban.v1.CountersignCheckpointRequest\x1a).tongban.v1.CountersignCheckpointResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tongban/v1/exchange.proto\x12\ntongban.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15tongban/v1/case.proto\"e\n\x13IngestEventsRequest\x12\x13\n\x0bsender_site\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\x03\x12\'\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x17.tongban.v1.SharedEvent\"f\n\x14IngestEventsResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x03\x12\x15\n\rreceiver_site\x18\x02 \x01(\t\x12%\n\x08receipts\x18\x03 \x03(\x0b\x32\x13.tongban.v1.Receipt\">\n\x1c\x43ountersignCheckpointRequest\x12\x1e\n\x16signed_checkpoint_json\x18\x01 \x01(\t\">\n\x1d\x43ountersignCheckpointResponse\x12\x1d\n\x15\x63ountersignature_json\x18\x01 \x01(\t\"\xfb\x01\n\x0bSharedEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x02 \x01(\t\x12\x13\n\x0borigin_site\x18\x03 \x01(\t\x12\x0b\n\x03seq\x18\x04 \x01(\x03\x12\x0f\n\x07lamport\x18\x05 \x01(\x03\x12\x0c\n\x04type\x18\x06 \x01(\t\x12\x14\n\x0ctype_version\x18\x07 \x01(\x05\x12/\n\x0boccurred_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x05\x61\x63tor\x18\t \x01(\x0b\x32\x11.tongban.v1.Actor\x12\x11\n\tdata_json\x18\n \x01(\x0c\x12\x0c\n\x04hash\x18\x0b \x01(\t\"T\n\x14\x44\x65liverEventsRequest\x12\x13\n\x0bsender_site\x18\x01 \x01(\t\x12\'\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x17.tongban.v1.SharedEvent\"\xa4\x01\n\x07Receipt\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x13\n\x0borigin_site\x18\x02 \x01(\t\x12\x1a\n\x12stored_through_seq\x18\x03 \x01(\x03\x12\x12\n\nchain_head\x18\x04 \x01(\t\x12)\n\x06status\x18\x05 \x01(\x0e\x32\x19.tongban.v1.ReceiptStatus\x12\x18\n\x10missing_from_seq\x18\x06 \x01(\x03\"U\n\x15\x44\x65liverEventsResponse\x12\x15\n\rreceiver_site\x18\x01 \x01(\t\x12%\n\x08receipts\x18\x02 \x03(\x0b\x32\x13.tongban.v1.Receipt\"L\n\x12\x46\x65tchEventsRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x13\n\x0borigin_site\x18\x02 \x01(\t\x12\x10\n\x08\x66rom_seq\x18\x03 \x01(\x03\">\n\x13\x46\x65tchEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.tongban.v1.SharedEvent*{\n\rReceiptStatus\x12\x1e\n\x1aRECEIPT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15RECEIPT_STATUS_STORED\x10\x01\x12\x16\n\x12RECEIPT_STATUS_GAP\x10\x02\x12\x17\n\x13RECEIPT_STATUS_FORK\x10\x03\x32\xfc\x02\n\x0f\x45xchangeService\x12T\n\rDeliverEvents\x12 .tongban.v1.DeliverEventsRequest\x1a!.tongban.v1.DeliverEventsResponse\x12N\n\x0b\x46\x65tchEvents\x12\x1e.tongban.v1.FetchEventsRequest\x1a\x1f.tongban.v1.FetchEventsResponse\x12l\n\x15\x43ountersignCheckpoint\x12(.tongban.v1.CountersignCheckpointRequest\x1a).tongban.v1.CountersignCheckpointResponse\x12U\n\x0cIngestEvents\x12\x1f.tongban.v1.IngestEventsRequest\x1a .tongban.v1.IngestEventsResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tongban.v1.exchange_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RECEIPTSTATUS']._serialized_start=961
-  _globals['_RECEIPTSTATUS']._serialized_end=1084
-  _globals['_COUNTERSIGNCHECKPOINTREQUEST']._serialized_start=97
-  _globals['_COUNTERSIGNCHECKPOINTREQUEST']._serialized_end=159
-  _globals['_COUNTERSIGNCHECKPOINTRESPONSE']._serialized_start=161
-  _globals['_COUNTERSIGNCHECKPOINTRESPONSE']._serialized_end=223
-  _globals['_SHAREDEVENT']._serialized_start=226
-  _globals['_SHAREDEVENT']._serialized_end=477
-  _globals['_DELIVEREVENTSREQUEST']._serialized_start=479
-  _globals['_DELIVEREVENTSREQUEST']._serialized_end=563
-  _globals['_RECEIPT']._serialized_start=566
-  _globals['_RECEIPT']._serialized_end=730
-  _globals['_DELIVEREVENTSRESPONSE']._serialized_start=732
-  _globals['_DELIVEREVENTSRESPONSE']._serialized_end=817
-  _globals['_FETCHEVENTSREQUEST']._serialized_start=819
-  _globals['_FETCHEVENTSREQUEST']._serialized_end=895
-  _globals['_FETCHEVENTSRESPONSE']._serialized_start=897
-  _globals['_FETCHEVENTSRESPONSE']._serialized_end=959
-  _globals['_EXCHANGESERVICE']._serialized_start=1087
-  _globals['_EXCHANGESERVICE']._serialized_end=1380
+  _globals['_RECEIPTSTATUS']._serialized_start=1168
+  _globals['_RECEIPTSTATUS']._serialized_end=1291
+  _globals['_INGESTEVENTSREQUEST']._serialized_start=97
+  _globals['_INGESTEVENTSREQUEST']._serialized_end=198
+  _globals['_INGESTEVENTSRESPONSE']._serialized_start=200
+  _globals['_INGESTEVENTSRESPONSE']._serialized_end=302
+  _globals['_COUNTERSIGNCHECKPOINTREQUEST']._serialized_start=304
+  _globals['_COUNTERSIGNCHECKPOINTREQUEST']._serialized_end=366
+  _globals['_COUNTERSIGNCHECKPOINTRESPONSE']._serialized_start=368
+  _globals['_COUNTERSIGNCHECKPOINTRESPONSE']._serialized_end=430
+  _globals['_SHAREDEVENT']._serialized_start=433
+  _globals['_SHAREDEVENT']._serialized_end=684
+  _globals['_DELIVEREVENTSREQUEST']._serialized_start=686
+  _globals['_DELIVEREVENTSREQUEST']._serialized_end=770
+  _globals['_RECEIPT']._serialized_start=773
+  _globals['_RECEIPT']._serialized_end=937
+  _globals['_DELIVEREVENTSRESPONSE']._serialized_start=939
+  _globals['_DELIVEREVENTSRESPONSE']._serialized_end=1024
+  _globals['_FETCHEVENTSREQUEST']._serialized_start=1026
+  _globals['_FETCHEVENTSREQUEST']._serialized_end=1102
+  _globals['_FETCHEVENTSRESPONSE']._serialized_start=1104
+  _globals['_FETCHEVENTSRESPONSE']._serialized_end=1166
+  _globals['_EXCHANGESERVICE']._serialized_start=1294
+  _globals['_EXCHANGESERVICE']._serialized_end=1674
 # @@protoc_insertion_point(module_scope)

@@ -47,6 +47,62 @@ RECEIPT_STATUS_FORK: ReceiptStatus.ValueType  # 3
 Global___ReceiptStatus: _TypeAlias = ReceiptStatus  # noqa: Y015
 
 @_typing.final
+class IngestEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENDER_SITE_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    sender_site: _builtins.str
+    """Must match the site in the caller's client certificate."""
+    batch_id: _builtins.int
+    """The sender's number for this batch, echoed in its answer."""
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___SharedEvent]:
+        """At most 1000 events."""
+
+    def __init__(
+        self,
+        *,
+        sender_site: _builtins.str = ...,
+        batch_id: _builtins.int = ...,
+        events: _abc.Iterable[Global___SharedEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "events", b"events", "sender_site", b"sender_site"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestEventsRequest: _TypeAlias = IngestEventsRequest  # noqa: Y015
+
+@_typing.final
+class IngestEventsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    RECEIVER_SITE_FIELD_NUMBER: _builtins.int
+    RECEIPTS_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.int
+    receiver_site: _builtins.str
+    @_builtins.property
+    def receipts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Receipt]: ...
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.int = ...,
+        receiver_site: _builtins.str = ...,
+        receipts: _abc.Iterable[Global___Receipt] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "receipts", b"receipts", "receiver_site", b"receiver_site"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestEventsResponse: _TypeAlias = IngestEventsResponse  # noqa: Y015
+
+@_typing.final
 class CountersignCheckpointRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

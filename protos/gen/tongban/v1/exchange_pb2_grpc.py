@@ -53,6 +53,11 @@ class ExchangeServiceStub:
                 request_serializer=tongban_dot_v1_dot_exchange__pb2.CountersignCheckpointRequest.SerializeToString,
                 response_deserializer=tongban_dot_v1_dot_exchange__pb2.CountersignCheckpointResponse.FromString,
                 _registered_method=True)
+        self.IngestEvents = channel.stream_stream(
+                '/tongban.v1.ExchangeService/IngestEvents',
+                request_serializer=tongban_dot_v1_dot_exchange__pb2.IngestEventsRequest.SerializeToString,
+                response_deserializer=tongban_dot_v1_dot_exchange__pb2.IngestEventsResponse.FromString,
+                _registered_method=True)
 
 
 class ExchangeServiceServicer:
@@ -85,6 +90,17 @@ class ExchangeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IngestEvents(self, request_iterator, context):
+        """Bulk delivery for partners and bulk loaders: a stream of batches, each stored in one transaction
+        and answered, in order, with its receipts. Idempotent per batch like DeliverEvents. The sender
+        keeps a bounded number of batches unanswered (back-pressure); the receiver reads the next batch
+        only after it has stored and answered the previous one. A refused batch (PERMISSION_DENIED,
+        INVALID_ARGUMENT) ends the stream; batches answered before it stay stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExchangeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -102,6 +118,11 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
                     servicer.CountersignCheckpoint,
                     request_deserializer=tongban_dot_v1_dot_exchange__pb2.CountersignCheckpointRequest.FromString,
                     response_serializer=tongban_dot_v1_dot_exchange__pb2.CountersignCheckpointResponse.SerializeToString,
+            ),
+            'IngestEvents': grpc.stream_stream_rpc_method_handler(
+                    servicer.IngestEvents,
+                    request_deserializer=tongban_dot_v1_dot_exchange__pb2.IngestEventsRequest.FromString,
+                    response_serializer=tongban_dot_v1_dot_exchange__pb2.IngestEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -189,6 +210,33 @@ class ExchangeService:
             '/tongban.v1.ExchangeService/CountersignCheckpoint',
             tongban_dot_v1_dot_exchange__pb2.CountersignCheckpointRequest.SerializeToString,
             tongban_dot_v1_dot_exchange__pb2.CountersignCheckpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestEvents(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tongban.v1.ExchangeService/IngestEvents',
+            tongban_dot_v1_dot_exchange__pb2.IngestEventsRequest.SerializeToString,
+            tongban_dot_v1_dot_exchange__pb2.IngestEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,13 @@ class ExchangeServiceStub:
     """Countersign a checkpoint of the caller's event chain: the receiver checks the caller's signature
     with the public key it holds for it, keeps the checkpoint, and answers with its countersignature.
     """
+    IngestEvents: _grpc.StreamStreamMultiCallable[_exchange_pb2.IngestEventsRequest, _exchange_pb2.IngestEventsResponse]
+    """Bulk delivery for partners and bulk loaders: a stream of batches, each stored in one transaction
+    and answered, in order, with its receipts. Idempotent per batch like DeliverEvents. The sender
+    keeps a bounded number of batches unanswered (back-pressure); the receiver reads the next batch
+    only after it has stored and answered the previous one. A refused batch (PERMISSION_DENIED,
+    INVALID_ARGUMENT) ends the stream; batches answered before it stay stored.
+    """
 
 @_typing.type_check_only
 class ExchangeServiceAsyncStub(ExchangeServiceStub):
@@ -66,6 +73,13 @@ class ExchangeServiceAsyncStub(ExchangeServiceStub):
     CountersignCheckpoint: _aio.UnaryUnaryMultiCallable[_exchange_pb2.CountersignCheckpointRequest, _exchange_pb2.CountersignCheckpointResponse]  # type: ignore[assignment]
     """Countersign a checkpoint of the caller's event chain: the receiver checks the caller's signature
     with the public key it holds for it, keeps the checkpoint, and answers with its countersignature.
+    """
+    IngestEvents: _aio.StreamStreamMultiCallable[_exchange_pb2.IngestEventsRequest, _exchange_pb2.IngestEventsResponse]  # type: ignore[assignment]
+    """Bulk delivery for partners and bulk loaders: a stream of batches, each stored in one transaction
+    and answered, in order, with its receipts. Idempotent per batch like DeliverEvents. The sender
+    keeps a bounded number of batches unanswered (back-pressure); the receiver reads the next batch
+    only after it has stored and answered the previous one. A refused batch (PERMISSION_DENIED,
+    INVALID_ARGUMENT) ends the stream; batches answered before it stay stored.
     """
 
 class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -101,6 +115,19 @@ class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_exchange_pb2.CountersignCheckpointResponse, _abc.Awaitable[_exchange_pb2.CountersignCheckpointResponse]]:
         """Countersign a checkpoint of the caller's event chain: the receiver checks the caller's signature
         with the public key it holds for it, keeps the checkpoint, and answers with its countersignature.
+        """
+
+    @_abc_1.abstractmethod
+    def IngestEvents(
+        self,
+        request_iterator: _MaybeAsyncIterator[_exchange_pb2.IngestEventsRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_exchange_pb2.IngestEventsResponse], _abc.AsyncIterator[_exchange_pb2.IngestEventsResponse]]:
+        """Bulk delivery for partners and bulk loaders: a stream of batches, each stored in one transaction
+        and answered, in order, with its receipts. Idempotent per batch like DeliverEvents. The sender
+        keeps a bounded number of batches unanswered (back-pressure); the receiver reads the next batch
+        only after it has stored and answered the previous one. A refused batch (PERMISSION_DENIED,
+        INVALID_ARGUMENT) ends the stream; batches answered before it stay stored.
         """
 
 def add_ExchangeServiceServicer_to_server(servicer: ExchangeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

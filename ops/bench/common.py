@@ -1,0 +1,110 @@
+"""What every benchmark needs: fresh PostgreSQL schemas, latency percentiles, RSS, a table, the JSON file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from adapters.settings import PostgresSettings
+
+PG = PostgresSettings(
+    host=os.environ.get("BENCH_PG_HOST", "127.0.0.1"), port=int(os.environ.get("BENCH_PG_PORT", "5432")),
+    dbname=os.environ.get("BENCH_PG_DB", "postgres"), user=os.environ.get("BENCH_PG_USER", "postgres"),
+)
+RESULTS_DIR = Path("bench-results")
+
+
+def connect(autocommit: bool = True) -> psycopg.Connection[Any]:
+    return psycopg.connect(host=PG.host, port=PG.port, dbname=PG.dbname, user=PG.user, autocommit=autocommit)
+
+
+@contextmanager
+def fresh_schema(label: str) -> Iterator[PostgresSettings]:
+    """A new, empty schema for one measurement; dropped afterwards whatever happens."""
+    name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
+    with connect() as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    try:
+        yield PostgresSettings(host=PG.host, port=PG.port, dbname=PG.dbname, user=PG.user, schema=name)
+    finally:
+        with connect() as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+def percentile(samples: Sequence[float], p: float) -> float:
+    """The p-th percentile (nearest rank) of latencies in seconds, returned in milliseconds."""
+    if not samples:
+        return 0.0
+    ordered = sorted(samples)
+    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return round(ordered[rank] * 1000, 2)
+
+
+def rss_mb(pid: int | None = None) -> float:
+    """Resident set size of a process (ourselves by default), from /proc."""
+    try:
+        for line in Path(f"/proc/{pid or 'self'}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
+@dataclass
+class Figure:
+    """One measured line: what ran, how fast, how long each unit took, and against which baseline."""
+
+    name: str
+    what: str
+    events: int
+    seconds: float
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    rss_mb: float = 0.0
+    baseline: str = ""
+    ratio: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return round(self.events / self.seconds, 1) if self.seconds > 0 else 0.0
+
+    def against(self, baseline: Figure) -> Figure:
+        self.baseline = baseline.name
+        self.ratio = round(self.rate / baseline.rate, 3) if baseline.rate else None
+        return self
+
+
+def table(figures: Sequence[Figure]) -> str:
+    head = f"{'measurement':<34} {'events/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'RSS MB':>8}  ratio to baseline"
+    lines = [head, "-" * len(head)]
+    for f in figures:
+        ratio = f"{f.ratio:.2f}x {f.baseline}" if f.ratio is not None else ""
+        lines.append(f"{f.name:<34} {f.rate:>10.1f} {f.p50_ms:>9.2f} {f.p99_ms:>9.2f} {f.rss_mb:>8.1f}  {ratio}")
+    return "\n".join(lines)
+
+
+def write_results(filename: str, figures: Sequence[Figure], verdicts: dict[str, Any], settings: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / filename
+    payload = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "settings": settings,
+        "figures": [{**asdict(f), "events_per_s": f.rate} for f in figures],
+        "bar": verdicts,
+    }
+    path.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return path

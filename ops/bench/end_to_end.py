@@ -1,0 +1,234 @@
+"""End to end across two real site processes on PostgreSQL: cases received at site A over gRPC, durable
+at A, relayed, durable at B, B's receipt stored back at A.
+
+A case's latency runs from the bench sending ReceiveCase to A until A's relay position (stored in the
+same transaction as B's receipt) passes the case's event: we poll A's tracking table for that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from psycopg import sql
+
+from adapters.launcher import SiteProcess, SiteSpec
+from adapters.settings import PostgresSettings
+from adapters.tls import create_ca, issue_site_cert
+from ops.bench.common import Figure, connect, fresh_schema, percentile, rss_mb
+from ops.bench.workload import HANDLING, RECEIVING, receive_request
+from tongban.v1 import case_service_pb2_grpc
+
+CHANNEL = "grpc"
+
+
+@dataclass
+class TwoSites:
+    a: SiteProcess
+    b: SiteProcess
+    a_schema: str
+
+    def pids(self) -> list[int]:
+        return [p for p in (self.a.pid, self.b.pid) if p is not None]
+
+
+@contextmanager
+def two_sites(root: Path, channel: str = CHANNEL, nats_url: str = "", group_commit_max: int = 256,
+              window_ms: float = 5.0, workers: int = 64,
+              before_start: Callable[[PostgresSettings, PostgresSettings], None] | None = None) -> Iterator[TwoSites]:
+    """Sites A (410400, receives) and B (320500, handles) as real processes, each in a fresh schema
+    (``before_start`` may fill the schemas first)."""
+    certs = root / "certs"
+    create_ca(certs)
+    for site in (RECEIVING, HANDLING):
+        issue_site_cert(certs, site)
+    with ExitStack() as stack:
+        schemas = [stack.enter_context(fresh_schema(f"e2e_{s}")) for s in (RECEIVING, HANDLING)]
+        specs = [
+            SiteSpec(site=site, name=site, data_dir=root / site, certs_dir=certs, nats_url=nats_url,
+                     postgres=_pg(pg), store_options={"group_commit_max": group_commit_max,
+                                                      "group_commit_window_ms": window_ms},
+                     staff_workers=workers, log_level="warning", health_interval=2.0)
+            for site, pg in zip((RECEIVING, HANDLING), schemas, strict=True)
+        ]
+        a_spec, b_spec = specs
+        a_spec.partners.append((HANDLING, channel, f"127.0.0.1:{b_spec.partner_port}"))
+        b_spec.partners.append((RECEIVING, channel, f"127.0.0.1:{a_spec.partner_port}"))
+        if before_start is not None:
+            before_start(schemas[0], schemas[1])
+        a, b = SiteProcess(a_spec, root / "run"), SiteProcess(b_spec, root / "run")
+        stack.callback(b.stop)
+        stack.callback(a.stop)
+        b.start(timeout=60)
+        a.start(timeout=60)
+        yield TwoSites(a, b, schemas[0].schema)
+
+
+def _pg(pg: PostgresSettings) -> dict[str, str | int]:
+    return {"host": pg.host, "port": pg.port, "dbname": pg.dbname, "user": pg.user, "schema": pg.schema}
+
+
+class ReceiptWatch:
+    """Polls A's relay position for B (moved only when B's receipts are stored) and remembers when it moved."""
+
+    def __init__(self, schema: str, channel: str = CHANNEL, interval: float = 0.01) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self.rss: dict[int, float] = {}
+        self.pids: list[int] = []
+        self._query = sql.SQL(
+            "SELECT max(notification_id) FROM {}.tongban_tracking WHERE application_name = %s"
+        ).format(sql.Identifier(schema))
+        self._name = f"relay:{HANDLING}:{channel}"
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="receipt-watch", daemon=True)
+
+    def __enter__(self) -> ReceiptWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def position(self) -> int:
+        return self.samples[-1][1] if self.samples else 0
+
+    def _run(self) -> None:
+        with connect() as conn:
+            last_rss = 0.0
+            while not self._stop.wait(self._interval):
+                row = conn.execute(self._query, (self._name,)).fetchone()
+                self.samples.append((time.perf_counter(), int(row[0] or 0) if row else 0))
+                if time.perf_counter() - last_rss > 1.0:
+                    last_rss = time.perf_counter()
+                    for pid in self.pids:
+                        self.rss[pid] = max(self.rss.get(pid, 0.0), rss_mb(pid))
+
+    def receipted_at(self, notification_id: int) -> float | None:
+        """When the position first reached ``notification_id`` (binary search over the samples)."""
+        lo, hi = 0, len(self.samples)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.samples[mid][1] >= notification_id:
+                hi = mid
+            else:
+                lo = mid + 1
+        return self.samples[lo][0] if lo < len(self.samples) else None
+
+
+@dataclass
+class Load:
+    """What one load phase sent: the time each case was sent, by case id, and the calls that failed."""
+
+    sent: dict[str, float] = field(default_factory=dict)
+    accepted: dict[str, float] = field(default_factory=dict)
+    errors: int = 0
+    started: float = 0.0
+    ended: float = 0.0
+
+
+async def _send(stub: Any, load: Load) -> None:
+    t = time.perf_counter()
+    try:
+        response = await stub.ReceiveCase(receive_request(), timeout=30)
+    except grpc.RpcError:
+        load.errors += 1
+        return
+    load.sent[response.case.case_id] = t
+    load.accepted[response.case.case_id] = time.perf_counter() - t
+
+
+async def closed_loop(address: str, callers: int, seconds: float) -> Load:
+    """``callers`` concurrent clients, each sending its next case as soon as the last is accepted."""
+    load = Load()
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = case_service_pb2_grpc.CaseServiceStub(channel)
+        load.started = time.perf_counter()
+        until = load.started + seconds
+
+        async def client() -> None:
+            while time.perf_counter() < until:
+                await _send(stub, load)
+
+        await asyncio.gather(*(client() for _ in range(callers)))
+        load.ended = time.perf_counter()
+    return load
+
+
+async def open_loop(address: str, rate: float, seconds: float, max_outstanding: int = 2000) -> Load:
+    """Cases sent at a fixed ``rate`` whatever the answers (so a slow hub shows as latency, not fewer calls)."""
+    load = Load()
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = case_service_pb2_grpc.CaseServiceStub(channel)
+        gate = asyncio.Semaphore(max_outstanding)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def one() -> None:
+            try:
+                await _send(stub, load)
+            finally:
+                gate.release()
+
+        load.started = time.perf_counter()
+        n = 0
+        while (now := time.perf_counter()) < load.started + seconds:
+            due = load.started + n / rate
+            if due > now:
+                await asyncio.sleep(due - now)
+            await gate.acquire()
+            task = asyncio.create_task(one())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            n += 1
+        await asyncio.gather(*tasks)
+        load.ended = time.perf_counter()
+    return load
+
+
+def notification_ids(schema: str, case_ids: set[str]) -> dict[str, int]:
+    """Each case's CaseReceived position in A's log."""
+    query = sql.SQL(
+        "SELECT originator_id::text, notification_id FROM {}.tongban_events "
+        "WHERE originator_version = 1 AND topic = 'tongban.case:CaseReceived'"
+    ).format(sql.Identifier(schema))
+    with connect() as conn:
+        return {str(i): int(n) for i, n in conn.execute(query).fetchall() if str(i) in case_ids}
+
+
+def measure(sites: TwoSites, watch: ReceiptWatch, load: Load, name: str, what: str, drain: float) -> Figure:
+    """Turn one phase's sends and the receipt positions into a figure (waiting up to ``drain`` for stragglers)."""
+    positions = notification_ids(sites.a_schema, set(load.sent))
+    last = max(positions.values(), default=0)
+    deadline = time.perf_counter() + drain
+    while watch.position() < last and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    latencies, receipted_in_phase, finished = [], 0, load.started
+    for case_id, sent in load.sent.items():
+        at = watch.receipted_at(positions.get(case_id, 1 << 62))
+        if at is None:
+            continue
+        latencies.append(at - sent)
+        finished = max(finished, at)
+        receipted_in_phase += at <= load.ended
+    duration = load.ended - load.started
+    return Figure(
+        name, what, receipted_in_phase, duration, percentile(latencies, 50), percentile(latencies, 99),
+        max((watch.rss.get(p, 0.0) for p in sites.pids()), default=0.0),
+        extra={
+            "sent": len(load.sent), "errors": load.errors, "receipted_total": len(latencies),
+            "accepted_per_s": round(len(load.sent) / duration, 1) if duration else 0.0,
+            "accept_p50_ms": percentile(list(load.accepted.values()), 50),
+            "accept_p99_ms": percentile(list(load.accepted.values()), 99),
+            "drain_s": round(max(finished - load.ended, 0.0), 2),
+            "site_rss_mb": {"A": watch.rss.get(sites.a.pid or 0, 0.0), "B": watch.rss.get(sites.b.pid or 0, 0.0)},
+            "latency_is": "ReceiveCase sent at A -> B's receipt stored at A",
+        },
+    )

@@ -1,0 +1,113 @@
+"""`make soak DURATION=seconds`: two real sites holding many stored cases, under steady load, watched for RSS.
+
+Each site's schema is first filled with ``--preload`` cases (default 1,000,000 each, stored in batches
+through the hub's own ingest path), then both sites start and the bench sends cases to A at ``--rate``
+per second (default: half of what a short calibration run sustained) for ``--seconds``, reporting per
+``--window``: cases accepted and receipted per second, p50/p99 end-to-end latency and each site's RSS.
+Writes bench-results/soak.json. A measurement, never a test: nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from adapters.settings import PostgresSettings
+from hub.application.exchange import Exchange
+from ops.bench import end_to_end, store_path
+from ops.bench.common import Figure, rss_mb, table, write_results
+from ops.bench.workload import HANDLING, RECEIVING, receipts_of
+
+THIRD_SITE = "330100"  # the preloaded cases at A come from a third partner, so A's own relay skips them
+RSS_BAR_MB = 300.0
+FLAT_TOLERANCE = 0.10  # RSS "flat": the last window within 10% (or 20 MB) of the first after warm-up
+
+
+def preload(pg: PostgresSettings, site: str, sender: str, cases: int, batch: int = 500) -> float:
+    """Store ``cases`` partner cases at ``site``; returns the rate it managed."""
+    hub = store_path.hub_on(pg, site)
+    exchange = Exchange(hub)
+    started = time.perf_counter()
+    events = receipts_of(cases, sender, site)
+    try:
+        while chunk := list(itertools.islice(events, batch)):
+            exchange.ingest(sender, chunk)
+    finally:
+        hub.close()
+        hub.index.close()
+    return cases / max(time.perf_counter() - started, 1e-9)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=1800.0)
+    parser.add_argument("--window", type=float, default=60.0)
+    parser.add_argument("--preload", type=int, default=1_000_000)
+    parser.add_argument("--rate", type=float, default=0.0, help="cases/s sent to A (0: half a calibrated maximum)")
+    parser.add_argument("--callers", type=int, default=256)
+    parser.add_argument("--warm-up", type=float, default=30.0, help="seconds of load before calibrating")
+    args = parser.parse_args(argv)
+
+    def fill(a: PostgresSettings, b: PostgresSettings) -> None:
+        print(f"preloading {args.preload} cases into each site ...", flush=True)
+        rates = [preload(a, RECEIVING, THIRD_SITE, args.preload), preload(b, HANDLING, RECEIVING, args.preload)]
+        print("preloaded at " + ", ".join(f"{r:.0f} cases/s" for r in rates), flush=True)
+
+    windows: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="tongban-soak-") as tmp, \
+            end_to_end.two_sites(Path(tmp), before_start=fill) as sites, \
+            end_to_end.ReceiptWatch(sites.a_schema) as watch:
+        watch.pids = sites.pids()
+        rate = args.rate
+        if rate <= 0:  # after a warm-up: a site that just started is still chaining its preloaded events
+            asyncio.run(end_to_end.closed_loop(sites.a.staff_address, args.callers, args.warm_up))
+            load = asyncio.run(end_to_end.closed_loop(sites.a.staff_address, args.callers, 15.0))
+            calibrated = end_to_end.measure(sites, watch, load, "calibration", "closed loop 15 s", 30.0)
+            rate = max(calibrated.rate / 2, 1.0)
+            print(f"calibration: {calibrated.rate:.0f} cases/s receipted end to end; soaking at {rate:.0f}/s",
+                  flush=True)
+        started = time.perf_counter()
+        n = 0
+        while time.perf_counter() - started < args.seconds:
+            n += 1
+            span = min(args.window, args.seconds - (time.perf_counter() - started))
+            load = asyncio.run(end_to_end.open_loop(sites.a.staff_address, rate, span))
+            figure = end_to_end.measure(sites, watch, load, f"window {n}", f"open loop {rate:.0f}/s", 5.0)
+            figure.extra["site_rss_now_mb"] = {"A": rss_mb(sites.a.pid), "B": rss_mb(sites.b.pid)}
+            figure.rss_mb = max(figure.extra["site_rss_now_mb"].values())
+            windows.append(figure)
+            print(f"window {n}: {figure.rate:.0f} receipted/s, accepted {figure.extra['accepted_per_s']}/s, "
+                  f"p50 {figure.p50_ms} ms, p99 {figure.p99_ms} ms, RSS {figure.extra['site_rss_now_mb']}", flush=True)
+    verdicts = _verdicts(windows, args.preload)
+    print()
+    print(table(windows))
+    for bar, verdict in verdicts.items():
+        print(f"{'MET    ' if verdict['met'] else 'NOT MET'}  {bar}: {verdict['measured']}")
+    path = write_results("soak.json", windows, verdicts, {**vars(args), "rate": rate})
+    print(f"\nwrote {path}")
+    return 0
+
+
+def _verdicts(windows: list[Figure], preload: int) -> dict[str, Any]:
+    if not windows:
+        return {}
+    per_site = [max(w.extra["site_rss_now_mb"].values()) for w in windows]
+    settled = per_site[1:] or per_site
+    growth = settled[-1] - settled[0]
+    return {
+        f"RSS <= {RSS_BAR_MB:g} MB per site with {preload} cases stored": {
+            "met": max(per_site) <= RSS_BAR_MB, "measured": f"max {max(per_site)} MB"},
+        "RSS flat over the soak": {
+            "met": growth <= max(FLAT_TOLERANCE * settled[0], 20.0),
+            "measured": f"{settled[0]} MB -> {settled[-1]} MB over {len(windows)} windows"},
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

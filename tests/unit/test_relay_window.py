@@ -1,0 +1,168 @@
+"""The relay's window: batches pipelined up to a bound of unreceipted events, positions stored in order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Future
+
+import pytest
+
+from adapters.exchange.relay import Relay
+from adapters.store.memory_index import MemoryCaseIndex
+from hub.application import commands as c
+from hub.application.exchange import CASE_TOPICS, CaseReceipt, Exchange
+from hub.application.service import CaseHub
+from hub.domain.shared import SharedEvent
+from routing.catalogue import Catalogue
+from routing.regions import RegionDirectory
+from tests.builders import HANDLING, RECEIVING, receive_request
+
+CATALOGUE, REGIONS = Catalogue.load(), RegionDirectory.load()
+
+
+def hub(site: str) -> CaseHub:
+    return CaseHub(site=site, catalogue=CATALOGUE, regions=REGIONS, index=MemoryCaseIndex(),
+                   env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+
+
+class Later(Future[list[CaseReceipt]]):
+    """A delivery the partner answers only when the relay asks for the answer (or earlier, when told)."""
+
+    def __init__(self, channel: WindowedPartner, events: Sequence[SharedEvent]) -> None:
+        super().__init__()
+        self.channel, self.events = channel, list(events)
+
+    def answer(self) -> None:
+        if self.done():
+            return
+        self.channel.outstanding -= len(self.events)
+        if self.channel.fail_next:
+            self.channel.fail_next = False
+            self.set_exception(ConnectionError("partner went away"))
+        else:
+            self.set_result(self.channel.partner_exchange.ingest(RECEIVING, self.events))
+
+    def result(self, timeout: float | None = None) -> list[CaseReceipt]:
+        self.answer()
+        return super().result(timeout)
+
+
+class WindowedPartner:
+    """Site B behind a channel whose deliveries stay open until settled; it records how many were open."""
+
+    channel_name = "grpc"
+    partner = HANDLING
+
+    def __init__(self, partner_hub: CaseHub) -> None:
+        self.partner_exchange = Exchange(partner_hub)
+        self.outstanding = 0
+        self.most_outstanding = 0
+        self.open: list[Later] = []
+        self.sent: list[list[str]] = []
+        self.fail_next = False
+
+    def deliver_async(self, events: Sequence[SharedEvent]) -> Later:
+        self.outstanding += len(events)
+        self.most_outstanding = max(self.most_outstanding, self.outstanding)
+        self.sent.append([e.event_id for e in events])
+        later = Later(self, events)
+        self.open.append(later)
+        return later
+
+    def deliver(self, events: Sequence[SharedEvent]) -> list[CaseReceipt]:
+        return self.partner_exchange.ingest(RECEIVING, events)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def sites() -> tuple[CaseHub, CaseHub, WindowedPartner]:
+    a, b = hub(RECEIVING), hub(HANDLING)
+    for n in range(10):
+        a.receive(c.parse(c.ReceiveCase, receive_request(f"r-{n}")))
+    return a, b, WindowedPartner(b)
+
+
+def drain(relay: Relay) -> list[int]:
+    """Pump until idle; the stored position after each pump."""
+    positions = []
+    while relay.pump():
+        positions.append(relay.exchange.position(HANDLING, "grpc"))
+    return positions
+
+
+def test_batches_are_pipelined_up_to_the_window(sites: tuple[CaseHub, CaseHub, WindowedPartner]) -> None:
+    a, b, partner = sites
+    relay = Relay(Exchange(a), partner, batch=6, window=4)  # 6 log entries = 2 cases and their 4 claims
+    drain(relay)
+    assert partner.most_outstanding == 4  # two batches of two events in flight at once, never more
+    assert sum(len(s) for s in partner.sent) == 10
+    assert len(b.recorder.select_notifications(start=1, limit=100)) == 10
+    case_id = next(n.originator_id for n in a.recorder.select_notifications(1, 100) if n.topic.startswith(CASE_TOPICS))
+    receipts = Exchange(a).receipts(case_id)
+    assert len(receipts) == 1 and receipts[0]["matched"] and receipts[0]["stored_through"] == 1
+
+
+@pytest.fixture
+def filled(sites: tuple[CaseHub, CaseHub, WindowedPartner]) -> tuple[Relay, WindowedPartner]:
+    """A relay with all ten cases in flight, one delivery each, none answered yet."""
+    a, _b, partner = sites
+    relay = Relay(Exchange(a), partner, batch=3, window=10)
+    relay._fill()
+    assert len(partner.open) == 10
+    return relay, partner
+
+
+def test_later_answers_never_move_the_position_past_an_earlier_delivery(
+    filled: tuple[Relay, WindowedPartner]
+) -> None:
+    relay, partner = filled
+    for later in partner.open[1:]:  # the partner answers every delivery but the oldest
+        later.answer()
+    partner.fail_next = True  # ... which fails
+    with pytest.raises(ConnectionError):
+        relay.pump()
+    assert relay.exchange.position(HANDLING, "grpc") == 0
+
+
+def test_deliveries_answered_meanwhile_are_stored_in_one_transaction(filled: tuple[Relay, WindowedPartner]) -> None:
+    relay, partner = filled
+    throughs = [flight.batch.through for flight in relay._in_flight]
+    for later in partner.open:
+        later.answer()
+    assert drain(relay)[0] == throughs[-1]  # ten deliveries, one settle
+
+
+def test_a_failed_delivery_drops_the_window_and_resends_from_the_stored_position(
+    sites: tuple[CaseHub, CaseHub, WindowedPartner]
+) -> None:
+    a, b, partner = sites
+    relay = Relay(Exchange(a), partner, batch=3, window=10)
+    assert relay.pump() == 1  # the first batch (one case) settled
+    stored = relay.exchange.position(HANDLING, "grpc")
+    partner.fail_next = True
+    with pytest.raises(ConnectionError):
+        relay.pump()
+    assert relay.exchange.position(HANDLING, "grpc") == stored and relay.unacknowledged == 0
+    resent_from = len(partner.sent)
+    drain(relay)
+    first_again = partner.sent[resent_from]
+    assert first_again == partner.sent[1]  # the failed batch goes again, first
+    cases = {n.originator_id for n in b.recorder.select_notifications(start=1, limit=100)}
+    assert len(cases) == 10 and all(b.get_case(i).version == 1 for i in cases)  # each stored exactly once
+
+
+def test_receipts_for_a_batch_resent_after_a_crash_are_stored_though_its_ledgers_exist(
+    sites: tuple[CaseHub, CaseHub, WindowedPartner]
+) -> None:
+    a, b, _partner = sites
+    exchange = Exchange(a)
+    batch = exchange.outbound(HANDLING, 0)
+    receipts = Exchange(b).ingest(RECEIVING, batch.events)
+    exchange.record_receipts(HANDLING, "grpc", receipts, None, batch)  # receipts stored, then a crash
+    assert batch.opened and len(batch.heads) == len(batch.events)
+    again = Exchange(b).ingest(RECEIVING, batch.events)  # the same batch once more after the restart
+    exchange.record_receipts(HANDLING, "grpc", again, batch.through, batch)
+    assert exchange.position(HANDLING, "grpc") == batch.through
+    assert all(len(exchange.receipts(e.case_id)) == 2 for e in batch.events)
