@@ -10,6 +10,7 @@ histories are printed side by side with the receipts, everything is stopped, and
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 import time
@@ -202,13 +203,25 @@ def main() -> int:
             case_id = drive(pds, sz, item.code)
             say("")
             side_by_side(case_id, pds, sz)
+            reconciled = reconcile(processes[0], SZ)
             for window in (pds, sz):
                 window.channel.close()
         finally:
             codes = [p.stop() for p in processes]
             nats.stop()
             say(f"\n已停止：站点退出码 {codes}，nats-server 已停止。")
-        return 0 if codes == [0, 0] else 1
+        return 0 if codes == [0, 0] and reconciled else 1
+
+
+def reconcile(process: SiteProcess, partner: str) -> bool:
+    """What an operator runs to check two sites agree: `tongban reconcile` (one round trip when they do)."""
+    say(f"\n$ tongban reconcile --config {process.config_path.name} --partner {partner}")
+    done = subprocess.run(
+        [sys.executable, "-m", "adapters.cli.main", "reconcile", "--config", str(process.config_path),
+         "--partner", partner], capture_output=True, text=True, timeout=120,
+    )
+    console.print(done.stdout.rstrip() or done.stderr.rstrip(), highlight=False)
+    return done.returncode == 0
 
 
 if __name__ == "__main__":

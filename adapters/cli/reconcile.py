@@ -125,7 +125,8 @@ def reconcile(ctx: click.Context, config: str, partner: str | None, as_json: boo
 
 
 def summary_table(site: str, s: Summary) -> Table:
-    table = Table(title=f"{site} ↔ {s.partner} 对账结果（第 {s.run} 次）", title_justify="left", show_header=False)
+    table = Table(title=f"{site} ↔ {s.partner} 对账结果（第 {s.run} 次）", title_justify="left", show_header=False,
+                  min_width=44)
     table.add_column("项目")
     table.add_column("数值", justify="right")
     rows = [("比对办件", s.compared), ("差异办件", s.differing_cases)]
