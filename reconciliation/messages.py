@@ -59,7 +59,7 @@ class Params:
     branching: int = 16
     id_list_threshold: int = 32
     max_frame_bytes: int = 1 << 20
-    max_rounds: int = 64
+    max_rounds: int = 256  # a bound against a peer that never stops; small frames need many rounds
 
 
 @dataclass(frozen=True)

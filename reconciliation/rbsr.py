@@ -224,14 +224,15 @@ class Side:
         check_message(reply, self.params, from_responder=True)
         if not 0 <= reply.consumed <= len(sent.ranges) or (sent.ranges and reply.consumed == 0):
             raise InvalidInput.one("consumed", "对方应答的区间数不合理")
-        self.outbox[:0] = sent.ranges[reply.consumed:]  # unanswered: ask again first
         answered, i = sent.ranges[: reply.consumed], 0
         for r in reply.ranges:  # both in key order: one walk checks every answer lies inside a question
             while i < len(answered) and not _within(r, answered[i]):
                 i += 1
             if i == len(answered):
                 raise InvalidInput.one("ranges", "应答区间不在所问区间之内")
-        self.outbox.extend(self._answer(reply.ranges))
+        # The answers lie inside what was answered, which comes before what was not answered, which comes
+        # before everything still queued: the queue stays in key order, frame after frame.
+        self.outbox[:0] = [*self._answer(reply.ranges), *sent.ranges[reply.consumed:]]
 
     # ------------------------------------------------------------------ responder
     def reply(self, request: Message) -> Message:

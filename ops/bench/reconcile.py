@@ -109,16 +109,12 @@ def partner_items(base: list[Item], d: int, seed: int) -> tuple[Iterator[Item], 
     only_b: dict[bytes, bytes] = {}
     while len(only_b) < d - 2 * third:
         key = _key(rng)
-        i = _index(base, key)
+        i = bisect_left(base, key, key=itemgetter(0))
         if i == len(base) or base[i][0] != key:
             only_b[key] = rng.randbytes(16)
     kept = ((k, changed.get(k, v)) for k, v in base if k not in only_a)
     rows = heapq.merge(kept, sorted(only_b.items()))
     return rows, Truth(frozenset(only_a), frozenset(only_b), frozenset(changed))
-
-
-def _index(items: list[Item], key: bytes) -> int:
-    return bisect_left(items, key, key=itemgetter(0))
 
 
 def write_index(path: Path, partner: str, rows: Iterable[Item], total: int, label: str) -> None:
@@ -244,7 +240,7 @@ def find_naive(db: Path, address: str) -> dict[str, Any]:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
             rows = conn.execute("SELECT case_key, digest FROM recon_digest WHERE partner = ? ORDER BY case_key", (B,))
-            found = merge_diff(((bytes(k), bytes(v)) for k, v in rows), theirs())
+            found = merge_diff(iter(rows), theirs())  # sqlite3 gives BLOBs as bytes already
         finally:
             conn.close()
         seconds = time.perf_counter() - started
@@ -258,16 +254,16 @@ def merge_diff(ours: Iterator[Item], theirs: Iterator[Item]) -> Differences:
     out = Differences()
     a, b = next(ours, None), next(theirs, None)
     while a is not None or b is not None:
-        if b is None or (a is not None and a[0] < b[0]):
-            out.only_ours.add(a[0])  # type: ignore[index]
-            a = next(ours, None)
-        elif a is None or b[0] < a[0]:
-            out.only_theirs.add(b[0])
-            b = next(theirs, None)
-        else:
+        if a is not None and b is not None and a[0] == b[0]:
             if a[1] != b[1]:
                 out.differ.add(a[0])
             a, b = next(ours, None), next(theirs, None)
+        elif a is not None and (b is None or a[0] < b[0]):
+            out.only_ours.add(a[0])
+            a = next(ours, None)
+        elif b is not None:
+            out.only_theirs.add(b[0])
+            b = next(theirs, None)
     return out
 
 
@@ -295,7 +291,9 @@ def _peak_rss_kib(ru_maxrss: int) -> int:
 
 
 def measure(method: str, n: int, d: int, a_db: Path, b_db: Path, truth: Truth) -> dict[str, Any]:
-    """One find in two fresh processes, so each side's peak RSS is its own."""
+    """One find in two fresh processes, so each side's peak RSS is its own. The load average goes with
+    the row: wall times on a busy machine say little."""
+    load = os.getloadavg()[0]
     responder = _spawn("--role", "responder", "--method", method, "--db", str(b_db))
     initiator = None
     try:
@@ -318,7 +316,7 @@ def measure(method: str, n: int, d: int, a_db: Path, b_db: Path, truth: Truth) -
     return {"n": n, "d": d, "method": method, **result, "bytes_total": result["sent"] + result["received"],
             "rss_initiator_mb": initiator_usage["rss_mb"], "rss_responder_mb": stopped["rss_mb"],
             "rss_responder_idle_mb": ready["rss_mb"], "cpu_responder_s": stopped["cpu_s"] - ready["cpu_s"],
-            "correct": correct}
+            "load_1m": load, "correct": correct}
 
 
 def _spawn(*args: str) -> subprocess.Popen[str]:
