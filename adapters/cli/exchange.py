@@ -10,14 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sys
 from collections.abc import Callable
 from typing import TypeVar
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from adapters.cli.console import fail, out
 from adapters.exchange.nats_channel import (
     NatsChannelError,
     NatsUnavailable,
@@ -30,33 +29,25 @@ from adapters.exchange.nats_channel import (
 from ops.logging import configure_logging
 
 _T = TypeVar("_T")
-out = Console()
-err = Console(stderr=True)
 
 _nats_option = click.option("--nats", "nats_url", required=True, envvar="TONGBAN_NATS_URL",
                             help="NATS 服务器地址，如 nats://127.0.0.1:4222")
 _site_option = click.option("--site", required=True, envvar="TONGBAN_SITE", help="站点行政区划代码（6 位）")
 
 
-def _fail(message: str, code: int) -> None:
-    err.print(f"[red]错误[/]：{' '.join(message.split())}", highlight=False, soft_wrap=True)
-    sys.exit(code)
-
-
 def _call(work: Callable[[], _T]) -> _T:
     try:
         return work()
     except ValueError as error:
-        _fail(str(error), 2)
+        fail(str(error), 2)
     except NatsUnavailable as error:
-        _fail(f"无法连接 NATS（{error.where}）：{error.cause}", 6)
+        fail(f"无法连接 NATS（{error.where}）：{error.cause}", 6)
     except StreamMissing as error:
-        _fail(f"站点 {error.site} 的流不存在（该站点从未在此 NATS 上启动收件）", 3)
+        fail(f"站点 {error.site} 的流不存在（该站点从未在此 NATS 上启动收件）", 3)
     except NotParked as error:
-        _fail(f"序号 {error.stream_seq} 不是站点 {error.site} 的搁置消息", 3)
+        fail(f"序号 {error.stream_seq} 不是站点 {error.site} 的搁置消息", 3)
     except NatsChannelError as error:
-        _fail(str(error), 1)
-    raise AssertionError("unreachable")
+        fail(str(error), 1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

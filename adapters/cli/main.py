@@ -16,11 +16,11 @@ from typing import Any
 import click
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from rich.console import Console
 
 from adapters.cli import render
 from adapters.cli.audit import audit
 from adapters.cli.certs import certs
+from adapters.cli.console import err, out
 from adapters.cli.exchange import exchange
 from adapters.cli.reconcile import reconcile
 from adapters.grpc.errors import error_info, field_violations
@@ -52,8 +52,6 @@ EXIT_CODES = {
     grpc.StatusCode.UNAVAILABLE: 6,
     grpc.StatusCode.DEADLINE_EXCEEDED: 6,
 }
-out = Console()
-err = Console(stderr=True)
 
 
 def choice(enum: type[LabelledEnum]) -> click.Choice:

@@ -18,11 +18,11 @@ from uuid import UUID
 
 import click
 import grpc
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from adapters.bootstrap import build_digest_index, build_hub, reconcile_policy
+from adapters.cli.console import err, fail, out
 from adapters.exchange.grpc_client import GrpcPartner
 from adapters.reconcile.grpc_client import GrpcReconcilePeer
 from adapters.settings import ConfigError, Settings, load_settings
@@ -36,35 +36,27 @@ from reconciliation.discrepancy import Discrepancy
 from reconciliation.reconciler import Reconciler, Summary
 
 _T = TypeVar("_T")
-out = Console()
-err = Console(stderr=True)
 PHASES = {"compare": "比对摘要", "classify": "核对差异", "repair": "自动修复"}
-
-
-def _fail(message: str, code: int) -> None:
-    err.print(f"[red]错误[/]：{' '.join(message.split())}", highlight=False, soft_wrap=True)
-    sys.exit(code)
 
 
 def _call(work: Callable[[], _T]) -> _T:
     try:
         return work()
     except ConfigError as error:
-        _fail(str(error), 2)
+        fail(str(error), 2)
     except InvalidInput as error:
-        _fail(error.message, 2)
+        fail(error.message, 2)
     except CaseNotFound as error:
-        _fail(error.message, 3)
+        fail(error.message, 3)
     except (RuleViolation, NotPermitted) as error:
-        _fail(f"{error.message}（{error.reason}）", 4)
+        fail(f"{error.message}（{error.reason}）", 4)
     except HubError as error:
-        _fail(error.message, 1)
+        fail(error.message, 1)
     except grpc.RpcError as error:
         code = error.code()
         unreachable = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-        _fail(f"{'无法连接伙伴站点' if unreachable else '伙伴站点拒绝'}（{code.name}）：{error.details()}",
+        fail(f"{'无法连接伙伴站点' if unreachable else '伙伴站点拒绝'}（{code.name}）：{error.details()}",
               6 if unreachable else 4)
-    raise AssertionError("unreachable")
 
 
 class Context:
@@ -78,8 +70,7 @@ class Context:
     def peer(self, partner: str) -> GrpcReconcilePeer:
         found = next((p for p in self.settings.partners if p.site == partner and p.address), None)
         if found is None:
-            _fail(f"站点配置中没有伙伴 {partner} 的地址（[[partners]] site/address）", 2)
-            raise AssertionError("unreachable")
+            fail(f"站点配置中没有伙伴 {partner} 的地址（[[partners]] site/address）", 2)
         certs = self.settings.certs_dir
         credentials = channel_credentials(TlsFiles.for_site(certs, self.settings.site)) if certs else None
         return GrpcReconcilePeer(GrpcPartner(self.settings.site, partner, found.address, credentials))
@@ -101,7 +92,7 @@ def reconcile(ctx: click.Context, config: str, partner: str | None, as_json: boo
     if ctx.invoked_subcommand is not None:
         return
     if partner is None:
-        _fail("请用 --partner 指定伙伴站点，或使用子命令（discrepancies / review / resolve / rebuild-digests）", 2)
+        fail("请用 --partner 指定伙伴站点，或使用子命令（discrepancies / review / resolve / rebuild-digests）", 2)
     site: Context = ctx.obj
     peer = site.peer(str(partner))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -129,7 +120,7 @@ def summary_table(site: str, s: Summary) -> Table:
                   min_width=44)
     table.add_column("项目")
     table.add_column("数值", justify="right")
-    rows = [("比对办件", s.compared), ("差异办件", s.differing_cases)]
+    rows: list[tuple[str, object]] = [("比对办件", s.compared), ("差异办件", s.differing_cases)]
     rows += [(f"  {Kind(k).label}", n) for k, n in sorted(s.by_kind.items())]
     rows += [("已自动修复", s.repaired), ("新立差异件", s.opened), ("在途待核", s.pending),
              ("拒收（声明与事件不符）", s.rejected), ("续做上次中断的修复", s.resumed),
@@ -187,8 +178,7 @@ def _id(value: str) -> UUID:
     try:
         return UUID(value)
     except ValueError:
-        _fail(f"{value} 不是有效的差异件编号", 2)
-        raise AssertionError("unreachable") from None
+        fail(f"{value} 不是有效的差异件编号", 2)
 
 
 @reconcile.command()
