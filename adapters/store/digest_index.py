@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -63,9 +63,17 @@ def _rows(changes: Sequence[DigestChange]) -> tuple[Rows, Rows, Rows]:
     """Digest rows, day deltas and hour deltas, in one fixed order so concurrent writers never deadlock."""
     ordered = sorted(changes, key=lambda c: (c.partner, c.key))
     digests = [(c.partner, c.key, c.new) for c in ordered]
-    days = [(c.partner, c.day, 0 if c.old else 1, *split_xor(c.delta)) for c in ordered]
-    hours = [(c.partner, c.hour, 0 if c.old else 1, *split_xor(c.delta)) for c in ordered]
-    return digests, days, hours
+    return digests, _totals(ordered, lambda c: c.day), _totals(ordered, lambda c: c.hour)
+
+
+def _totals(changes: Sequence[DigestChange], unit: Callable[[DigestChange], int]) -> Rows:
+    """One delta row per (partner, day or hour) for the whole save: a batch of cases received in
+    the same hour updates that hour once, not once per case."""
+    deltas: dict[tuple[str, int], tuple[int, int]] = {}
+    for c in changes:
+        n, fp = deltas.get((c.partner, unit(c)), (0, 0))
+        deltas[(c.partner, unit(c))] = (n + (0 if c.old else 1), fp ^ int.from_bytes(c.delta, "big"))
+    return [(p, u, n, *split_xor(fp.to_bytes(16, "big"))) for (p, u), (n, fp) in sorted(deltas.items())]
 
 
 def _digests(kwargs: dict[str, Any]) -> Sequence[DigestChange]:
