@@ -46,6 +46,7 @@ class Range:
 class Message:
     ranges: tuple[Range, ...] = ()
     consumed: int = 0  # in a reply: how many of the request's ranges it answers; the rest come again
+    more: bool = False  # in a request: the asker has more ranges queued after this frame
 
     def size(self) -> int:
         return 8 + sum(r.size() for r in self.ranges)

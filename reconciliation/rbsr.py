@@ -216,7 +216,7 @@ class Side:
         while taken < len(self.outbox) and (taken == 0 or size + self.outbox[taken].size() <= budget):
             size += self.outbox[taken].size()
             taken += 1
-        message = Message(tuple(self.outbox[:taken]))
+        message = Message(tuple(self.outbox[:taken]), more=taken < len(self.outbox))
         del self.outbox[:taken]
         return message
 

@@ -56,7 +56,7 @@ class Responder:
             raise
         with self._lock:
             self._sessions[session] = (partner, stack, side, time.monotonic())
-        if not reply.ranges:  # nothing more can be asked in this session
+        if not reply.ranges and not message.more:  # the asker has nothing left to ask in this session
             self.close(session)
         return session, side.params, reply
 

@@ -31,7 +31,8 @@ class GrpcReconcilePeer:
         self.bytes_sent = self.bytes_received = 0
 
     def reconcile(self, session: str, params: Params | None, message: Message) -> tuple[str, Params, Message]:
-        request = pb.ReconcileRequest(session_id=session, ranges=[range_message(r) for r in message.ranges])
+        request = pb.ReconcileRequest(session_id=session, ranges=[range_message(r) for r in message.ranges],
+                                      more=message.more)
         if params is not None:
             request.params.CopyFrom(params_message(params))
         response = self.exchange.retrying(self.stub.Reconcile, request, timeout=self.timeout)

@@ -44,7 +44,7 @@ class ReconcileServicer(reconcile_pb2_grpc.ReconcileServiceServicer):
         params = params_from(request.params) if request.HasField("params") else None
         try:
             session, agreed, reply = self.responder.round(
-                caller, request.session_id, params, Message(ranges_from(request.ranges)))
+                caller, request.session_id, params, Message(ranges_from(request.ranges), more=request.more))
         except InvalidInput as refused:
             log.warning("reconcile_message_refused", partner=caller, reason=refused.message)
             raise

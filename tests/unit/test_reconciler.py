@@ -23,12 +23,14 @@ from hub.domain.shared import SharedEvent
 from hub.domain.values import Actor, Role
 from reconciliation.discrepancy import Status
 from reconciliation.local import LocalPeer
-from reconciliation.messages import Message, Params
+from reconciliation.messages import Message, Mode, Params, Range
+from reconciliation.rbsr import DigestSet
 from reconciliation.reconciler import Policy, Reconciler, Summary
 from reconciliation.responder import Responder
 from routing.catalogue import Catalogue
 from routing.regions import RegionDirectory
 from tests.builders import CLERK, HANDLER, HANDLING, RECEIVING, actor_data, receive_request
+from tests.digest_sets import Snapshot, SnapshotIndex, pair
 
 CATALOGUE, REGIONS = Catalogue.load(), RegionDirectory.load()
 LATER = timedelta(hours=1)  # runs "an hour later": nothing is still in flight unless a test says so
@@ -320,3 +322,24 @@ def test_random_divergent_pairs_converge_and_nothing_is_applied_twice(actions: l
     settled = versions(a), versions(b)
     assert run(a, b).differing_cases == 0 and run(b, a).differing_cases == 0
     assert (versions(a), versions(b)) == settled
+
+
+def test_a_session_stays_open_while_the_asker_has_frames_queued() -> None:
+    """A frame that needs no answer ends the session only if the asker said nothing more is queued."""
+    a, _ = pair(3000, 0, 0, 0, seed=9, spread_days=2)
+    keys = sorted(a)
+    b = {**a, **{k: bytes(16) for k in keys[-100::20]}}  # differences only in the upper part
+    responder = Responder(hub(HANDLING), SnapshotIndex(b))  # type: ignore[arg-type]
+    ours, middle = DigestSet(Snapshot(a)), keys[1500]
+
+    def frame(lo: bytes, hi: bytes | None, more: bool) -> Message:
+        return Message((Range(lo, hi, Mode.FINGERPRINT, *ours.fingerprint(lo, hi)),), more=more)
+
+    session, _params, reply = responder.round(RECEIVING, "", Params(), frame(b"", middle, more=True))
+    assert not reply.ranges  # nothing differs below the middle, but more is coming
+    session, _params, reply = responder.round(RECEIVING, session, None, frame(middle, None, more=False))
+    assert reply.ranges  # the differences are above it
+    _session, _params, reply = responder.round(RECEIVING, session, None, frame(b"", middle, more=False))
+    assert not reply.ranges  # an empty answer to a last frame: the session is over
+    with pytest.raises(InvalidInput, match="会话"):
+        responder.round(RECEIVING, session, None, frame(middle, None, more=False))

@@ -24,33 +24,33 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atongban/v1/reconcile.proto\x12\ntongban.v1\"\x84\x01\n\x0fReconcileParams\x12\x16\n\x0e\x64igest_version\x18\x01 \x01(\r\x12\x11\n\tbranching\x18\x02 \x01(\r\x12\x19\n\x11id_list_threshold\x18\x03 \x01(\r\x12\x17\n\x0fmax_frame_bytes\x18\x04 \x01(\r\x12\x12\n\nmax_rounds\x18\x05 \x01(\r\"\xab\x01\n\x0eReconcileRange\x12\r\n\x05lower\x18\x01 \x01(\x0c\x12\r\n\x05upper\x18\x02 \x01(\x0c\x12\x12\n\nopen_ended\x18\x03 \x01(\x08\x12#\n\x04mode\x18\x04 \x01(\x0e\x32\x15.tongban.v1.RangeMode\x12\r\n\x05\x63ount\x18\x05 \x01(\x04\x12\x13\n\x0b\x66ingerprint\x18\x06 \x01(\x0c\x12\r\n\x05items\x18\x07 \x01(\x0c\x12\x0f\n\x07missing\x18\x08 \x01(\x0c\"\x7f\n\x10ReconcileRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12+\n\x06params\x18\x02 \x01(\x0b\x32\x1b.tongban.v1.ReconcileParams\x12*\n\x06ranges\x18\x03 \x03(\x0b\x32\x1a.tongban.v1.ReconcileRange\"\x92\x01\n\x11ReconcileResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12+\n\x06params\x18\x02 \x01(\x0b\x32\x1b.tongban.v1.ReconcileParams\x12*\n\x06ranges\x18\x03 \x03(\x0b\x32\x1a.tongban.v1.ReconcileRange\x12\x10\n\x08\x63onsumed\x18\x04 \x01(\r\"a\n\x0bOriginCount\x12\x13\n\x0borigin_site\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\x12\x12\n\nchain_head\x18\x03 \x01(\t\x12\x1a\n\x12head_at_your_count\x18\x04 \x01(\t\"G\n\nCaseCounts\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12(\n\x07origins\x18\x02 \x03(\x0b\x32\x17.tongban.v1.OriginCount\"Q\n\x14\x44\x65scribeCasesRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12%\n\x05\x63\x61ses\x18\x02 \x03(\x0b\x32\x16.tongban.v1.CaseCounts\"s\n\x0f\x43\x61seDescription\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12\x16\n\x0ereceiving_site\x18\x03 \x01(\t\x12(\n\x07origins\x18\x04 \x03(\x0b\x32\x17.tongban.v1.OriginCount\"C\n\x15\x44\x65scribeCasesResponse\x12*\n\x05\x63\x61ses\x18\x01 \x03(\x0b\x32\x1b.tongban.v1.CaseDescription*s\n\tRangeMode\x12\x1a\n\x16RANGE_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16RANGE_MODE_FINGERPRINT\x10\x01\x12\x16\n\x12RANGE_MODE_ID_LIST\x10\x02\x12\x16\n\x12RANGE_MODE_ID_DIFF\x10\x03\x32\xb2\x01\n\x10ReconcileService\x12H\n\tReconcile\x12\x1c.tongban.v1.ReconcileRequest\x1a\x1d.tongban.v1.ReconcileResponse\x12T\n\rDescribeCases\x12 .tongban.v1.DescribeCasesRequest\x1a!.tongban.v1.DescribeCasesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atongban/v1/reconcile.proto\x12\ntongban.v1\"\x84\x01\n\x0fReconcileParams\x12\x16\n\x0e\x64igest_version\x18\x01 \x01(\r\x12\x11\n\tbranching\x18\x02 \x01(\r\x12\x19\n\x11id_list_threshold\x18\x03 \x01(\r\x12\x17\n\x0fmax_frame_bytes\x18\x04 \x01(\r\x12\x12\n\nmax_rounds\x18\x05 \x01(\r\"\xab\x01\n\x0eReconcileRange\x12\r\n\x05lower\x18\x01 \x01(\x0c\x12\r\n\x05upper\x18\x02 \x01(\x0c\x12\x12\n\nopen_ended\x18\x03 \x01(\x08\x12#\n\x04mode\x18\x04 \x01(\x0e\x32\x15.tongban.v1.RangeMode\x12\r\n\x05\x63ount\x18\x05 \x01(\x04\x12\x13\n\x0b\x66ingerprint\x18\x06 \x01(\x0c\x12\r\n\x05items\x18\x07 \x01(\x0c\x12\x0f\n\x07missing\x18\x08 \x01(\x0c\"\x8d\x01\n\x10ReconcileRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12+\n\x06params\x18\x02 \x01(\x0b\x32\x1b.tongban.v1.ReconcileParams\x12*\n\x06ranges\x18\x03 \x03(\x0b\x32\x1a.tongban.v1.ReconcileRange\x12\x0c\n\x04more\x18\x04 \x01(\x08\"\x92\x01\n\x11ReconcileResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12+\n\x06params\x18\x02 \x01(\x0b\x32\x1b.tongban.v1.ReconcileParams\x12*\n\x06ranges\x18\x03 \x03(\x0b\x32\x1a.tongban.v1.ReconcileRange\x12\x10\n\x08\x63onsumed\x18\x04 \x01(\r\"a\n\x0bOriginCount\x12\x13\n\x0borigin_site\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\x12\x12\n\nchain_head\x18\x03 \x01(\t\x12\x1a\n\x12head_at_your_count\x18\x04 \x01(\t\"G\n\nCaseCounts\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12(\n\x07origins\x18\x02 \x03(\x0b\x32\x17.tongban.v1.OriginCount\"Q\n\x14\x44\x65scribeCasesRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12%\n\x05\x63\x61ses\x18\x02 \x03(\x0b\x32\x16.tongban.v1.CaseCounts\"s\n\x0f\x43\x61seDescription\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12\x16\n\x0ereceiving_site\x18\x03 \x01(\t\x12(\n\x07origins\x18\x04 \x03(\x0b\x32\x17.tongban.v1.OriginCount\"C\n\x15\x44\x65scribeCasesResponse\x12*\n\x05\x63\x61ses\x18\x01 \x03(\x0b\x32\x1b.tongban.v1.CaseDescription*s\n\tRangeMode\x12\x1a\n\x16RANGE_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16RANGE_MODE_FINGERPRINT\x10\x01\x12\x16\n\x12RANGE_MODE_ID_LIST\x10\x02\x12\x16\n\x12RANGE_MODE_ID_DIFF\x10\x03\x32\xb2\x01\n\x10ReconcileService\x12H\n\tReconcile\x12\x1c.tongban.v1.ReconcileRequest\x1a\x1d.tongban.v1.ReconcileResponse\x12T\n\rDescribeCases\x12 .tongban.v1.DescribeCasesRequest\x1a!.tongban.v1.DescribeCasesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tongban.v1.reconcile_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RANGEMODE']._serialized_start=1070
-  _globals['_RANGEMODE']._serialized_end=1185
+  _globals['_RANGEMODE']._serialized_start=1085
+  _globals['_RANGEMODE']._serialized_end=1200
   _globals['_RECONCILEPARAMS']._serialized_start=43
   _globals['_RECONCILEPARAMS']._serialized_end=175
   _globals['_RECONCILERANGE']._serialized_start=178
   _globals['_RECONCILERANGE']._serialized_end=349
-  _globals['_RECONCILEREQUEST']._serialized_start=351
-  _globals['_RECONCILEREQUEST']._serialized_end=478
-  _globals['_RECONCILERESPONSE']._serialized_start=481
-  _globals['_RECONCILERESPONSE']._serialized_end=627
-  _globals['_ORIGINCOUNT']._serialized_start=629
-  _globals['_ORIGINCOUNT']._serialized_end=726
-  _globals['_CASECOUNTS']._serialized_start=728
-  _globals['_CASECOUNTS']._serialized_end=799
-  _globals['_DESCRIBECASESREQUEST']._serialized_start=801
-  _globals['_DESCRIBECASESREQUEST']._serialized_end=882
-  _globals['_CASEDESCRIPTION']._serialized_start=884
-  _globals['_CASEDESCRIPTION']._serialized_end=999
-  _globals['_DESCRIBECASESRESPONSE']._serialized_start=1001
-  _globals['_DESCRIBECASESRESPONSE']._serialized_end=1068
-  _globals['_RECONCILESERVICE']._serialized_start=1188
-  _globals['_RECONCILESERVICE']._serialized_end=1366
+  _globals['_RECONCILEREQUEST']._serialized_start=352
+  _globals['_RECONCILEREQUEST']._serialized_end=493
+  _globals['_RECONCILERESPONSE']._serialized_start=496
+  _globals['_RECONCILERESPONSE']._serialized_end=642
+  _globals['_ORIGINCOUNT']._serialized_start=644
+  _globals['_ORIGINCOUNT']._serialized_end=741
+  _globals['_CASECOUNTS']._serialized_start=743
+  _globals['_CASECOUNTS']._serialized_end=814
+  _globals['_DESCRIBECASESREQUEST']._serialized_start=816
+  _globals['_DESCRIBECASESREQUEST']._serialized_end=897
+  _globals['_CASEDESCRIPTION']._serialized_start=899
+  _globals['_CASEDESCRIPTION']._serialized_end=1014
+  _globals['_DESCRIBECASESRESPONSE']._serialized_start=1016
+  _globals['_DESCRIBECASESRESPONSE']._serialized_end=1083
+  _globals['_RECONCILESERVICE']._serialized_start=1203
+  _globals['_RECONCILESERVICE']._serialized_end=1381
 # @@protoc_insertion_point(module_scope)

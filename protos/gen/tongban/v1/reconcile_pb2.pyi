@@ -127,7 +127,12 @@ class ReconcileRequest(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
     RANGES_FIELD_NUMBER: _builtins.int
+    MORE_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
+    more: _builtins.bool
+    """More ranges are queued after this frame: the session must stay open even if this one
+    needs no answer.
+    """
     @_builtins.property
     def params(self) -> Global___ReconcileParams:
         """Required on the first round."""
@@ -140,10 +145,11 @@ class ReconcileRequest(_message.Message):
         session_id: _builtins.str = ...,
         params: Global___ReconcileParams | None = ...,
         ranges: _abc.Iterable[Global___ReconcileRange] | None = ...,
+        more: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["params", b"params"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["params", b"params", "ranges", b"ranges", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["more", b"more", "params", b"params", "ranges", b"ranges", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
