@@ -15,8 +15,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -104,15 +103,14 @@ class Reconciler:
             self._finish(unfinished, summary)
             number += 1
             summary = Summary(partner, number, resumed=summary.resumed)
-        with ExitStack() as stack:
-            session, digests = self._find(peer, stack, summary, report)
+        with self.index.snapshot(partner) as snapshot:
+            session, digests = self._find(peer, DigestSet(snapshot), summary, report)
             keys = digests.differences
             candidates = sorted(UUID(bytes=k) for k in keys.only_ours | keys.only_theirs | keys.differ)
             summary.compared, summary.differing_cases = digests.digests.size, len(candidates)
             limit = max(self.policy.breaker_floor, int(self.policy.breaker_share * digests.digests.size))
             summary.tripped = len(candidates) > limit
             findings = [] if summary.tripped else self._classify(peer, session, candidates, report)
-        findings = [self._pending_if_recent(f) for f in findings]
         summary.by_kind = dict(Counter(f.kind.value for f in findings))
         summary.pending = sum(f.kind is Kind.PENDING for f in findings)
         # Nothing is written until the partner has answered in full: a run that fails while
@@ -137,10 +135,9 @@ class Reconciler:
 
     # ------------------------------------------------------------------ finding
     def _find(
-        self, peer: ReconcilePeer, stack: ExitStack, summary: Summary, report: Progress
+        self, peer: ReconcilePeer, digests: DigestSet, summary: Summary, report: Progress
     ) -> tuple[str, Side]:
-        snapshot = stack.enter_context(self.index.snapshot(peer.partner))
-        side = Side(DigestSet(snapshot), self.policy.params, initiator=True)
+        side = Side(digests, self.policy.params, initiator=True)
         side.start()
         session, params = "", self.policy.params
         sent, received = peer.bytes_sent, peer.bytes_received
@@ -175,18 +172,19 @@ class Reconciler:
                     ours = {o: Held(case.last_seq(o), case.chain_head(o) if case.last_seq(o) else "",
                                     _head_at(case, o, theirs)) for o in (self.site, partner)}
                 receiving = case.receiving_site if case is not None else theirs.receiving_site
-                findings.extend(classify(self.site, partner, case_id, receiving, ours, theirs))
+                findings.extend(self._pending_if_recent(f, case)
+                                for f in classify(self.site, partner, case_id, receiving, ours, theirs))
             report("classify", min(start + batch, len(candidates)), len(candidates))
         return findings
 
-    def _pending_if_recent(self, f: Finding) -> Finding:
+    def _pending_if_recent(self, f: Finding, case: Case | None) -> Finding:
         """A push of events so new that the relay is probably still delivering them waits a run."""
-        if f.action is not Action.PUSH:
+        if f.action is not Action.PUSH or case is None:
             return f
-        events = self.hub.get_case(f.case_id).shared_events(self.site)[f.theirs:]
+        events = case.shared_events(self.site)[f.theirs:]
         cutoff = self.now() - self.policy.pending_grace
         if events and max(e.occurred_at for e in events) > cutoff:
-            return Finding(f.case_id, f.origin, Kind.PENDING, Action.WAIT, f.ours, f.theirs, f.lost_by, f.claimed_head)
+            return replace(f, kind=Kind.PENDING, action=Action.WAIT)
         return f
 
     # ------------------------------------------------------------------ acting

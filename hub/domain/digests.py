@@ -33,21 +33,13 @@ def pair_digest(case_id: UUID, pair: Iterable[str], heads: Mapping[str, tuple[in
     return h.digest()[:DIGEST_BYTES]
 
 
-def day_of(key: bytes) -> int:
-    """The UTC day a case id (UUIDv7: 48-bit Unix milliseconds first) belongs to."""
-    return bucket_of(key, DAY_MS)
-
-
-def day_start(day: int) -> bytes:
-    """The smallest key of a day, as a bound (trailing zero bytes omitted)."""
-    return bucket_start(day, DAY_MS)
-
-
 def bucket_of(key: bytes, size_ms: int) -> int:
+    """The UTC day or hour a case id (UUIDv7: 48-bit Unix milliseconds first) belongs to."""
     return int.from_bytes(key[:6], "big") // size_ms
 
 
 def bucket_start(bucket: int, size_ms: int) -> bytes:
+    """The smallest key of a day or hour, as a bound (trailing zero bytes omitted)."""
     return (bucket * size_ms).to_bytes(6, "big").rstrip(b"\x00") or b"\x00"
 
 
@@ -82,7 +74,7 @@ class DigestChange:
 
     @property
     def day(self) -> int:
-        return day_of(self.key)
+        return bucket_of(self.key, DAY_MS)
 
     @property
     def hour(self) -> int:

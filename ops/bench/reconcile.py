@@ -84,7 +84,7 @@ class Truth:
 
 
 def _key(rng: random.Random) -> bytes:
-    """UUIDv7-shaped: 48-bit Unix ms, version 7, variant 10, random bits (what day_of and the splits see)."""
+    """UUIDv7-shaped: 48-bit Unix ms, version 7, variant 10, random bits (what the buckets and splits see)."""
     r = rng.randbytes(10)
     ms = T0 + rng.randrange(SPAN_MS)
     return ms.to_bytes(6, "big") + bytes((0x70 | r[0] & 0x0F, r[1], 0x80 | r[2] & 0x3F)) + r[3:]

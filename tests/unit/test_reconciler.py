@@ -22,7 +22,6 @@ from hub.domain.errors import CaseNotFound, InvalidInput, RuleViolation
 from hub.domain.shared import SharedEvent
 from hub.domain.values import Actor, Role
 from reconciliation.discrepancy import Status
-from reconciliation.local import LocalPeer
 from reconciliation.messages import Message, Mode, Params, Range
 from reconciliation.rbsr import DigestSet
 from reconciliation.reconciler import Policy, Reconciler, Summary
@@ -31,6 +30,7 @@ from routing.catalogue import Catalogue
 from routing.regions import RegionDirectory
 from tests.builders import CLERK, HANDLER, HANDLING, RECEIVING, actor_data, receive_request
 from tests.digest_sets import Snapshot, SnapshotIndex, pair
+from tests.local_peer import LocalPeer
 
 CATALOGUE, REGIONS = Catalogue.load(), RegionDirectory.load()
 LATER = timedelta(hours=1)  # runs "an hour later": nothing is still in flight unless a test says so

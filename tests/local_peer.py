@@ -1,8 +1,6 @@
-"""A partner in the same process: the Responder and exchange of another hub, called directly.
-
-Used by unit tests and the benchmark's in-process runs; it keeps the same contract as the gRPC
-peer (adapters/reconcile/grpc_client.py), which the contract tests check for both.
-"""
+"""A partner in the same process, for unit tests: the Responder and exchange of another hub, called
+directly. The same Reconciler runs against the gRPC peer (adapters/reconcile/grpc_client.py) in the
+end-to-end tests. Bytes are the messages' estimated sizes: there is no wire in between."""
 
 from __future__ import annotations
 
@@ -20,7 +18,7 @@ class LocalPeer:
         self.responder, self.asker = responder, asker
         self.partner = responder.hub.site
         self.exchange = Exchange(responder.hub)
-        self.bytes_sent = self.bytes_received = 0  # estimated: no wire in between
+        self.bytes_sent = self.bytes_received = 0
 
     def reconcile(self, session: str, params: Params | None, message: Message) -> tuple[str, Params, Message]:
         session, agreed, reply = self.responder.round(self.asker, session, params, message)
