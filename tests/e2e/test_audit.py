@@ -13,7 +13,7 @@ import pytest
 
 from adapters.launcher import SiteProcess
 from adapters.tls import TlsFiles, channel_credentials, issue_auditor_cert
-from tests.e2e.two_sites import CLERK, HZ, PDS, SZ, Staff, actor, eventually, link, make_certs, spec
+from tests.e2e.two_sites import CLERK, HZ, PDS, SZ, actor, eventually, link, make_certs, spec, start_sites
 from tongban.v1 import audit_pb2, audit_pb2_grpc, case_service_pb2, case_service_pb2_grpc
 from tongban.v1 import case_pb2 as pb
 
@@ -31,10 +31,7 @@ def test_audit_trail_across_two_sites(tmp_path: Path, started: list[SiteProcess]
     a, b = spec(PDS, tmp_path, certs), spec(SZ, tmp_path, certs)
     link(a, b)
     processes = [SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b")]
-    for process in processes:
-        process.start()
-        started.append(process)
-    pds, sz = Staff(processes[0]), Staff(processes[1])
+    pds, sz = start_sites(started, *processes)
     case = pds.receive()
     pds.step("ForwardCase", case.case_id, CLERK)
     sz.wait_state(case.case_id, pb.CASE_STATE_FORWARDED)

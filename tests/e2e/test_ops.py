@@ -10,7 +10,20 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.launcher import SiteProcess
 from tests.builders import ID_NUMBER
-from tests.e2e.two_sites import CLERK, PDS, SZ, Staff, actor, eventually, link, make_certs, scrape, spec, value
+from tests.e2e.two_sites import (
+    CLERK,
+    PDS,
+    SZ,
+    Staff,
+    actor,
+    eventually,
+    link,
+    make_certs,
+    scrape,
+    spec,
+    start_sites,
+    value,
+)
 from tests.nats_fixtures import nats_server  # noqa: F401
 from tongban.v1 import case_pb2 as pb
 
@@ -32,9 +45,7 @@ def test_metrics_readiness_and_clean_logs(tmp_path: Path, started: list[SiteProc
     a, b = spec(PDS, tmp_path, certs, nats_url=url), spec(SZ, tmp_path, certs, nats_url=url)
     link(a, b, a_to_b="grpc", b_to_a="nats")
     processes = [SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b")]
-    for process in processes:
-        process.start()
-        started.append(process)
+    start_sites(started, *processes)
     pa, pb_ = processes
     pds, sz = Staff(pa), Staff(pb_)
     case = pds.receive()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from adapters.launcher import SiteProcess
 from tests.e2e.prometheus import Prometheus
-from tests.e2e.two_sites import CLERK, PDS, SZ, Staff, actor, eventually, link, make_certs, spec
+from tests.e2e.two_sites import CLERK, PDS, SZ, actor, eventually, link, make_certs, spec, start_sites
 from tongban.v1 import case_pb2 as pb
 
 QUERIES = Path(__file__).parents[2] / "ops" / "dashboards" / "queries.yml"
@@ -41,10 +41,7 @@ def test_dashboard_key_queries_against_a_real_prometheus(tmp_path: Path, started
     prometheus = Prometheus(tmp_path / "prometheus", {PDS: a.metrics_port, SZ: b.metrics_port})
     prometheus.start()
     try:
-        for process in processes:
-            process.start()
-            started.append(process)
-        pds, sz = Staff(processes[0]), Staff(processes[1])
+        pds, sz = start_sites(started, *processes)
         cases = []
         for _ in range(3):
             case = pds.receive()

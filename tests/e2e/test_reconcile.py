@@ -32,7 +32,6 @@ from tests.e2e.two_sites import (
     CLERK,
     PDS,
     SZ,
-    Staff,
     actor,
     assert_same_shared_events,
     eventually,
@@ -40,6 +39,7 @@ from tests.e2e.two_sites import (
     make_certs,
     scrape,
     spec,
+    start_sites,
     value,
 )
 from tongban.v1 import case_pb2 as pb
@@ -90,10 +90,7 @@ def test_each_divergence_is_repaired_or_opened_by_tongban_reconcile(
     a, b = spec(PDS, tmp_path, certs, reconcile=NO_SCHEDULE), spec(SZ, tmp_path, certs, reconcile=NO_SCHEDULE)
     link(a, b)
     pa, pb_ = SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b")
-    for p in (pa, pb_):
-        p.start()
-        started.append(p)
-    pds, sz = Staff(pa), Staff(pb_)
+    pds, sz = start_sites(started, pa, pb_)
     cases = [pds.receive().case_id for _ in range(5)]
     for case_id in cases:
         pds.step("ForwardCase", case_id, CLERK, courier="EMS", tracking_number="1173945026718")
@@ -170,10 +167,7 @@ def test_sites_reconcile_on_schedule_on_postgresql(
     link(a, b)
     processes = [SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b")]
     try:
-        for p in processes:
-            p.start()
-            started.append(p)
-        pds, sz = Staff(processes[0]), Staff(processes[1])
+        pds, sz = start_sites(started, *processes)
         case_id = pds.receive().case_id
         pds.step("ForwardCase", case_id, CLERK, courier="EMS", tracking_number="1173945026718")
         sz.wait_state(case_id, pb.CASE_STATE_FORWARDED)
@@ -203,9 +197,7 @@ def test_a_misbehaving_partner_gets_a_clear_error_and_changes_nothing(
     b = spec(SZ, tmp_path, certs, reconcile=NO_SCHEDULE)
     link(a, b)
     pa = SiteProcess(a, tmp_path / "a")
-    pa.start()
-    started.append(pa)
-    pds = Staff(pa)
+    [pds] = start_sites(started, pa)
     case_id = pds.receive().case_id
     before = pds.shared(case_id)
 

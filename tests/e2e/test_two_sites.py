@@ -26,6 +26,7 @@ from tests.e2e.two_sites import (
     link,
     make_certs,
     spec,
+    start_sites,
 )
 from tongban.v1 import case_pb2 as pb
 from tongban.v1 import exchange_pb2, exchange_pb2_grpc
@@ -38,17 +39,10 @@ def certs(tmp_path: Path) -> Path:
     return make_certs(tmp_path / "certs", PDS, SZ, HZ)
 
 
-def run(started: list[SiteProcess], *processes: SiteProcess) -> list[Staff]:
-    for process in processes:
-        process.start()
-        started.append(process)
-    return [Staff(p) for p in processes]
-
-
 def test_a_case_crosses_two_cities_over_grpc_with_mtls(tmp_path: Path, certs: Path, started: list[SiteProcess]) -> None:
     a, b = spec(PDS, tmp_path, certs), spec(SZ, tmp_path, certs)
     link(a, b)
-    pds, sz = run(started, SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b"))
+    pds, sz = start_sites(started, SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b"))
     case = pds.receive()
     pds.step("ForwardCase", case.case_id, CLERK, courier="EMS", tracking_number="1173945026718")
     sz.wait_state(case.case_id, pb.CASE_STATE_FORWARDED)
@@ -86,7 +80,7 @@ def test_joint_case_across_three_sites(tmp_path: Path, certs: Path, started: lis
     link(a, b)
     link(a, c)
     link(b, c)
-    pds, sz, hz = run(started, *(SiteProcess(s, tmp_path / s.site) for s in (a, b, c)))
+    pds, sz, hz = start_sites(started, *(SiteProcess(s, tmp_path / s.site) for s in (a, b, c)))
     case = pds.receive(handling_site=SZ, mode=pb.MODE_JOINT, co_sites=(HZ,))
     assert list(case.co_handling_sites) == [HZ]
     pds.step("ForwardCase", case.case_id, CLERK)
@@ -106,7 +100,7 @@ def test_partner_down_then_back_gets_everything_once_in_order(
     a, b = spec(PDS, tmp_path, certs), spec(SZ, tmp_path, certs)
     link(a, b)
     pa, pb_ = SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b")
-    pds, sz = run(started, pa, pb_)
+    pds, sz = start_sites(started, pa, pb_)
     cases = [pds.receive() for _ in range(3)]
     sz.wait_state(cases[0].case_id, pb.CASE_STATE_RECEIVED)
     pb_.kill()  # the partner crashes mid-flow
@@ -127,7 +121,7 @@ def test_site_killed_between_storing_and_publishing_delivers_after_restart(
     a, b = spec(PDS, tmp_path, certs), spec(SZ, tmp_path, certs)
     link(a, b)
     pa, pb_ = SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b")
-    pds, sz = run(started, pa, pb_)
+    pds, sz = start_sites(started, pa, pb_)
     case = pds.receive()
     sz.wait_state(case.case_id, pb.CASE_STATE_RECEIVED)
     pb_.stop()  # nothing can be published now...
@@ -144,7 +138,7 @@ def test_wrong_certificate_and_unrouted_case_are_refused(
 ) -> None:
     a, b = spec(PDS, tmp_path, certs), spec(SZ, tmp_path, certs)
     link(a, b)
-    pds, sz = run(started, SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b"))
+    pds, sz = start_sites(started, SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b"))
     case = pds.receive()
     sz.wait_state(case.case_id, pb.CASE_STATE_RECEIVED)
     before = sz.shared(case.case_id)
@@ -194,7 +188,7 @@ def test_duplicates_and_out_of_order_deliveries_are_applied_once_in_order(
     a, b = spec(PDS, tmp_path, certs), spec(SZ, tmp_path, certs)
     link(a, b)
     pa, pb_ = SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b")
-    (pds,) = run(started, pa)  # 苏州 is down: nothing is relayed yet
+    (pds,) = start_sites(started, pa)  # 苏州 is down: nothing is relayed yet
     case = pds.receive()
     pds.step("ForwardCase", case.case_id, CLERK)
     pds.step("RaiseIssue", case.case_id, CLERK, kind=pb.ISSUE_KIND_OTHER, description="原件待寄")
@@ -206,7 +200,7 @@ def test_duplicates_and_out_of_order_deliveries_are_applied_once_in_order(
         ).events
     assert [e.seq for e in fetched] == [1, 2, 3]
     pa.stop()
-    (sz,) = run(started, pb_)
+    (sz,) = start_sites(started, pb_)
     first, second, third = fetched
     with grpc.secure_channel(f"127.0.0.1:{b.partner_port}", channel_credentials(TlsFiles.for_site(certs, PDS)),
                              options=options) as channel:
@@ -232,7 +226,7 @@ def test_the_documented_partner_client_verifies_hashes_and_chain(
 
     a, b = spec(PDS, tmp_path, certs), spec(SZ, tmp_path, certs)
     link(a, b)
-    pds, sz = run(started, SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b"))
+    pds, sz = start_sites(started, SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b"))
     case = pds.receive()
     pds.step("ForwardCase", case.case_id, CLERK)
     sz.wait_state(case.case_id, pb.CASE_STATE_FORWARDED)

@@ -93,6 +93,14 @@ class Staff:
                           timeout, f"{self.process.spec.site} to see {pb.CaseState.Name(state)}")
 
 
+def start_sites(started: list[SiteProcess], *processes: SiteProcess) -> list[Staff]:
+    """Start each site process (the ``started`` fixture stops them) and give a staff client of each."""
+    for process in processes:
+        process.start()
+        started.append(process)
+    return [Staff(p) for p in processes]
+
+
 def make_certs(directory: Path, *sites: str) -> Path:
     create_ca(directory)
     for site in sites:
