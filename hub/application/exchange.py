@@ -25,6 +25,7 @@ from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking
 
 from hub.application.service import CaseHub
 from hub.domain.case import Case, shared_form
+from hub.domain.case_state import receipt_sites
 from hub.domain.errors import NotPermitted, RuleViolation
 from hub.domain.receipts import DeliveryLedger, ledger_id
 from hub.domain.shared import SharedEvent, chain_next, chain_start
@@ -124,11 +125,8 @@ class Exchange:
     def _sites_of(self, case_id: UUID, shared: SharedEvent) -> tuple[str, ...]:
         sites = self._sites.get(case_id)
         if sites is None:
-            if shared.type == "CaseReceived":
-                data = shared.data
-                sites = (data["receiving_site"], data["handling_site"], *data["co_handling_sites"])
-            else:
-                sites = self.hub.get_case(case_id).sites
+            opened = shared.type == "CaseReceived"
+            sites = receipt_sites(shared.data) if opened else self.hub.get_case(case_id).sites
             with self._sites_lock:
                 if len(self._sites) >= self._sites_cache:
                     for old in list(self._sites)[: self._sites_cache // 2]:
@@ -261,11 +259,10 @@ class Exchange:
         if case is not None:
             case.acting_site = self.site
         else:
-            data = first.data
             if not opens:
                 return None  # we never saw the case open: a gap from seq 1 is reported
-            handling = [data.get("handling_site"), *data.get("co_handling_sites", [])]
-            if data.get("receiving_site") != sender or self.site not in handling:
+            sites = receipt_sites(first.data)
+            if sites[0] != sender or self.site not in sites[1:]:
                 raise NotRouted(f"办件 {case_id} 未在 {sender} 与本站 {self.site} 之间流转", sender)
             return None
         if sender not in case.sites or self.site not in case.sites:

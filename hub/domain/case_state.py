@@ -212,6 +212,12 @@ class CaseFold:
         return chain[n - 1]
 
 
+def receipt_sites(data: dict[str, Any]) -> tuple[str, ...]:
+    """The sites a CaseReceived names, receiving site first: what ``CaseFold.sites`` will be, read
+    from the event alone (a partner's, not yet checked, so missing fields read as empty)."""
+    return (data.get("receiving_site", ""), data.get("handling_site", ""), *data.get("co_handling_sites", []))
+
+
 # The event type names that are main-track steps (filled in by case.py), and the other handlers.
 STEP_OF_TYPE: dict[str, Step] = {}
 _HANDLERS = {
