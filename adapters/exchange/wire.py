@@ -13,7 +13,7 @@ from uuid import UUID
 from adapters.grpc.translate import actor_message, domain_value
 from hub.application.exchange import CaseReceipt
 from hub.domain.errors import InvalidInput
-from hub.domain.shared import SharedEvent
+from hub.domain.shared import SharedEvent, canonical_json
 from tongban.v1 import case_pb2, exchange_pb2
 
 _STATUS = {
@@ -34,7 +34,7 @@ def event_message(event: SharedEvent) -> exchange_pb2.SharedEvent:
         type=event.type,
         type_version=event.type_version,
         actor=actor_message(event.actor),
-        data_json=json.dumps(event.data, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode(),
+        data_json=canonical_json(event.data),
         hash=event.hash(),
     )
     message.occurred_at.FromDatetime(event.occurred_at.astimezone(UTC))

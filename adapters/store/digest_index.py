@@ -62,7 +62,8 @@ Rows = list[tuple[Any, ...]]
 def _rows(changes: Sequence[DigestChange]) -> tuple[Rows, Rows, Rows]:
     """Digest rows, day deltas and hour deltas, in one fixed order so concurrent writers never deadlock."""
     ordered = sorted(changes, key=lambda c: (c.partner, c.key))
-    digests = [(c.partner, c.key, c.new) for c in ordered]
+    latest = {(c.partner, c.key): c.new for c in ordered}  # a case changed twice in one save: its last digest
+    digests = [(partner, key, new) for (partner, key), new in latest.items()]
     return digests, _totals(ordered, lambda c: c.day), _totals(ordered, lambda c: c.hour)
 
 
@@ -74,6 +75,14 @@ def _totals(changes: Sequence[DigestChange], unit: Callable[[DigestChange], int]
         n, fp = deltas.get((c.partner, unit(c)), (0, 0))
         deltas[(c.partner, unit(c))] = (n + (0 if c.old else 1), fp ^ int.from_bytes(c.delta, "big"))
     return [(p, u, n, *split_xor(fp.to_bytes(16, "big"))) for (p, u), (n, fp) in sorted(deltas.items())]
+
+
+def _columns(rows: Rows, width: int) -> list[list[Any]]:
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+def _uuid(value: UUID | str) -> UUID:
+    return value if isinstance(value, UUID) else UUID(value)
 
 
 def _digests(kwargs: dict[str, Any]) -> Sequence[DigestChange]:
@@ -141,27 +150,47 @@ class PostgresDigestRecorder(PostgresProcessRecorder):
                                                            sql.Identifier(c))
               for t, c in (("recon_day", "day"), ("recon_hour", "hour"))),
         ])
+        self._insert_columns = sql.SQL(
+            "INSERT INTO {}.{} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) RETURNING notification_id"
+        ).format(schema, sql.Identifier(self.events_table_name))
         self._upsert_digest = sql.SQL(
-            "INSERT INTO {}.recon_digest AS t (partner, case_key, digest) VALUES (%s, %s, %s) "
+            "INSERT INTO {}.recon_digest AS t (partner, case_key, digest) "
+            "SELECT * FROM unnest(%b::text[], %b::bytea[], %b::bytea[]) "
             "ON CONFLICT (partner, case_key) DO UPDATE SET digest = excluded.digest"
         ).format(schema)
         self._upsert_day, self._upsert_hour = (sql.SQL(
-            "INSERT INTO {}.{} AS t (partner, {}, n, fp_hi, fp_lo) VALUES (%s, %s, %s, %s, %s) "
+            "INSERT INTO {}.{} AS t (partner, {}, n, fp_hi, fp_lo) "
+            "SELECT * FROM unnest(%b::text[], %b::int[], %b::bigint[], %b::bigint[], %b::bigint[]) "
             "ON CONFLICT (partner, {}) DO UPDATE SET n = t.n + excluded.n, "
             "fp_hi = t.fp_hi # excluded.fp_hi, fp_lo = t.fp_lo # excluded.fp_lo"
         ).format(schema, sql.Identifier(t), sql.Identifier(c), sql.Identifier(c))
             for t, c in (("recon_day", "day"), ("recon_hour", "hour")))
+
+    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        """The library's insert (table lock, NOTIFY, ids returned in order), with the rows sent as four
+        binary column arrays rather than an array of composites dumped as text: most of a batch's
+        client-side cost was that text dump."""
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(self._insert_columns, (
+            [_uuid(e.originator_id) for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+        ))
 
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
         self._write(curs, _digests(kwargs))
 
     def _write(self, curs: Any, changes: Sequence[DigestChange]) -> None:
+        """Three statements per save whatever its size: each table's rows go as column arrays."""
         digests, days, hours = _rows(changes)
         if digests:
-            curs.executemany(self._upsert_digest, digests)
-            curs.executemany(self._upsert_day, days)
-            curs.executemany(self._upsert_hour, hours)
+            curs.execute(self._upsert_digest, _columns(digests, 3))
+            curs.execute(self._upsert_day, _columns(days, 5))
+            curs.execute(self._upsert_hour, _columns(hours, 5))
 
     def has_digests(self) -> bool:
         schema = sql.Identifier(self.datastore.schema)

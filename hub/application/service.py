@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, ProcessRecorder
 
 from hub.application.commands import CaseCommand, ReceiveCase
@@ -139,6 +140,16 @@ class CaseHub(Application[UUID]):
         """After every save: wake whoever follows the log (the relays), without them polling hard."""
         for listener in self.listeners:
             listener()
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Any]:
+        """The library's save, with a processing event that checks concrete types first (its runtime
+        Protocol checks cost about 30 µs per aggregate on Python 3.11: a tenth of a bulk save)."""
+        processing_event = _Processing()
+        processing_event.collect_events(*objs, **kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        return recordings
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Any]:
         """Every save also hands the store the cases' new pair digests, to write in the same
@@ -368,6 +379,17 @@ class CaseHub(Application[UUID]):
             due_provisional=any(c.provisional for c in open_clocks),
             review=_review(case, all_clocks),
         )
+
+
+class _Processing(ProcessingEvent[UUID]):
+    def collect_events(self, *objs: Any, **kwargs: Any) -> None:
+        for obj in objs:
+            if isinstance(obj, Aggregate):
+                self.events.extend(obj.collect_events())
+                self.aggregates[obj.id] = obj
+            elif obj is not None:
+                super().collect_events(obj)
+        self.saved_kwargs.update(kwargs)
 
 
 def _digest_changes(processing_event: ProcessingEvent[UUID], site: str) -> list[DigestChange]:

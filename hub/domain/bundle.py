@@ -53,7 +53,7 @@ from hub.domain.checkpoints import (
     verify_payload,
 )
 from hub.domain.errors import HubError
-from hub.domain.shared import SharedEvent, chain_of
+from hub.domain.shared import SharedEvent, canonical_json, chain_of
 
 FORMAT = "tongban.audit-bundle.v1"
 SEAL_TAG = b"tongban.audit-bundle.v1\x00"
@@ -81,7 +81,7 @@ class BundleError(HubError):
 
 
 def _canonical(doc: Any) -> bytes:
-    return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return canonical_json(doc)
 
 
 def seal_payload(bundle: Mapping[str, Any]) -> bytes:

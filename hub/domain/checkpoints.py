@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from hub.domain.errors import HubError
+from hub.domain.shared import canonical_json
 
 CHECKPOINT_TAG = "tongban.checkpoint.v1"
 
@@ -129,7 +129,7 @@ class Checkpoint:
     def payload(self) -> bytes:
         """The bytes every signature over this checkpoint signs."""
         doc = {"tag": CHECKPOINT_TAG, **self.to_dict()}
-        return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return canonical_json(doc)
 
     @classmethod
     def from_dict(cls, data: Any) -> Checkpoint:

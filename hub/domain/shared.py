@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
+
 EVENT_TAG = b"tongban.event.v1\x00"
 CHAIN_TAG = b"tongban.chain.v1\x00"
 
@@ -56,10 +58,21 @@ class SharedEvent:
             "actor": self.actor,
             "data": self.data,
         }
-        return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return canonical_json(doc)
 
     def hash(self) -> str:
         return hashlib.sha256(EVENT_TAG + self.canonical()).hexdigest()
+
+
+def canonical_json(doc: Any) -> bytes:
+    """Sorted-key, compact UTF-8 JSON. orjson writes the same bytes as the standard library's
+    ``json.dumps(sort_keys=True, ensure_ascii=False, separators=(",", ":"))`` for what events hold
+    (strings, 64-bit integers, booleans, null, lists, objects; never floats) about ten times faster;
+    what it refuses (an integer beyond 64 bits, a non-string key) goes to the standard library."""
+    try:
+        return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def chain_start(case_id: UUID, origin: str) -> str:
