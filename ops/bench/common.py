@@ -62,6 +62,47 @@ def rss_mb(pid: int | None = None) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU a process has used so far, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU used so far by every process named postgres on this machine (the server and its backends)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    total += cpu_seconds(int(entry.name))
+            except OSError:
+                continue
+    return total
+
+
+class CpuMeter:
+    """Where a phase's CPU went: named processes, PostgreSQL and this process, in ms per unit of work.
+
+    On a 2-core machine shared by the sites, the database and the load, this is what says which one
+    runs out first, whatever the wall-clock figures show."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = {name: pid for name, pid in pids.items() if pid is not None}
+        self._start = self._read()
+
+    def _read(self) -> dict[str, float]:
+        used = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return {**used, "postgres": postgres_cpu_seconds(), "bench client": cpu_seconds()}
+
+    def per(self, units: int) -> dict[str, float]:
+        now = self._read()
+        return {name: round((now[name] - self._start[name]) * 1000 / max(units, 1), 3) for name in now}
+
+
 @dataclass
 class Figure:
     """One measured line: what ran, how fast, how long each unit took, and against which baseline."""

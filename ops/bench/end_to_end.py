@@ -22,7 +22,7 @@ from psycopg import sql
 from adapters.launcher import SiteProcess, SiteSpec
 from adapters.settings import PostgresSettings
 from adapters.tls import create_ca, issue_site_cert
-from ops.bench.common import Figure, connect, fresh_schema, percentile, rss_mb
+from ops.bench.common import CpuMeter, Figure, connect, fresh_schema, percentile, rss_mb
 from ops.bench.workload import HANDLING, RECEIVING, receive_request
 from tongban.v1 import case_service_pb2_grpc
 
@@ -203,13 +203,20 @@ def notification_ids(schema: str, case_ids: set[str]) -> dict[str, int]:
         return {str(i): int(n) for i, n in conn.execute(query).fetchall() if str(i) in case_ids}
 
 
-def measure(sites: TwoSites, watch: ReceiptWatch, load: Load, name: str, what: str, drain: float) -> Figure:
-    """Turn one phase's sends and the receipt positions into a figure (waiting up to ``drain`` for stragglers)."""
+def cpu_meter(sites: TwoSites) -> CpuMeter:
+    return CpuMeter({"site A": sites.a.pid, "site B": sites.b.pid})
+
+
+def measure(sites: TwoSites, watch: ReceiptWatch, load: Load, name: str, what: str, drain: float,
+            cpu: CpuMeter | None = None) -> Figure:
+    """Turn one phase's sends and the receipt positions into a figure (waiting up to ``drain`` for
+    stragglers); with ``cpu`` (started with the phase), where each case's CPU went."""
     positions = notification_ids(sites.a_schema, set(load.sent))
     last = max(positions.values(), default=0)
     deadline = time.perf_counter() + drain
     while watch.position() < last and time.perf_counter() < deadline:
         time.sleep(0.05)
+    cpu_ms = cpu.per(len(load.sent)) if cpu is not None else {}
     latencies, receipted_in_phase, finished = [], 0, load.started
     for case_id, sent in load.sent.items():
         at = watch.receipted_at(positions.get(case_id, 1 << 62))
@@ -230,5 +237,6 @@ def measure(sites: TwoSites, watch: ReceiptWatch, load: Load, name: str, what: s
             "drain_s": round(max(finished - load.ended, 0.0), 2),
             "site_rss_mb": {"A": watch.rss.get(sites.a.pid or 0, 0.0), "B": watch.rss.get(sites.b.pid or 0, 0.0)},
             "latency_is": "ReceiveCase sent at A -> B's receipt stored at A",
+            "cpu_ms_per_case": cpu_ms,
         },
     )

@@ -82,6 +82,12 @@ def main() -> int:
     verdicts = _verdicts(by_name)
     print()
     print(table(figures))
+    for figure in (full, by_name["end to end: half of measured"]):
+        cpu = figure.extra.get("cpu_ms_per_case") or {}
+        if cpu:
+            spent = ", ".join(f"{name} {ms:.2f}" for name, ms in cpu.items())
+            print(f"CPU ms per case, {figure.name}: {spent}; total {sum(cpu.values()):.2f} "
+                  f"(2 cores: at most {2000 / max(sum(cpu.values()), 1e-9):.0f} cases/s)")
     print()
     for bar, verdict in verdicts.items():
         print(f"{'MET    ' if verdict['met'] else 'NOT MET'}  {bar}: {verdict['measured']}")
@@ -125,16 +131,18 @@ def _end_to_end(root: Path) -> list[Figure]:
         watch.pids = sites.pids()
         seconds = SETTINGS["e2e_seconds"]
         print(f"(d) full load: {SETTINGS['e2e_callers']} concurrent callers for {seconds:g} s ...", flush=True)
+        cpu = end_to_end.cpu_meter(sites)
         load = asyncio.run(end_to_end.closed_loop(sites.a.staff_address, SETTINGS["e2e_callers"], seconds))
         full = end_to_end.measure(sites, watch, load, "end to end: full load",
-                                  f"{SETTINGS['e2e_callers']} callers, {seconds:g} s", SETTINGS["drain_seconds"])
+                                  f"{SETTINGS['e2e_callers']} callers, {seconds:g} s", SETTINGS["drain_seconds"], cpu)
         rate = max(round(full.rate / 2), 1)  # the latency this hub gives at half of what it sustained
         print(f"(d) half of the measured rate: {rate:g} cases/s for {SETTINGS['half_load_seconds']:g} s ...",
               flush=True)
+        cpu = end_to_end.cpu_meter(sites)
         load = asyncio.run(end_to_end.open_loop(sites.a.staff_address, rate, SETTINGS["half_load_seconds"]))
         measured_half = end_to_end.measure(sites, watch, load, "end to end: half of measured",
                                            f"open loop {rate:g}/s, {SETTINGS['half_load_seconds']:g} s",
-                                           SETTINGS["drain_seconds"])
+                                           SETTINGS["drain_seconds"], cpu)
         rate = E2E_BAR / 2  # last: if the hub cannot take it, the backlog spoils no later phase
         print(f"(d) half of the bar: {rate:g} cases/s for {SETTINGS['half_load_seconds']:g} s ...", flush=True)
         load = asyncio.run(end_to_end.open_loop(sites.a.staff_address, rate, SETTINGS["half_load_seconds"]))
