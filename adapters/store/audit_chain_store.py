@@ -210,18 +210,19 @@ class PostgresChainStore:
     def append(self, links: Sequence[ChainLink]) -> None:
         if not links:
             return
-        insert = sql.SQL("INSERT INTO {schema}.{table} ({columns}) VALUES ({values})").format(
-            schema=self._schema, table=self._table,
-            columns=sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS),
-            values=sql.SQL(", ").join(sql.Placeholder() for _ in COLUMNS),
-        )
+        insert = sql.SQL(  # one statement per batch: the links go as binary column arrays
+            "INSERT INTO {schema}.{table} ({columns}) "
+            "SELECT * FROM unnest(%b::bigint[], %b::text[], %b::bigint[], %b::text[], %b::text[], %b::text[])"
+        ).format(schema=self._schema, table=self._table,
+                 columns=sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS))
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             # Appenders take turns so the head read here is still the head at commit.
             cur.execute(sql.SQL("LOCK TABLE {}.{} IN EXCLUSIVE MODE").format(self._schema, self._table))
             cur.execute(sql.SQL("SELECT COALESCE(MAX(position), 0) FROM {}.{}").format(self._schema, self._table))
             head = cur.fetchone()
             _check_order(links, int(head[0]) if head else 0)
-            cur.executemany(insert, [_values(k) for k in links])
+            rows = [_values(k) for k in links]
+            cur.execute(insert, [[row[i] for row in rows] for i in range(len(COLUMNS))])
 
     def links(self, start: int = 1, stop: int | None = None) -> list[ChainLink]:
         with self._pool.connection() as conn:

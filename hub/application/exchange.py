@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from typing import cast
 from uuid import UUID
 
-from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking
 
-from hub.application.service import CaseHub
+from hub.application.service import CaseHub, Processing
 from hub.domain.case import Case, shared_form
 from hub.domain.case_state import receipt_sites
 from hub.domain.errors import NotPermitted, RuleViolation
@@ -174,7 +173,7 @@ class Exchange:
                 matched=ours == receipt.chain_head, status=receipt.status, channel=channel,
             )
         tracking = Tracking(relay_name(partner, channel), through) if through is not None else None
-        processing: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
+        processing = Processing(tracking=tracking)
         processing.collect_events(*ledgers.values())
         if processing.events:
             self.hub._record(processing)

@@ -28,6 +28,7 @@ from adapters.cli.exchange import exchange as exchange_cli
 from adapters.exchange.nats_channel import (
     MSG_ID,
     SENDER,
+    DeliveryFailed,
     NatsChannelError,
     NatsInbox,
     NatsPartner,
@@ -419,3 +420,20 @@ def test_a_server_restart_in_the_middle_of_traffic_loses_and_doubles_nothing(net
         eventually(functools.partial(net.receipted, case_id), timeout=30, what=f"receipts of {case_id}")
     eventually(lambda: net.probe.settled(HANDLING) and net.probe.settled(RECEIVING), timeout=30, what="settled")
     assert net.parked() == [] and net.parked(RECEIVING) == []
+
+
+def test_unacknowledged_publishes_fail_the_batch_and_free_their_window_slots(net: Net) -> None:
+    """No stream yet at B: publish_async gets no acknowledgement, the batch fails as a whole, and the
+    slots it held are free again, so once B's stream exists the same partner delivers at once."""
+    case_id = net.new_case()
+    events = net.a.get_case(case_id).shared_events()
+    partner = NatsPartner(RECEIVING, HANDLING, net.url, timeout=2.0, in_flight=1)  # one slot: a leak stalls
+    try:
+        with pytest.raises(DeliveryFailed) as refused:
+            partner.deliver(events)
+        assert refused.value.total == len(events) == 2
+        net.start()  # B's inbox creates B's stream
+        partner.deliver(events)
+        eventually(lambda: net.same(case_id), what="B holds A's events")
+    finally:
+        partner.close()

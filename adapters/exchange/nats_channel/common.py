@@ -131,8 +131,10 @@ class _Connection:
     options, and a failed attempt is closed so that no half-open socket is left behind.
     """
 
-    def __init__(self, url: str, name: str, connect_timeout: float = 3.0, reconnect: bool = True) -> None:
+    def __init__(self, url: str, name: str, connect_timeout: float = 3.0, reconnect: bool = True,
+                 max_pending: int = 4000) -> None:
         self.url, self.name, self.connect_timeout, self.reconnect = url, name, connect_timeout, reconnect
+        self.max_pending = max_pending  # JetStream publish_async: at most this many unacknowledged
         self.where = _where(url)
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
@@ -170,7 +172,8 @@ class _Connection:
             except BaseException:
                 await nc.close()
                 raise
-            self._nc, self._js = nc, nc.jetstream(timeout=self.connect_timeout)
+            self._nc, self._js = nc, nc.jetstream(timeout=self.connect_timeout,
+                                                  publish_async_max_pending=self.max_pending)
             return self._js
 
     @property

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 from nats.errors import Error as NatsError
+from nats.js.api import PubAck
 
 from adapters.exchange.nats_channel.common import (
     MSG_ID,
@@ -43,7 +44,8 @@ class NatsPartner:
         self.timeout, self.in_flight = timeout, in_flight
         self.subject, self.stream = subject(partner, "events"), stream_name(partner)
         self._loop = LoopThread(f"nats-to-{partner}")
-        self._connection = _Connection(nats_url, f"tongban-{site}-to-{partner}", min(connect_timeout, timeout))
+        self._connection = _Connection(nats_url, f"tongban-{site}-to-{partner}", min(connect_timeout, timeout),
+                                       max_pending=in_flight)
 
     def deliver(self, events: Sequence[SharedEvent]) -> list[CaseReceipt]:
         self._send(events, "")
@@ -87,15 +89,28 @@ class NatsPartner:
         self._loop.stop()
 
     async def _publish(self, messages: list[tuple[str, bytes]]) -> None:
+        """JetStream publish_async: at most ``in_flight`` unacknowledged (the client's own bound), every
+        acknowledgement awaited within ``timeout``; what is not acknowledged by then is abandoned (its
+        slot freed) and the batch fails, for the relay to send again under the same message ids."""
         js = await self._connection.jetstream()
-        gate = asyncio.Semaphore(self.in_flight)
-
-        async def one(msg_id: str, payload: bytes) -> None:
-            async with gate:
-                await js.publish(self.subject, payload, timeout=self.timeout, stream=self.stream,
-                                 headers={MSG_ID: msg_id, SENDER: self.site})
-
-        results = await asyncio.gather(*(one(i, p) for i, p in messages), return_exceptions=True)
+        acks: list[asyncio.Future[PubAck]] = []
+        try:
+            async with asyncio.timeout(self.timeout):
+                for msg_id, payload in messages:
+                    acks.append(await js.publish_async(self.subject, payload, stream=self.stream,
+                                                       headers={MSG_ID: msg_id, SENDER: self.site}))
+                results = await asyncio.gather(*acks, return_exceptions=True)
+        except TimeoutError:
+            for ack in acks:
+                ack.cancel()
+            unacknowledged = len(messages) - sum(1 for a in acks if a.done() and not a.cancelled())
+            raise DeliveryFailed(self.partner, unacknowledged, len(messages),
+                                 f"no acknowledgement within {self.timeout}s") from None
+        except NatsError as error:  # the connection failed while publishing
+            for ack in acks:
+                ack.cancel()
+            raise DeliveryFailed(self.partner, len(messages), len(messages),
+                                 f"{type(error).__name__}: {error}") from None
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             first = failures[0]
