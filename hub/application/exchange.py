@@ -122,10 +122,14 @@ class Exchange:
         return OutboundBatch(events, notifications[-1].id, heads)
 
     def _sites_of(self, case_id: UUID, shared: SharedEvent) -> tuple[str, ...]:
+        return self.sites_of(case_id, shared if shared.type == "CaseReceived" else None)
+
+    def sites_of(self, case_id: UUID, receipt: SharedEvent | None = None) -> tuple[str, ...]:
+        """The sites a case is shared between: from its receipt event if given, else loaded once and
+        remembered (they never change; the memory is bounded)."""
         sites = self._sites.get(case_id)
         if sites is None:
-            opened = shared.type == "CaseReceived"
-            sites = receipt_sites(shared.data) if opened else self.hub.get_case(case_id).sites
+            sites = receipt_sites(receipt.data) if receipt is not None else self.hub.get_case(case_id).sites
             with self._sites_lock:
                 if len(self._sites) >= self._sites_cache:
                     for old in list(self._sites)[: self._sites_cache // 2]:

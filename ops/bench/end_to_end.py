@@ -15,6 +15,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import grpc
 from psycopg import sql
@@ -22,6 +23,7 @@ from psycopg import sql
 from adapters.launcher import SiteProcess, SiteSpec
 from adapters.settings import PostgresSettings
 from adapters.tls import create_ca, issue_site_cert
+from hub.domain.receipts import ledger_id
 from ops.bench.common import CpuMeter, Figure, connect, fresh_schema, percentile, rss_mb
 from ops.bench.workload import HANDLING, RECEIVING, receive_request
 from tongban.v1 import case_service_pb2_grpc
@@ -76,16 +78,27 @@ def _pg(pg: PostgresSettings) -> dict[str, str | int]:
 
 
 class ReceiptWatch:
-    """Polls A's relay position for B (moved only when B's receipts are stored) and remembers when it moved."""
+    """Polls a position at A and remembers when it moved.
+
+    Over gRPC: A's relay position for B, moved only when B's receipts are stored (in that transaction).
+    Over NATS the relay moves on JetStream's acknowledgement and B's receipts come back through A's
+    inbox, so the watch follows A's log instead, and a case counts as receipted when its delivery
+    ledger's first event (B's first receipt for it) is in the log.
+    """
 
     def __init__(self, schema: str, channel: str = CHANNEL, interval: float = 0.01) -> None:
         self.samples: list[tuple[float, int]] = []
         self.rss: dict[int, float] = {}
         self.pids: list[int] = []
-        self._query = sql.SQL(
-            "SELECT max(notification_id) FROM {}.tongban_tracking WHERE application_name = %s"
-        ).format(sql.Identifier(schema))
-        self._name = f"relay:{HANDLING}:{channel}"
+        self.channel = channel
+        if channel == "grpc":
+            self._query = sql.SQL(
+                "SELECT max(notification_id) FROM {}.tongban_tracking WHERE application_name = %s"
+            ).format(sql.Identifier(schema))
+            self._params: tuple[str, ...] = (f"relay:{HANDLING}:{channel}",)
+        else:
+            self._query = sql.SQL("SELECT max(notification_id) FROM {}.tongban_events").format(sql.Identifier(schema))
+            self._params = ()
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="receipt-watch", daemon=True)
@@ -105,7 +118,7 @@ class ReceiptWatch:
         with connect() as conn:
             last_rss = 0.0
             while not self._stop.wait(self._interval):
-                row = conn.execute(self._query, (self._name,)).fetchone()
+                row = conn.execute(self._query, self._params).fetchone()
                 self.samples.append((time.perf_counter(), int(row[0] or 0) if row else 0))
                 if time.perf_counter() - last_rss > 1.0:
                     last_rss = time.perf_counter()
@@ -203,6 +216,18 @@ def notification_ids(schema: str, case_ids: set[str]) -> dict[str, int]:
         return {str(i): int(n) for i, n in conn.execute(query).fetchall() if str(i) in case_ids}
 
 
+def ledger_positions(schema: str, case_ids: set[str]) -> dict[str, int]:
+    """Where each case's delivery ledger for B (B's first receipt, stored at A) entered A's log."""
+    by_ledger = {ledger_id(UUID(case_id), HANDLING): case_id for case_id in case_ids}
+    query = sql.SQL(
+        "SELECT originator_id, min(notification_id) FROM {}.tongban_events "
+        "WHERE originator_id = ANY(%s) GROUP BY originator_id"
+    ).format(sql.Identifier(schema))
+    with connect() as conn:
+        rows = conn.execute(query, (list(by_ledger),)).fetchall()
+    return {by_ledger[UUID(str(ledger))]: int(n) for ledger, n in rows}
+
+
 def cpu_meter(sites: TwoSites) -> CpuMeter:
     return CpuMeter({"site A": sites.a.pid, "site B": sites.b.pid})
 
@@ -211,7 +236,13 @@ def measure(sites: TwoSites, watch: ReceiptWatch, load: Load, name: str, what: s
             cpu: CpuMeter | None = None) -> Figure:
     """Turn one phase's sends and the receipt positions into a figure (waiting up to ``drain`` for
     stragglers); with ``cpu`` (started with the phase), where each case's CPU went."""
-    positions = notification_ids(sites.a_schema, set(load.sent))
+    positions = (notification_ids(sites.a_schema, set(load.sent)) if watch.channel == "grpc"
+                 else ledger_positions(sites.a_schema, set(load.sent)))
+    if watch.channel != "grpc":  # ledgers appear as receipts arrive: wait for them first
+        deadline = time.perf_counter() + drain
+        while len(positions) < len(load.sent) and time.perf_counter() < deadline:
+            time.sleep(0.1)
+            positions = ledger_positions(sites.a_schema, set(load.sent))
     last = max(positions.values(), default=0)
     deadline = time.perf_counter() + drain
     while watch.position() < last and time.perf_counter() < deadline:
@@ -236,7 +267,7 @@ def measure(sites: TwoSites, watch: ReceiptWatch, load: Load, name: str, what: s
             "accept_p99_ms": percentile(list(load.accepted.values()), 99),
             "drain_s": round(max(finished - load.ended, 0.0), 2),
             "site_rss_mb": {"A": watch.rss.get(sites.a.pid or 0, 0.0), "B": watch.rss.get(sites.b.pid or 0, 0.0)},
-            "latency_is": "ReceiveCase sent at A -> B's receipt stored at A",
+            "latency_is": "ReceiveCase sent at A -> B's receipt stored at A", "channel": watch.channel,
             "cpu_ms_per_case": cpu_ms,
         },
     )

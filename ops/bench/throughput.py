@@ -5,7 +5,8 @@
 (c) the site store path (one event per save, batched ingest, group-committed receipts);
 (d) end to end over two real site processes: received at A over gRPC -> durable at A -> relayed ->
     durable at B -> receipt stored at A; at full load (closed loop), then open loop at half the bar's
-    rate (the latency bar) and at half of the rate measured at full load.
+    rate (the latency bar) and at half of the rate measured at full load; then full load again with
+    the sites relaying over NATS JetStream. Each end-to-end line also says where a case's CPU went.
 
 Prints a table and writes bench-results/bench.json. Everything it starts (nats-server, sites) it stops
 by PID; every schema it creates it drops. Sizes come from the environment (BENCH_*), see SETTINGS.
@@ -49,6 +50,7 @@ SETTINGS: dict[str, Any] = {
     "grpc_seconds": _env("GRPC_SECONDS", 10),
     "e2e_seconds": _env("E2E_SECONDS", 60),
     "half_load_seconds": _env("HALF_SECONDS", 30),
+    "nats_seconds": _env("NATS_SECONDS", 30),
     "drain_seconds": _env("DRAIN_SECONDS", 60),
 }
 
@@ -70,6 +72,7 @@ def main() -> int:
             figures.append(baselines.raw_grpc_unary(receive_request().SerializeToString(), SETTINGS["e2e_callers"],
                                                     SETTINGS["grpc_seconds"]))
             figures += _end_to_end(root)
+            figures.append(_end_to_end_over_nats(root, nats.url))
         finally:
             nats.stop()
     by_name = {f.name: f for f in figures}
@@ -77,12 +80,12 @@ def main() -> int:
     for name in ("hub store: one event per save", "hub store: batched ingest", "hub store: group-committed receive"):
         by_name[name].against(raw)
     full, half = by_name["end to end: full load"], by_name["end to end: half of the bar"]
-    for figure in (full, half, by_name["end to end: half of measured"]):
+    for figure in (full, half, by_name["end to end: half of measured"], by_name["end to end over NATS: full"]):
         figure.against(by_name["raw grpc.aio unary"])  # A takes cases in by unary calls: the first ceiling
     verdicts = _verdicts(by_name)
     print()
     print(table(figures))
-    for figure in (full, by_name["end to end: half of measured"]):
+    for figure in (full, by_name["end to end: half of measured"], by_name["end to end over NATS: full"]):
         cpu = figure.extra.get("cpu_ms_per_case") or {}
         if cpu:
             spent = ", ".join(f"{name} {ms:.2f}" for name, ms in cpu.items())
@@ -150,6 +153,22 @@ def _end_to_end(root: Path) -> list[Figure]:
                                   f"open loop {rate:g}/s, {SETTINGS['half_load_seconds']:g} s",
                                   SETTINGS["drain_seconds"])
     return [full, measured_half, half]
+
+
+def _end_to_end_over_nats(root: Path, nats_url: str) -> Figure:
+    """The same full load with both sites relaying over JetStream (publish_async) instead of gRPC."""
+    print("(d) end to end over NATS: starting two sites ...", flush=True)
+    with end_to_end.two_sites(root / "e2e-nats", channel="nats", nats_url=nats_url,
+                              group_commit_max=SETTINGS["group_commit_max"],
+                              window_ms=SETTINGS["group_commit_window_ms"]) as sites, \
+            end_to_end.ReceiptWatch(sites.a_schema, channel="nats") as watch:
+        watch.pids = sites.pids()
+        seconds = SETTINGS["nats_seconds"]
+        print(f"(d) over NATS: {SETTINGS['e2e_callers']} concurrent callers for {seconds:g} s ...", flush=True)
+        cpu = end_to_end.cpu_meter(sites)
+        load = asyncio.run(end_to_end.closed_loop(sites.a.staff_address, SETTINGS["e2e_callers"], seconds))
+        return end_to_end.measure(sites, watch, load, "end to end over NATS: full",
+                                  f"{SETTINGS['e2e_callers']} callers, {seconds:g} s", SETTINGS["drain_seconds"], cpu)
 
 
 def _verdicts(by: dict[str, Figure]) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from adapters.exchange.nats_channel import (
     subject,
 )
 from adapters.exchange.relay import Relay
-from adapters.exchange.wire import event_message
+from adapters.exchange.wire import event_message, receipt_message
 from adapters.nats.loop import LoopThread
 from adapters.nats.server import NatsServer
 from adapters.settings import Settings
@@ -437,3 +437,23 @@ def test_unacknowledged_publishes_fail_the_batch_and_free_their_window_slots(net
         eventually(lambda: net.same(case_id), what="B holds A's events")
     finally:
         partner.close()
+
+
+def test_receipts_fetched_together_are_recorded_together_and_only_the_bad_one_is_parked(net: Net) -> None:
+    net.start()
+    case_id = net.new_case()
+    net.inbox_a.stop()  # A's receipts wait in its stream, to be fetched in one batch
+    case = net.a.get_case(case_id)
+    through = case.last_seq(RECEIVING)
+    genuine = CaseReceipt(case_id, RECEIVING, through, case.chain_head(RECEIVING), "stored", 0)
+    for n, sender in enumerate((HANDLING, OTHER, HANDLING)):  # OTHER does not share the case
+        receipt = dataclasses.replace(genuine, stored_through=through - 1) if n == 2 else genuine
+        net.probe.publish(subject(RECEIVING, "receipts"), receipt_message(receipt).SerializeToString(),
+                          {MSG_ID: f"receipt-{n}", SENDER: sender})
+    inbox = NatsInbox(Exchange(net.a), net.url, redelivery=FAST)
+    inbox.start()
+    net.inboxes.append(inbox)
+    eventually(lambda: len(net.parked(RECEIVING)) == 1, what="the receipt from a site outside the case parked")
+    assert net.parked(RECEIVING)[0].reason.startswith("NOT_ROUTED")
+    eventually(lambda: len(Exchange(net.a).receipts(case_id)) == 2, what="both of B's receipts recorded")
+    assert {r["stored_through"] for r in Exchange(net.a).receipts(case_id)} == {through, through - 1}

@@ -346,32 +346,65 @@ class NatsInbox:
 
     # --------------------------------------------------------------------- receipts
     async def _on_receipts(self, msgs: list[Msg]) -> None:
+        """A fetch's receipts from each partner are recorded in one transaction; if that is refused,
+        one by one, so that only the receipt at fault is retried or parked."""
+        by_partner: dict[str, list[tuple[Msg, CaseReceipt]]] = defaultdict(list)
         for msg in msgs:
             partner = (msg.headers or {}).get(SENDER, "")
             if not _SITE.fullmatch(partner):
                 await self._park(msg, f"bad_sender: header {SENDER} missing or not a site code")
                 continue
             try:
-                receipt = receipt_from(exchange_pb2.Receipt.FromString(msg.data))
+                by_partner[partner].append((msg, receipt_from(exchange_pb2.Receipt.FromString(msg.data))))
             except (DecodeError, ValueError) as error:
                 await self._park(msg, f"undecodable: {error}")
-                continue
+        for partner, items in by_partner.items():
             try:
-                await self._hub(self._record, partner, receipt, _delivered(msg) > 1)
-            except Exception as error:
-                if _retryable(error):
-                    await self._later(msg, self.redelivery.failure(_delivered(msg)), _describe(error))
-                else:
-                    await self._park(msg, _describe(error))
+                await self._hub(self._record, partner, [(r, _delivered(m) > 1) for m, r in items])
+            except Exception:
+                for msg, receipt in items:
+                    await self._record_one(msg, partner, receipt)
                 continue
-            await msg.ack()
+            for msg, receipt in items:
+                await self._follow_up(msg, partner, receipt)
 
-    def _record(self, partner: str, receipt: CaseReceipt, redelivered: bool) -> None:
-        """Runs on the worker thread. A redelivered receipt is not recorded twice."""
-        if partner == self.site or partner not in self.exchange.hub.get_case(receipt.case_id).sites:
-            raise NotRouted(f"办件 {receipt.case_id} 未在 {partner} 与本站 {self.site} 之间流转", partner)
-        if not (redelivered and self._recorded(partner, receipt)):
-            self.exchange.record_receipts(partner, "nats", [receipt], None)
+    async def _record_one(self, msg: Msg, partner: str, receipt: CaseReceipt) -> None:
+        try:
+            await self._hub(self._record, partner, [(receipt, _delivered(msg) > 1)])
+        except Exception as error:
+            await self._refuse(msg, error)
+            return
+        await self._follow_up(msg, partner, receipt)
+
+    async def _follow_up(self, msg: Msg, partner: str, receipt: CaseReceipt) -> None:
+        """After the receipt is stored: resend from a gap, or report a fork; then acknowledge. A failed
+        resend brings the message back, and its receipt is not recorded again (it is redelivered)."""
+        try:
+            await self._hub(self._act_on, partner, receipt)
+        except Exception as error:
+            await self._refuse(msg, error)
+            return
+        await msg.ack()
+
+    async def _refuse(self, msg: Msg, error: Exception) -> None:
+        if _retryable(error):
+            await self._later(msg, self.redelivery.failure(_delivered(msg)), _describe(error))
+        else:
+            await self._park(msg, _describe(error))
+
+    def _record(self, partner: str, items: list[tuple[CaseReceipt, bool]]) -> None:
+        """Runs on the worker thread. One transaction; a redelivered receipt is not recorded twice."""
+        fresh = []
+        for receipt, redelivered in items:
+            if partner == self.site or partner not in self.exchange.sites_of(receipt.case_id):
+                raise NotRouted(f"办件 {receipt.case_id} 未在 {partner} 与本站 {self.site} 之间流转", partner)
+            if not (redelivered and self._recorded(partner, receipt)):
+                fresh.append(receipt)
+        if fresh:
+            self.exchange.record_receipts(partner, "nats", fresh, None)
+
+    def _act_on(self, partner: str, receipt: CaseReceipt) -> None:
+        """Runs on the worker thread."""
         if receipt.status == "gap" and self.resend is not None and receipt.origin == self.site:
             self.resend(receipt)
         elif receipt.status == "fork":
