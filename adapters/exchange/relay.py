@@ -81,6 +81,7 @@ class Relay:
     def __init__(
         self, exchange: Exchange, channel: Channel, batch: int = 200, idle: float = 0.5,
         metrics: SiteMetrics | None = None, window: int = 2000, settle_timeout: float = 60.0,
+        max_batches: int = 64,
     ) -> None:
         self.exchange = exchange
         self.channel = channel
@@ -88,6 +89,9 @@ class Relay:
         self.batch = batch
         self.idle = idle
         self.window = max(window, 1)
+        # Batches with nothing for this partner (a log mostly of other partners' cases, or a backlog
+        # after a bulk load) hold no window: this bound makes the position advance as they are read.
+        self.max_batches = max(max_batches, 1)
         self.settle_timeout = settle_timeout
         self.wake = threading.Event()
         self._in_flight: deque[_InFlight] = deque()
@@ -128,7 +132,7 @@ class Relay:
         partner, name = self.channel.partner, self.channel.channel_name
         if self._sent_through is None:
             self._sent_through = self.exchange.position(partner, name)
-        while self.unacknowledged < self.window:
+        while self.unacknowledged < self.window and len(self._in_flight) < self.max_batches:
             batch = self.exchange.outbound(partner, self._sent_through, self.batch)
             if not self._in_flight:
                 self._observe_lag(self._sent_through, batch.events)

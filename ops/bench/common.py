@@ -29,14 +29,25 @@ def connect(autocommit: bool = True) -> psycopg.Connection[Any]:
     return psycopg.connect(host=PG.host, port=PG.port, dbname=PG.dbname, user=PG.user, autocommit=autocommit)
 
 
-@contextmanager
-def fresh_schema(label: str) -> Iterator[PostgresSettings]:
-    """A new, empty schema for one measurement; dropped afterwards whatever happens."""
+def schema_settings(name: str) -> PostgresSettings:
+    return PostgresSettings(host=PG.host, port=PG.port, dbname=PG.dbname, user=PG.user, schema=name)
+
+
+def create_schema(label: str) -> PostgresSettings:
+    """A new, empty schema, named after ``label``; the caller drops it (or keeps it on purpose)."""
     name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
     with connect() as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    return schema_settings(name)
+
+
+@contextmanager
+def fresh_schema(label: str) -> Iterator[PostgresSettings]:
+    """A new, empty schema for one measurement; dropped afterwards whatever happens."""
+    settings = create_schema(label)
+    name = settings.schema
     try:
-        yield PostgresSettings(host=PG.host, port=PG.port, dbname=PG.dbname, user=PG.user, schema=name)
+        yield settings
     finally:
         with connect() as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))

@@ -24,7 +24,7 @@ from adapters.launcher import SiteProcess, SiteSpec
 from adapters.settings import PostgresSettings
 from adapters.tls import create_ca, issue_site_cert
 from hub.domain.receipts import ledger_id
-from ops.bench.common import CpuMeter, Figure, connect, fresh_schema, percentile, rss_mb
+from ops.bench.common import CpuMeter, Figure, connect, fresh_schema, percentile, rss_mb, schema_settings
 from ops.bench.workload import HANDLING, RECEIVING, receive_request
 from tongban.v1 import case_service_pb2_grpc
 
@@ -44,33 +44,35 @@ class TwoSites:
 @contextmanager
 def two_sites(root: Path, channel: str = CHANNEL, nats_url: str = "", group_commit_max: int = 256,
               window_ms: float = 5.0, workers: int = 64,
-              before_start: Callable[[PostgresSettings, PostgresSettings], None] | None = None) -> Iterator[TwoSites]:
+              before_start: Callable[[PostgresSettings, PostgresSettings], None] | None = None,
+              schemas: tuple[str, str] | None = None) -> Iterator[TwoSites]:
     """Sites A (410400, receives) and B (320500, handles) as real processes, each in a fresh schema
-    (``before_start`` may fill the schemas first)."""
+    (``before_start`` may fill the schemas first), or in the existing ``schemas``, kept afterwards."""
     certs = root / "certs"
     create_ca(certs)
     for site in (RECEIVING, HANDLING):
         issue_site_cert(certs, site)
     with ExitStack() as stack:
-        schemas = [stack.enter_context(fresh_schema(f"e2e_{s}")) for s in (RECEIVING, HANDLING)]
+        used = ([stack.enter_context(fresh_schema(f"e2e_{s}")) for s in (RECEIVING, HANDLING)] if schemas is None
+                else [schema_settings(name) for name in schemas])
         specs = [
             SiteSpec(site=site, name=site, data_dir=root / site, certs_dir=certs, nats_url=nats_url,
                      postgres=_pg(pg), store_options={"group_commit_max": group_commit_max,
                                                       "group_commit_window_ms": window_ms},
                      staff_workers=workers, log_level="warning", health_interval=2.0)
-            for site, pg in zip((RECEIVING, HANDLING), schemas, strict=True)
+            for site, pg in zip((RECEIVING, HANDLING), used, strict=True)
         ]
         a_spec, b_spec = specs
         a_spec.partners.append((HANDLING, channel, f"127.0.0.1:{b_spec.partner_port}"))
         b_spec.partners.append((RECEIVING, channel, f"127.0.0.1:{a_spec.partner_port}"))
         if before_start is not None:
-            before_start(schemas[0], schemas[1])
+            before_start(used[0], used[1])
         a, b = SiteProcess(a_spec, root / "run"), SiteProcess(b_spec, root / "run")
         stack.callback(b.stop)
         stack.callback(a.stop)
         b.start(timeout=60)
         a.start(timeout=60)
-        yield TwoSites(a, b, schemas[0].schema)
+        yield TwoSites(a, b, used[0].schema)
 
 
 def _pg(pg: PostgresSettings) -> dict[str, str | int]:
@@ -204,6 +206,14 @@ async def open_loop(address: str, rate: float, seconds: float, max_outstanding: 
         await asyncio.gather(*tasks)
         load.ended = time.perf_counter()
     return load
+
+
+def log_head(schema: str) -> int:
+    """The newest position in a site's log."""
+    query = sql.SQL("SELECT max(notification_id) FROM {}.tongban_events").format(sql.Identifier(schema))
+    with connect() as conn:
+        row = conn.execute(query).fetchone()
+    return int(row[0] or 0) if row else 0
 
 
 def notification_ids(schema: str, case_ids: set[str]) -> dict[str, int]:

@@ -4,7 +4,10 @@ Each site's schema is first filled with ``--preload`` cases (default 1,000,000 e
 through the hub's own ingest path), then both sites start and the bench sends cases to A at ``--rate``
 per second (default: half of what a short calibration run sustained) for ``--seconds``, reporting per
 ``--window``: cases accepted and receipted per second, p50/p99 end-to-end latency and each site's RSS.
-Writes bench-results/soak.json. A measurement, never a test: nothing here asserts a timing.
+Before the load, the bench waits for A's relay to read through the preloaded log once. Preloading two
+million cases takes about 17 minutes: ``--keep`` keeps the schemas (and prints them) and ``--schemas
+A,B`` starts from them again. Writes bench-results/soak.json. A measurement, never a test: nothing here
+asserts a timing.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 from adapters.settings import PostgresSettings
 from hub.application.exchange import Exchange
 from ops.bench import end_to_end, store_path
-from ops.bench.common import Figure, rss_mb, table, write_results
+from ops.bench.common import Figure, create_schema, rss_mb, table, write_results
 from ops.bench.workload import HANDLING, RECEIVING, receipts_of
 
 THIRD_SITE = "330100"  # the preloaded cases at A come from a third partner, so A's own relay skips them
@@ -44,6 +47,19 @@ def preload(pg: PostgresSettings, site: str, sender: str, cases: int, batch: int
     return cases / max(time.perf_counter() - started, 1e-9)
 
 
+def catch_up(watch: end_to_end.ReceiptWatch, head: int, timeout: float = 3600.0) -> None:
+    """Wait for A's relay to pass the log as it stood at start (a preloaded log is read once, all of
+    it, before new cases flow); progress every 30 s."""
+    started = last = time.perf_counter()
+    while watch.position() < head and time.perf_counter() - started < timeout:
+        time.sleep(1.0)
+        if time.perf_counter() - last >= 30:
+            last = time.perf_counter()
+            print(f"A's relay at position {watch.position()} of {head} "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+    print(f"A's relay caught up with {head} log entries in {time.perf_counter() - started:.0f} s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1800.0)
@@ -52,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=0.0, help="cases/s sent to A (0: half a calibrated maximum)")
     parser.add_argument("--callers", type=int, default=256)
     parser.add_argument("--warm-up", type=float, default=30.0, help="seconds of load before calibrating")
+    parser.add_argument("--keep", action="store_true", help="keep the preloaded schemas (names printed)")
+    parser.add_argument("--schemas", default="", help="A,B: schemas a --keep run preloaded; no preload")
     args = parser.parse_args(argv)
 
     def fill(a: PostgresSettings, b: PostgresSettings) -> None:
@@ -59,11 +77,21 @@ def main(argv: list[str] | None = None) -> int:
         rates = [preload(a, RECEIVING, THIRD_SITE, args.preload), preload(b, HANDLING, RECEIVING, args.preload)]
         print("preloaded at " + ", ".join(f"{r:.0f} cases/s" for r in rates), flush=True)
 
+    schemas: tuple[str, str] | None = None
+    if args.schemas:
+        a_name, b_name = args.schemas.split(",")
+        schemas = (a_name.strip(), b_name.strip())
+    elif args.keep:
+        kept = create_schema("soak_a"), create_schema("soak_b")
+        fill(*kept)
+        schemas = (kept[0].schema, kept[1].schema)
+        print(f"kept: --schemas {schemas[0]},{schemas[1]}", flush=True)
     windows: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="tongban-soak-") as tmp, \
-            end_to_end.two_sites(Path(tmp), before_start=fill) as sites, \
+            end_to_end.two_sites(Path(tmp), before_start=None if schemas else fill, schemas=schemas) as sites, \
             end_to_end.ReceiptWatch(sites.a_schema) as watch:
         watch.pids = sites.pids()
+        catch_up(watch, end_to_end.log_head(sites.a_schema))
         rate = args.rate
         if rate <= 0:  # after a warm-up: a site that just started is still chaining its preloaded events
             asyncio.run(end_to_end.closed_loop(sites.a.staff_address, args.callers, args.warm_up))

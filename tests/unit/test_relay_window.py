@@ -166,3 +166,17 @@ def test_receipts_for_a_batch_resent_after_a_crash_are_stored_though_its_ledgers
     exchange.record_receipts(HANDLING, "grpc", again, batch.through, batch)
     assert exchange.position(HANDLING, "grpc") == batch.through
     assert all(len(exchange.receipts(e.case_id)) == 2 for e in batch.events)
+
+
+def test_a_backlog_with_nothing_for_the_partner_moves_the_position_as_it_is_read(
+    sites: tuple[CaseHub, CaseHub, WindowedPartner]
+) -> None:
+    """Claims are never sent, so most one-entry batches are empty: they still count against the
+    batches in flight, and the stored position climbs step by step instead of once at the end."""
+    a, _b, partner = sites
+    relay = Relay(Exchange(a), partner, batch=1, window=1000, max_batches=3)
+    relay._fill()
+    assert len(relay._in_flight) == 3
+    positions = drain(relay)
+    assert len(positions) >= 10 and positions == sorted(positions)
+    assert positions[-1] == a.recorder.max_notification_id()
