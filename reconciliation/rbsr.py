@@ -198,10 +198,21 @@ class Side:
     """One side of a reconciliation. The initiator queues its ranges and learns the differences;
     the responder only answers, within the frame bound (``consumed`` says how far it got)."""
 
-    def __init__(self, digests: DigestSet, params: Params, *, initiator: bool) -> None:
+    def __init__(self, digests: DigestSet, params: Params, *, initiator: bool, enough: int | None = None) -> None:
         self.digests, self.params, self.initiator = digests, params, initiator
         self.differences = Differences()
         self.outbox: list[Range] = []
+        # With ``enough`` (the breaker's limit): once that many differences are known, or where one
+        # range alone lacks more, the rest are counted, not read, so a mass divergence never becomes
+        # millions of keys in memory; the count is then a lower bound.
+        self.enough = enough
+        self.counted = 0
+
+    @property
+    def found(self) -> int:
+        """Differences learned so far, the ones counted but not read included (a lower bound when
+        ``enough`` cut the reading short)."""
+        return len(self.differences) + self.counted
 
     # ------------------------------------------------------------------ initiator
     def start(self) -> None:
@@ -280,6 +291,11 @@ class Side:
         return Range(lo, hi, Mode.ID_LIST, items=items)
 
     def _on_id_list(self, r: Range) -> list[Range]:
+        if self.initiator and self.enough is not None:
+            count, _fp = self.digests.fingerprint(r.lo, r.hi)
+            if self.found > self.enough or count - len(r.items) > self.enough:
+                self.counted += max(count - len(r.items), 0)
+                return []
         ours = {k: d[:PREFIX_BYTES] for k, d in self.digests.items(r.lo, r.hi)}
         theirs = dict(r.items)
         if self.initiator:
@@ -292,6 +308,9 @@ class Side:
         return [Range(r.lo, r.hi, Mode.ID_DIFF, items=differing, missing=missing)] if differing or missing else []
 
     def _on_id_diff(self, r: Range) -> None:
+        if self.enough is not None and self.found > self.enough:
+            self.counted += len(r.items) + len(r.missing)
+            return
         ours = {k for k, _ in self.digests.items(r.lo, r.hi)}
         for key, _digest in r.items:
             (self.differences.differ if key in ours else self.differences.only_theirs).add(key)

@@ -70,6 +70,7 @@ class Summary:
     pending: int = 0
     rejected: int = 0
     tripped: bool = False
+    stopped_early: bool = False  # tripped while comparing: differing_cases is a lower bound
     resumed: int = 0
     seconds: float = 0.0
 
@@ -104,12 +105,13 @@ class Reconciler:
             number += 1
             summary = Summary(partner, number, resumed=summary.resumed)
         with self.index.snapshot(partner) as snapshot:
-            session, digests = self._find(peer, DigestSet(snapshot), summary, report)
+            ours = DigestSet(snapshot)
+            limit = max(self.policy.breaker_floor, int(self.policy.breaker_share * ours.size))
+            session, digests = self._find(peer, ours, summary, report, limit)
             keys = digests.differences
             candidates = sorted(UUID(bytes=k) for k in keys.only_ours | keys.only_theirs | keys.differ)
-            summary.compared, summary.differing_cases = digests.digests.size, len(candidates)
-            limit = max(self.policy.breaker_floor, int(self.policy.breaker_share * digests.digests.size))
-            summary.tripped = len(candidates) > limit
+            summary.compared, summary.differing_cases = ours.size, digests.found
+            summary.tripped = digests.found > limit
             findings = [] if summary.tripped else self._classify(peer, session, candidates, report)
         summary.by_kind = dict(Counter(f.kind.value for f in findings))
         summary.pending = sum(f.kind is Kind.PENDING for f in findings)
@@ -135,9 +137,12 @@ class Reconciler:
 
     # ------------------------------------------------------------------ finding
     def _find(
-        self, peer: ReconcilePeer, digests: DigestSet, summary: Summary, report: Progress
+        self, peer: ReconcilePeer, digests: DigestSet, summary: Summary, report: Progress, limit: int
     ) -> tuple[str, Side]:
-        side = Side(digests, self.policy.params, initiator=True)
+        """Compare until nothing is left to ask, or until more cases differ than the breaker allows:
+        nothing will be repaired then, and learning every difference of a mass divergence (a million
+        keys) would only cost both sides memory. The partner's session then expires idle."""
+        side = Side(digests, self.policy.params, initiator=True, enough=limit)
         side.start()
         session, params = "", self.policy.params
         sent, received = peer.bytes_sent, peer.bytes_received
@@ -151,6 +156,9 @@ class Reconciler:
             summary.bytes_sent, summary.bytes_received = peer.bytes_sent - sent, peer.bytes_received - received
             side.receive_reply(message, reply)
             report("compare", summary.rounds, 0)
+            if side.found > limit:
+                summary.stopped_early = True
+                break
         return session, side
 
     def _classify(

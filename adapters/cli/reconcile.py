@@ -110,7 +110,8 @@ def reconcile(ctx: click.Context, config: str, partner: str | None, as_json: boo
     else:
         out.print(summary_table(site.settings.site, summary))
     if summary.tripped:
-        err.print(f"[red]熔断[/]：差异办件 {summary.differing_cases} 件超过自动修复上限，未作任何修复；"
+        at_least = " 至少" if summary.stopped_early else ""
+        err.print(f"[red]熔断[/]：差异办件{at_least} {summary.differing_cases} 件超过自动修复上限，未作任何修复；"
                   "请先排查原因（大面积差异通常是缺陷，不是漂移）", highlight=False)
         sys.exit(4)
 
@@ -120,7 +121,8 @@ def summary_table(site: str, s: Summary) -> Table:
                   min_width=44)
     table.add_column("项目")
     table.add_column("数值", justify="right")
-    rows: list[tuple[str, object]] = [("比对办件", s.compared), ("差异办件", s.differing_cases)]
+    differing = f"≥ {s.differing_cases}" if s.stopped_early else s.differing_cases  # the breaker cut the count
+    rows: list[tuple[str, object]] = [("比对办件", s.compared), ("差异办件", differing)]
     rows += [(f"  {Kind(k).label}", n) for k, n in sorted(s.by_kind.items())]
     rows += [("已自动修复", s.repaired), ("新立差异件", s.opened), ("在途待核", s.pending),
              ("拒收（声明与事件不符）", s.rejected), ("续做上次中断的修复", s.resumed),

@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 
 from hub.domain.errors import InvalidInput, RuleViolation
 from reconciliation.messages import Message, Mode, Params, Range
+from reconciliation.ports import Item
 from reconciliation.rbsr import DigestSet, Side, check_message, check_params, pad
 from tests.digest_sets import Snapshot, pair
 
 
-def reconcile(a: dict[bytes, bytes], b: dict[bytes, bytes], params: Params) -> tuple[Side, int, list[int]]:
-    initiator = Side(DigestSet(Snapshot(a)), params, initiator=True)
+def reconcile(a: dict[bytes, bytes], b: dict[bytes, bytes], params: Params, enough: int | None = None
+              ) -> tuple[Side, int, list[int]]:
+    initiator = Side(DigestSet(Snapshot(a)), params, initiator=True, enough=enough)
     responder = Side(DigestSet(Snapshot(b)), params, initiator=False)
     initiator.start()
     rounds, sizes = 0, []
@@ -149,3 +151,29 @@ def test_a_reply_outside_what_was_asked_is_refused() -> None:
 
 def test_bounds_compare_as_zero_padded_keys() -> None:
     assert pad(b"\x01") == b"\x01" + bytes(15)
+
+
+class CountingSnapshot(Snapshot):
+    """Counts the keys read (what a mass divergence would hold in memory)."""
+
+    read = 0
+
+    def items(self, lo: bytes, hi: bytes | None) -> list[Item]:
+        found = super().items(lo, hi)
+        self.read += len(found)
+        return found
+
+
+@pytest.mark.parametrize("only_theirs", [0, 300])
+def test_enough_differences_are_counted_not_read(only_theirs: int) -> None:
+    """A partner missing everything we hold: with ``enough`` the initiator counts what one range lacks
+    beyond it instead of reading those keys, and the count is a lower bound of the truth."""
+    ours, theirs = pair(0, 20_000, only_theirs, 0, seed=7)
+    snapshot = CountingSnapshot(ours)
+    initiator = Side(DigestSet(snapshot), Params(), initiator=True, enough=100)
+    responder = Side(DigestSet(Snapshot(theirs)), Params(), initiator=False)
+    initiator.start()
+    while (message := initiator.next_message()) is not None and initiator.found <= 100:
+        initiator.receive_reply(message, responder.reply(message))
+    assert 100 < initiator.found <= 20_000 + only_theirs
+    assert snapshot.read < 2_000  # the full comparison reads all 20,000 of ours

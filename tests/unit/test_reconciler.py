@@ -201,6 +201,19 @@ def test_mass_divergence_trips_the_breaker_and_repairs_nothing() -> None:
     assert run(a, b, breaker_floor=10).repaired == 6  # within bounds again (e.g. after a fix): repaired
 
 
+def test_a_mass_divergence_stops_comparing_once_the_breaker_trips() -> None:
+    """Past the breaker nothing is repaired, so the run stops learning differences: a million missing
+    cases must not become a million keys in memory on both sides."""
+    a, b = hub(RECEIVING), hub(HANDLING)
+    open_cases(a, 120, "flood")
+    small = Params(branching=2, id_list_threshold=2)
+    tripped = run(a, b, breaker_floor=5, breaker_share=0.0, params=small)
+    full = run(a, b, breaker_floor=1000, params=small)  # learns all 120 (and repairs them)
+    assert full.differing_cases == 120 and not full.stopped_early
+    assert tripped.tripped and tripped.stopped_early and tripped.repaired == 0
+    assert tripped.differing_cases >= 5 and tripped.rounds <= full.rounds
+
+
 class FlakyPeer(LocalPeer):
     """A partner whose link drops after ``fail_after`` deliveries (the run dies mid-repair)."""
 

@@ -1,0 +1,1 @@
+"""Routing's packaged data: the service catalogue, region codes and partner agreements (TOML)."""
