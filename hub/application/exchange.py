@@ -112,7 +112,7 @@ class Exchange:
                 if entry is None:
                     continue
                 shared = entry.shared
-            if shared.origin != self.site or partner not in self._sites_of(case_id, shared):
+            if shared.origin != self.site or partner not in self.sites_of(case_id, shared):
                 continue
             events.append(shared)
             previous = chain_start(case_id, shared.origin) if shared.seq == 1 else heads.get(
@@ -121,15 +121,15 @@ class Exchange:
                 heads[(case_id, shared.origin, shared.seq)] = chain_next(previous, shared.hash())
         return OutboundBatch(events, notifications[-1].id, heads)
 
-    def _sites_of(self, case_id: UUID, shared: SharedEvent) -> tuple[str, ...]:
-        return self.sites_of(case_id, shared if shared.type == "CaseReceived" else None)
-
-    def sites_of(self, case_id: UUID, receipt: SharedEvent | None = None) -> tuple[str, ...]:
-        """The sites a case is shared between: from its receipt event if given, else loaded once and
-        remembered (they never change; the memory is bounded)."""
+    def sites_of(self, case_id: UUID, event: SharedEvent | None = None) -> tuple[str, ...]:
+        """The sites a case is shared between: read from ``event`` if it is the case's receipt, else
+        loaded once and remembered (they never change; the memory is bounded)."""
         sites = self._sites.get(case_id)
         if sites is None:
-            sites = receipt_sites(receipt.data) if receipt is not None else self.hub.get_case(case_id).sites
+            if event is not None and event.type == "CaseReceived":
+                sites = receipt_sites(event.data)
+            else:
+                sites = self.hub.get_case(case_id).sites
             with self._sites_lock:
                 if len(self._sites) >= self._sites_cache:
                     for old in list(self._sites)[: self._sites_cache // 2]:

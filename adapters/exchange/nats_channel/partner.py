@@ -100,17 +100,13 @@ class NatsPartner:
                     acks.append(await js.publish_async(self.subject, payload, stream=self.stream,
                                                        headers={MSG_ID: msg_id, SENDER: self.site}))
                 results = await asyncio.gather(*acks, return_exceptions=True)
-        except TimeoutError:
+        except (TimeoutError, NatsError) as error:  # no acknowledgement in time, or the connection failed
+            acknowledged = sum(1 for a in acks if a.done() and not a.cancelled())
             for ack in acks:
                 ack.cancel()
-            unacknowledged = len(messages) - sum(1 for a in acks if a.done() and not a.cancelled())
-            raise DeliveryFailed(self.partner, unacknowledged, len(messages),
-                                 f"no acknowledgement within {self.timeout}s") from None
-        except NatsError as error:  # the connection failed while publishing
-            for ack in acks:
-                ack.cancel()
-            raise DeliveryFailed(self.partner, len(messages), len(messages),
-                                 f"{type(error).__name__}: {error}") from None
+            cause = (f"no acknowledgement within {self.timeout}s" if isinstance(error, TimeoutError)
+                     else f"{type(error).__name__}: {error}")
+            raise DeliveryFailed(self.partner, len(messages) - acknowledged, len(messages), cause) from None
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             first = failures[0]
