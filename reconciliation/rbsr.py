@@ -41,7 +41,6 @@ def separator(below: bytes, key: bytes) -> bytes:
 
 Part = tuple[bytes, bytes | None, int, bytes]  # (lo, hi, count, fingerprint)
 Unit = tuple[bytes, int, int, bytes | None]  # (start bound, count, XOR, key): key None for a day or hour total
-LEVELS = (DAY_MS, HOUR_MS)
 
 
 class _Totals:
@@ -97,10 +96,10 @@ class DigestSet:
     def items(self, lo: bytes, hi: bytes | None) -> list[Item]:
         return self.snapshot.items(pad(lo), pad(hi) if hi is not None else None)
 
-    def split(self, lo: bytes, hi: bytes | None, parts: int) -> list[Part]:
-        """[lo, hi) cut into about ``parts`` ranges of equal count, each with its fingerprint: at day or
-        hour starts while those are smaller than a part, between keys inside an hour that is bigger."""
-        count, _ = self.fingerprint(lo, hi)
+    def split(self, lo: bytes, hi: bytes | None, parts: int, count: int) -> list[Part]:
+        """[lo, hi), which holds ``count`` keys, cut into about ``parts`` ranges of equal count, each with
+        its fingerprint: at day or hour starts while those are smaller than a part, between keys inside
+        an hour that is bigger."""
         target = max(1, math.ceil(count / parts))
         out: list[Part] = []
         start, n, fp, previous = lo, 0, 0, None
@@ -283,7 +282,7 @@ class Side:
             return [Range(r.lo, r.hi, Mode.FINGERPRINT, count, fp)]
         return [
             Range(lo, hi, Mode.FINGERPRINT, n, part_fp)
-            for lo, hi, n, part_fp in self.digests.split(r.lo, r.hi, self.params.branching)
+            for lo, hi, n, part_fp in self.digests.split(r.lo, r.hi, self.params.branching, count)
         ]
 
     def _id_list(self, lo: bytes, hi: bytes | None) -> Range:

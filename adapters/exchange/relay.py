@@ -35,6 +35,10 @@ class Pending(Protocol):
 
     def result(self, timeout: float | None = None) -> list[CaseReceipt]: ...
 
+    def done(self) -> bool: ...
+
+    def cancel(self) -> bool: ...
+
 
 class Mapped:
     """A future of a channel's raw answer, seen as a future of receipts (``convert`` turns one into the other)."""
@@ -74,7 +78,7 @@ class _InFlight:
 
 
 def _answered(flight: _InFlight) -> bool:
-    return flight.pending is None or bool(getattr(flight.pending, "done", lambda: False)())
+    return flight.pending is None or flight.pending.done()
 
 
 class Relay:
@@ -195,9 +199,8 @@ class Relay:
     def _drop_in_flight(self) -> None:
         """Forget every delivery under way: the next pump starts again from the stored position."""
         for flight in self._in_flight:
-            cancel = getattr(flight.pending, "cancel", None)
-            if cancel is not None:
-                cancel()
+            if flight.pending is not None:
+                flight.pending.cancel()
         self._in_flight.clear()
         self._sent_through = None
 

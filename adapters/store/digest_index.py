@@ -30,10 +30,11 @@ from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 from psycopg import sql
 
 from hub.application.service import CaseHub
+from hub.domain.case import Case
 from hub.domain.digests import DigestChange, digest_changes, join_xor, split_xor, xor
 from reconciliation.ports import Item, Total
 
-RECEIVED_TOPIC = "tongban.case:CaseReceived"
+RECEIVED_TOPIC = Case.CaseReceived.TOPIC
 SQLITE_DDL = [
     "CREATE TABLE IF NOT EXISTS recon_digest (partner TEXT NOT NULL, case_key BLOB NOT NULL, "
     "digest BLOB NOT NULL, PRIMARY KEY (partner, case_key)) WITHOUT ROWID",

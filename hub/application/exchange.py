@@ -100,6 +100,7 @@ class Exchange:
             return OutboundBatch([], after)
         events: list[SharedEvent] = []
         heads: dict[tuple[UUID, str, int], str] = {}
+        v1_cases: dict[UUID, Case] = {}  # loaded once per batch, for v1 events only
         for n in notifications:
             if not n.topic.startswith(CASE_TOPICS):
                 continue
@@ -107,8 +108,9 @@ class Exchange:
             event = self.hub.mapper.to_domain_event(n)
             shared = shared_form(event) if isinstance(event, Case.Event) else None
             if shared is None:
-                case = self.hub.get_case(case_id)
-                entry = next((e for e in case.log if e.version == n.originator_version), None)
+                if case_id not in v1_cases:
+                    v1_cases[case_id] = self.hub.get_case(case_id)
+                entry = next((e for e in v1_cases[case_id].log if e.version == n.originator_version), None)
                 if entry is None:
                     continue
                 shared = entry.shared
@@ -163,6 +165,7 @@ class Exchange:
         sent: OutboundBatch | None,
     ) -> None:
         ledgers: dict[UUID, DeliveryLedger] = {}
+        cases: dict[UUID, Case] = {}  # a batch often holds several receipts for one case: one load each
         heads, opened = (sent.heads, sent.opened) if sent is not None else ({}, frozenset[UUID]())
         for receipt in receipts:
             ledger = ledgers.get(receipt.case_id) or (
@@ -170,8 +173,11 @@ class Exchange:
                 else self._ledger(receipt.case_id, partner)
             )
             ledgers[receipt.case_id] = ledger
-            ours = heads.get((receipt.case_id, receipt.origin, receipt.stored_through)) or self.hub.get_case(
-                receipt.case_id).chain_head(receipt.origin, receipt.stored_through)
+            ours = heads.get((receipt.case_id, receipt.origin, receipt.stored_through))
+            if ours is None:
+                if receipt.case_id not in cases:
+                    cases[receipt.case_id] = self.hub.get_case(receipt.case_id)
+                ours = cases[receipt.case_id].chain_head(receipt.origin, receipt.stored_through)
             ledger.record(
                 origin=receipt.origin, stored_through=receipt.stored_through, chain_head=receipt.chain_head,
                 matched=ours == receipt.chain_head, status=receipt.status, channel=channel,

@@ -165,7 +165,7 @@ class GroupCommitter:
             if staging is None:
                 alone.append(job)
             else:
-                staged.append((job, staging[0]))
+                staged.append((job, staging))
         fell_back = False
         if staged:
             try:
@@ -186,8 +186,8 @@ class GroupCommitter:
 
     def _stage(
         self, job: _Job, loaded: dict[UUID, Case], pending: dict[UUID, Aggregate]
-    ) -> tuple[Any] | None:
-        """Apply one job to the batch: (its result,), or None when it must be committed alone (a second
+    ) -> Case | tuple[Case, bool] | None:
+        """Apply one job to the batch: its result, or None when it must be committed alone (a second
         receipt for a request id or case number already in this batch)."""
         if isinstance(job.command, ReceiveCase):
             intake = self.hub.prepare_receive(job.command, assume_new=True)
@@ -195,10 +195,10 @@ class GroupCommitter:
             if any(a.id in pending for a in new):
                 return None
             pending.update((a.id, a) for a in new)
-            return ((intake.case, True),)
+            return intake.case, True
         case = self.hub.apply_command(job.command, loaded)
         pending[case.id] = case
-        return (case,)
+        return case
 
     def _commit_alone(self, job: _Job) -> None:
         try:

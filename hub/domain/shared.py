@@ -16,6 +16,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -61,6 +62,12 @@ class SharedEvent:
         return canonical_json(doc)
 
     def hash(self) -> str:
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> str:
+        """Computed once per event: the relay, receipts and the wire all ask (the event is frozen; its
+        data is never changed in place)."""
         return hashlib.sha256(EVENT_TAG + self.canonical()).hexdigest()
 
 

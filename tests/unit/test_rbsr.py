@@ -85,7 +85,7 @@ def test_rounds_grow_with_log_n_not_with_n() -> None:
 def test_split_cuts_at_day_and_hour_starts_while_those_are_small() -> None:
     a, _ = pair(5000, 0, 0, 0, seed=11, spread_days=100)
     digests = DigestSet(Snapshot(a))
-    parts = digests.split(b"", None, 16)
+    parts = digests.split(b"", None, 16, digests.size)
     assert 8 <= len(parts) <= 32
     assert all(len(lo) <= 6 for lo, _hi, _n, _fp in parts[1:])  # day starts, not item keys
     assert sum(n for _lo, _hi, n, _fp in parts) == 5000
