@@ -8,11 +8,13 @@ same transaction as B's receipt) passes the case's event: we poll A's tracking t
 from __future__ import annotations
 
 import asyncio
+import bisect
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -128,15 +130,9 @@ class ReceiptWatch:
                         self.rss[pid] = max(self.rss.get(pid, 0.0), rss_mb(pid))
 
     def receipted_at(self, notification_id: int) -> float | None:
-        """When the position first reached ``notification_id`` (binary search over the samples)."""
-        lo, hi = 0, len(self.samples)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.samples[mid][1] >= notification_id:
-                hi = mid
-            else:
-                lo = mid + 1
-        return self.samples[lo][0] if lo < len(self.samples) else None
+        """When the position first reached ``notification_id``."""
+        first = bisect.bisect_left(self.samples, notification_id, key=itemgetter(1))
+        return self.samples[first][0] if first < len(self.samples) else None
 
 
 @dataclass
@@ -220,10 +216,10 @@ def notification_ids(schema: str, case_ids: set[str]) -> dict[str, int]:
     """Each case's CaseReceived position in A's log."""
     query = sql.SQL(
         "SELECT originator_id::text, notification_id FROM {}.tongban_events "
-        "WHERE originator_version = 1 AND topic = 'tongban.case:CaseReceived'"
+        "WHERE originator_id = ANY(%s) AND originator_version = 1"
     ).format(sql.Identifier(schema))
     with connect() as conn:
-        return {str(i): int(n) for i, n in conn.execute(query).fetchall() if str(i) in case_ids}
+        return {str(i): int(n) for i, n in conn.execute(query, ([UUID(i) for i in case_ids],)).fetchall()}
 
 
 def ledger_positions(schema: str, case_ids: set[str]) -> dict[str, int]:

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 def _verdicts(windows: list[Figure], preload: int) -> dict[str, Any]:
     if not windows:
         return {}
-    per_site = [max(w.extra["site_rss_now_mb"].values()) for w in windows]
+    per_site = [w.rss_mb for w in windows]  # each window's larger site, set when it was measured
     settled = per_site[1:] or per_site
     growth = settled[-1] - settled[0]
     return {

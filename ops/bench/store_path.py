@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.bootstrap import build_hub
+from adapters.grpc.translate import request_data
 from adapters.settings import PostgresSettings, Settings
 from hub.application import commands as c
 from hub.application.exchange import Exchange
@@ -18,7 +19,7 @@ from hub.application.service import CaseHub
 from hub.domain.case import Case
 from hub.domain.shared import SharedEvent
 from ops.bench.common import Figure, percentile, rss_mb
-from ops.bench.workload import HANDLING, RECEIVING, receive_request
+from ops.bench.workload import RECEIVING, receive_request
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def group_committed_receipts(hub: CaseHub, callers: int, seconds: float, max_bat
     Each receipt stores three events (the case and its two uniqueness claims); the figure counts events.
     """
     committer = GroupCommitter(hub, max_batch, window)
-    commands = [c.parse(c.ReceiveCase, _request_data()) for _ in range(callers * 4)]
+    commands = [c.parse(c.ReceiveCase, request_data(receive_request())) for _ in range(callers * 4)]
     latencies: list[list[float]] = [[] for _ in range(callers)]
     stop = threading.Event()
 
@@ -100,16 +101,3 @@ def group_committed_receipts(hub: CaseHub, callers: int, seconds: float, max_bat
                   3 * len(flat), elapsed, percentile(flat, 50), percentile(flat, 99), rss_mb(),
                   extra={"cases": len(flat), "events_per_case": 3, "latency_is": "per receive call"})
 
-
-def _request_data() -> dict[str, object]:
-    request = receive_request()
-    return {
-        "request_id": request.request_id,
-        "actor": {"staff_id": request.actor.staff_id, "role": "window_clerk", "site": RECEIVING,
-                  "name": request.actor.name},
-        "item_code": request.item_code, "mode": "proxy", "handling_site": HANDLING,
-        "applicant": {"kind": "person", "name": request.applicant.name, "id_type": "111",
-                      "id_number": request.applicant.id_number, "phone": request.applicant.phone,
-                      "address": request.applicant.address},
-        "materials": [{"name": "居民身份证"}], "applicant_consent": True, "identity_verified": True,
-    }

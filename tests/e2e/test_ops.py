@@ -14,7 +14,6 @@ from tests.e2e.two_sites import (
     CLERK,
     PDS,
     SZ,
-    Staff,
     actor,
     eventually,
     link,
@@ -45,9 +44,8 @@ def test_metrics_readiness_and_clean_logs(tmp_path: Path, started: list[SiteProc
     a, b = spec(PDS, tmp_path, certs, nats_url=url), spec(SZ, tmp_path, certs, nats_url=url)
     link(a, b, a_to_b="grpc", b_to_a="nats")
     processes = [SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b")]
-    start_sites(started, *processes)
+    pds, sz = start_sites(started, *processes)
     pa, pb_ = processes
-    pds, sz = Staff(pa), Staff(pb_)
     case = pds.receive()
     pds.step("ForwardCase", case.case_id, CLERK)
     sz.wait_state(case.case_id, pb.CASE_STATE_FORWARDED)

@@ -8,21 +8,12 @@ from concurrent.futures import Future
 import pytest
 
 from adapters.exchange.relay import Relay
-from adapters.store.memory_index import MemoryCaseIndex
 from hub.application import commands as c
 from hub.application.exchange import CASE_TOPICS, CaseReceipt, Exchange
 from hub.application.service import CaseHub
 from hub.domain.shared import SharedEvent
-from routing.catalogue import Catalogue
-from routing.regions import RegionDirectory
 from tests.builders import HANDLING, RECEIVING, receive_request
-
-CATALOGUE, REGIONS = Catalogue.load(), RegionDirectory.load()
-
-
-def hub(site: str) -> CaseHub:
-    return CaseHub(site=site, catalogue=CATALOGUE, regions=REGIONS, index=MemoryCaseIndex(),
-                   env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+from tests.unit.test_exchange import hub
 
 
 class Later(Future[list[CaseReceipt]]):
