@@ -17,8 +17,9 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, ProcessRecorder
+from eventsourcing.persistence import IntegrityError, Mapper, ProcessRecorder
 
+from hub.application.case_mapper import CaseMapper
 from hub.application.commands import CaseCommand, ReceiveCase
 from hub.application.ports import CaseIndex, CaseQuery, CaseRow, Catalogue, Regions, Router
 from hub.domain.case import Case, actor_from
@@ -158,6 +159,10 @@ class CaseHub(Application[UUID]):
         if changes:
             processing_event.saved_kwargs["digests"] = changes
         return super()._record(processing_event)
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        """The library's mapper with orjson for case events (see case_mapper)."""
+        return CaseMapper(super().construct_mapper())
 
     def construct_recorder(self) -> ProcessRecorder:
         """A process recorder: relays store receipts and their log position in one transaction."""
