@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -37,6 +38,7 @@ def run(config_path: str, listen: str | None = None, port_file: str | None = Non
         log.error("start_failed", error=f"{type(exc).__name__}: {exc}")
         return 1
     site.start()
+    gc.freeze()  # what boot built (modules, catalogue, regions, stores) lives as long as we do: no collection walks it
     host = settings.listen.rsplit(":", 1)[0]
     log.info("site_started", staff_address=f"{host}:{site.staff.port}", partner_port=site.partner_port,
              **describe(settings))

@@ -38,9 +38,14 @@ def preload(pg: PostgresSettings, site: str, sender: str, cases: int, batch: int
     exchange = Exchange(hub)
     started = time.perf_counter()
     events = receipts_of(cases, sender, site)
+    done = 0
     try:
         while chunk := list(itertools.islice(events, batch)):
             exchange.ingest(sender, chunk)
+            done += len(chunk)
+            if done % 100_000 < batch:
+                print(f"  {site}: {done} of {cases} stored "
+                      f"({done / max(time.perf_counter() - started, 1e-9):.0f} cases/s)", flush=True)
     finally:
         hub.close()
         hub.index.close()
