@@ -25,9 +25,8 @@ from rich.table import Table
 
 from adapters.cli.render import local_time
 from adapters.grpc.errors import error_info
-from adapters.launcher import SiteProcess, SiteSpec
+from adapters.launcher import SiteProcess, SiteSpec, link, make_certs
 from adapters.nats.server import NatsServer
-from adapters.tls import create_ca, issue_site_cert
 from routing.catalogue import Catalogue
 from tongban.v1 import case_pb2 as pb
 from tongban.v1 import case_service_pb2 as svc
@@ -181,16 +180,12 @@ def main() -> int:
     assert item is not None
     with tempfile.TemporaryDirectory(prefix="tongban-demo-") as tmp:
         root = Path(tmp)
-        certs = root / "certs"
-        create_ca(certs)
-        for site in (PDS, SZ):
-            issue_site_cert(certs, site)
+        certs = make_certs(root / "certs", PDS, SZ)
         nats = NatsServer(root / "nats")
         nats.start()
         a = SiteSpec(PDS, "平顶山市", root / "pds", certs, nats_url=nats.url)
         b = SiteSpec(SZ, "苏州市", root / "sz", certs, nats_url=nats.url)
-        a.partners.append((SZ, "grpc", f"127.0.0.1:{b.partner_port}"))
-        b.partners.append((PDS, "nats", ""))
+        link(a, b, "grpc", "nats")
         processes = [SiteProcess(a, root / "a"), SiteProcess(b, root / "b")]
         say(f"nats-server {nats.url}（pid {nats.pid}）；证书 {certs}")
         try:

@@ -17,6 +17,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from adapters.tls import create_ca, issue_site_cert
+
 _HANDED_OUT: set[int] = set()
 
 
@@ -77,6 +79,20 @@ class SiteSpec:
             lines.append("[reconcile]\n" + "".join(f"{k} = {v!r}\n" for k, v in self.reconcile.items()))
         lines.append(f'[logging]\nformat = "{self.log_format}"\nlevel = "{self.log_level}"\n')
         return "\n".join(lines)
+
+
+def make_certs(directory: Path, *sites: str) -> Path:
+    """A private CA in ``directory`` and a certificate for each site: what loopback sites trust each other by."""
+    create_ca(directory)
+    for site in sites:
+        issue_site_cert(directory, site)
+    return directory
+
+
+def link(a: SiteSpec, b: SiteSpec, a_to_b: str = "grpc", b_to_a: str = "grpc") -> None:
+    """Make a and b partners, each sending on the named channel."""
+    a.partners.append((b.site, a_to_b, f"127.0.0.1:{b.partner_port}"))
+    b.partners.append((a.site, b_to_a, f"127.0.0.1:{a.partner_port}"))
 
 
 class SiteProcess:

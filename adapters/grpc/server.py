@@ -72,4 +72,3 @@ class SiteServer:
         if self.committer is not None:
             self.committer.close()
         self.hub.close()
-        self.hub.index.close()

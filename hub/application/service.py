@@ -137,6 +137,11 @@ class CaseHub(Application[UUID]):
         self._index_lock = threading.Lock()
         self.listeners: list[Callable[[], None]] = []
 
+    def close(self) -> None:
+        """Close the store and the case index (which the hub owns: it was built for it)."""
+        super().close()
+        self.index.close()
+
     def _notify(self, recordings: list[Any]) -> None:
         """After every save: wake whoever follows the log (the relays), without them polling hard."""
         for listener in self.listeners:

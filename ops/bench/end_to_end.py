@@ -22,9 +22,8 @@ from uuid import UUID
 import grpc
 from psycopg import sql
 
-from adapters.launcher import SiteProcess, SiteSpec
+from adapters.launcher import SiteProcess, SiteSpec, link, make_certs
 from adapters.settings import PostgresSettings
-from adapters.tls import create_ca, issue_site_cert
 from hub.domain.receipts import ledger_id
 from ops.bench.common import CpuMeter, Figure, connect, fresh_schema, percentile, rss_mb, schema_settings
 from ops.bench.workload import HANDLING, RECEIVING, receive_request
@@ -50,10 +49,7 @@ def two_sites(root: Path, channel: str = CHANNEL, nats_url: str = "", group_comm
               schemas: tuple[str, str] | None = None) -> Iterator[TwoSites]:
     """Sites A (410400, receives) and B (320500, handles) as real processes, each in a fresh schema
     (``before_start`` may fill the schemas first), or in the existing ``schemas``, kept afterwards."""
-    certs = root / "certs"
-    create_ca(certs)
-    for site in (RECEIVING, HANDLING):
-        issue_site_cert(certs, site)
+    certs = make_certs(root / "certs", RECEIVING, HANDLING)
     with ExitStack() as stack:
         used = ([stack.enter_context(fresh_schema(f"e2e_{s}")) for s in (RECEIVING, HANDLING)] if schemas is None
                 else [schema_settings(name) for name in schemas])
@@ -65,8 +61,7 @@ def two_sites(root: Path, channel: str = CHANNEL, nats_url: str = "", group_comm
             for site, pg in zip((RECEIVING, HANDLING), used, strict=True)
         ]
         a_spec, b_spec = specs
-        a_spec.partners.append((HANDLING, channel, f"127.0.0.1:{b_spec.partner_port}"))
-        b_spec.partners.append((RECEIVING, channel, f"127.0.0.1:{a_spec.partner_port}"))
+        link(a_spec, b_spec, channel, channel)
         if before_start is not None:
             before_start(used[0], used[1])
         a, b = SiteProcess(a_spec, root / "run"), SiteProcess(b_spec, root / "run")

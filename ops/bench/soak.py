@@ -48,7 +48,6 @@ def preload(pg: PostgresSettings, site: str, sender: str, cases: int, batch: int
                       f"({done / max(time.perf_counter() - started, 1e-9):.0f} cases/s)", flush=True)
     finally:
         hub.close()
-        hub.index.close()
     return cases / max(time.perf_counter() - started, 1e-9)
 
 

@@ -118,7 +118,6 @@ def _store_and_raw(events: list[Any]) -> list[Figure]:
             batched = store_path.ingest_batched(hub, rest, SETTINGS["batch"])
         finally:
             hub.close()
-            hub.index.close()
         receiving = store_path.hub_on(pg_receive, RECEIVING)
         try:
             grouped = store_path.group_committed_receipts(
@@ -126,7 +125,6 @@ def _store_and_raw(events: list[Any]) -> list[Figure]:
                 SETTINGS["group_commit_window_ms"] / 1000)
         finally:
             receiving.close()
-            receiving.index.close()
     return [raw, single, per_save, batched, grouped]
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from adapters.launcher import SiteProcess
+from adapters.launcher import SiteProcess, link, make_certs
 from adapters.tls import TlsFiles, channel_credentials, issue_auditor_cert
-from tests.e2e.two_sites import CLERK, HZ, PDS, SZ, actor, eventually, link, make_certs, spec, start_sites
+from tests.e2e.two_sites import CLERK, HZ, PDS, SZ, actor, eventually, spec, start_sites
 from tongban.v1 import audit_pb2, audit_pb2_grpc, case_service_pb2, case_service_pb2_grpc
 from tongban.v1 import case_pb2 as pb
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from adapters.launcher import SiteProcess
+from adapters.launcher import SiteProcess, link, make_certs
 from tests.builders import ID_NUMBER
 from tests.e2e.two_sites import (
     CLERK,
@@ -16,8 +16,6 @@ from tests.e2e.two_sites import (
     SZ,
     actor,
     eventually,
-    link,
-    make_certs,
     scrape,
     spec,
     start_sites,

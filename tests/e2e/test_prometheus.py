@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from adapters.launcher import SiteProcess
+from adapters.launcher import SiteProcess, link, make_certs
 from tests.e2e.prometheus import Prometheus
-from tests.e2e.two_sites import CLERK, PDS, SZ, actor, eventually, link, make_certs, spec, start_sites
+from tests.e2e.two_sites import CLERK, PDS, SZ, actor, eventually, spec, start_sites
 from tongban.v1 import case_pb2 as pb
 
 QUERIES = Path(__file__).parents[2] / "ops" / "dashboards" / "queries.yml"

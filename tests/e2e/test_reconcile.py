@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 
 from adapters.bootstrap import build_hub
-from adapters.launcher import SiteProcess
+from adapters.launcher import SiteProcess, link, make_certs
 from adapters.settings import PostgresSettings, load_settings
 from adapters.tls import TlsFiles, channel_credentials
 from hub.application.exchange import Exchange
@@ -35,8 +35,6 @@ from tests.e2e.two_sites import (
     actor,
     assert_same_shared_events,
     eventually,
-    link,
-    make_certs,
     scrape,
     spec,
     start_sites,

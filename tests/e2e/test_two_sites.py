@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from adapters.exchange.wire import event_message
-from adapters.launcher import SiteProcess
+from adapters.launcher import SiteProcess, link, make_certs
 from adapters.tls import TlsFiles, channel_credentials, create_ca, issue_site_cert
 from hub.domain.shared import SharedEvent
 from tests.e2e.two_sites import (
@@ -23,8 +23,6 @@ from tests.e2e.two_sites import (
     actor,
     assert_same_shared_events,
     eventually,
-    link,
-    make_certs,
     spec,
     start_sites,
 )

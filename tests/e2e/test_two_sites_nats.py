@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.launcher import SiteProcess
-from tests.e2e.two_sites import CLERK, PDS, SZ, Staff, actor, assert_same_shared_events, link, make_certs, spec
+from adapters.launcher import SiteProcess, link, make_certs
+from tests.e2e.two_sites import CLERK, PDS, SZ, Staff, actor, assert_same_shared_events, spec
 from tests.nats_fixtures import nats_server  # noqa: F401
 from tongban.v1 import case_pb2 as pb
 

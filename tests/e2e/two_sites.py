@@ -14,7 +14,6 @@ import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.launcher import SiteProcess, SiteSpec
-from adapters.tls import create_ca, issue_site_cert
 from tests.builders import ID_NUMBER
 from tongban.v1 import case_pb2 as pb
 from tongban.v1 import case_service_pb2 as svc
@@ -101,21 +100,8 @@ def start_sites(started: list[SiteProcess], *processes: SiteProcess) -> list[Sta
     return [Staff(p) for p in processes]
 
 
-def make_certs(directory: Path, *sites: str) -> Path:
-    create_ca(directory)
-    for site in sites:
-        issue_site_cert(directory, site)
-    return directory
-
-
 def spec(site: str, root: Path, certs: Path, **changes: Any) -> SiteSpec:
     return SiteSpec(site=site, name=NAMES[site], data_dir=root / site / "data", certs_dir=certs, **changes)
-
-
-def link(a: SiteSpec, b: SiteSpec, a_to_b: str = "grpc", b_to_a: str = "grpc") -> None:
-    """Make a and b partners, each sending on the named channel."""
-    a.partners.append((b.site, a_to_b, f"127.0.0.1:{b.partner_port}"))
-    b.partners.append((a.site, b_to_a, f"127.0.0.1:{a.partner_port}"))
 
 
 def assert_same_shared_events(case_id: str, *sites: Staff, timeout: float = 20.0) -> None:

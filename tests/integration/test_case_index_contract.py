@@ -101,3 +101,9 @@ def test_summary_counts_by_state_partner_due_and_review(index: CaseIndex) -> Non
     }
     assert (summary.warning, summary.breached) == (1, 1)
     assert summary.reviews == {"open": 2, "late": 1}
+
+
+def test_closing_twice_is_harmless(index: CaseIndex) -> None:
+    """The hub closes its index; whoever also closes it (a server stopping twice) must not fail."""
+    index.close()
+    index.close()

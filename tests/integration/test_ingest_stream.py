@@ -66,7 +66,6 @@ def receiver(request: pytest.FixtureRequest, tmp_path: Path, certs: Path) -> Ite
     yield Receiver(hub, f"127.0.0.1:{port}", certs)
     server.stop(1).wait()
     hub.close()
-    hub.index.close()
 
 
 @pytest.fixture

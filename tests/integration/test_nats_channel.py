@@ -205,7 +205,6 @@ class Net:
         self.probe.close()
         for hub in (self.a, self.b):
             hub.close()
-            hub.index.close()
 
 
 @pytest.fixture
@@ -367,7 +366,6 @@ def test_an_unreachable_server_fails_fast_and_leaks_nothing(tmp_path: Path) -> N
         assert result.exit_code == 6 and len(result.output.strip().splitlines()) == 1
     finally:
         hub.close()
-        hub.index.close()
 
 
 def test_a_hub_failure_is_retried_not_acknowledged_and_parks_only_when_deliveries_run_out(net: Net) -> None:

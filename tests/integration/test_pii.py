@@ -41,7 +41,6 @@ def test_sqlite_store_holds_pii_only_encrypted_when_keyed(
     hub.refresh_index()
     assert hub.get_case(case.id).applicant["id_number"] == ID_NUMBER
     hub.close()
-    hub.index.close()
     raw = raw_sqlite(tmp_path)
     assert (ID_NUMBER.encode() in raw) is not encrypted
     assert (PHONE.encode() in raw) is not encrypted
@@ -56,7 +55,6 @@ def test_postgres_store_encrypts_pii(postgres_schema: PostgresSettings, tmp_path
     case, _ = hub.receive(c.parse(c.ReceiveCase, receive_request()))
     assert hub.get_case(case.id).applicant["phone"] == PHONE
     hub.close()
-    hub.index.close()
     with psycopg.connect(host=postgres_schema.host, port=postgres_schema.port, user=postgres_schema.user,
                          dbname=postgres_schema.dbname) as conn:
         rows = conn.execute(
@@ -70,7 +68,6 @@ def test_wrong_key_does_not_silently_read(tmp_path: Path, monkeypatch: pytest.Mo
     hub = build_hub(Settings(site=RECEIVING, data_dir=tmp_path))
     case, _ = hub.receive(c.parse(c.ReceiveCase, receive_request()))
     hub.close()
-    hub.index.close()
     monkeypatch.setenv("TONGBAN_PII_KEY", AESCipher.create_key(32))
     other = build_hub(Settings(site=RECEIVING, data_dir=tmp_path))
     with pytest.raises(Exception):  # noqa: B017 - the library's cipher error; what matters is no garbage

@@ -64,7 +64,6 @@ def test_a_case_restored_from_snapshots_is_identical_to_its_events_folded(settin
     finally:
         for hub in (snapshotting, plain):
             hub.close()
-            hub.index.close()
 
 
 def test_the_checkpoint_ledger_is_snapshotted_too(settings: Settings) -> None:
@@ -81,7 +80,6 @@ def test_the_checkpoint_ledger_is_snapshotted_too(settings: Settings) -> None:
     finally:
         for hub in (snapshotting, plain):
             hub.close()
-            hub.index.close()
 
 
 def test_without_an_interval_no_snapshots_are_kept(tmp_path: Path) -> None:
@@ -90,4 +88,3 @@ def test_without_an_interval_no_snapshots_are_kept(tmp_path: Path) -> None:
         assert hub.snapshots is None
     finally:
         hub.close()
-        hub.index.close()

@@ -42,7 +42,6 @@ def record_cases(hub: CaseHub) -> None:
 
 def close(hub: CaseHub) -> None:
     hub.close()
-    hub.index.close()
 
 
 Statements = list[tuple[str, tuple[object, ...]]]
