@@ -17,6 +17,7 @@ from typing import Protocol
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from adapters.store.arrays import columns
 from hub.domain.audit_chain import ChainLink, StoredFact
 from hub.domain.errors import HubError
 
@@ -222,7 +223,7 @@ class PostgresChainStore:
             head = cur.fetchone()
             _check_order(links, int(head[0]) if head else 0)
             rows = [_values(k) for k in links]
-            cur.execute(insert, [[row[i] for row in rows] for i in range(len(COLUMNS))])
+            cur.execute(insert, columns(rows, len(COLUMNS)))
 
     def links(self, start: int = 1, stop: int | None = None) -> list[ChainLink]:
         with self._pool.connection() as conn:

@@ -29,6 +29,7 @@ from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 from psycopg import sql
 
+from adapters.store.arrays import columns
 from hub.application.service import CaseHub
 from hub.domain.case import Case
 from hub.domain.digests import DigestChange, digest_changes, join_xor, split_xor, xor
@@ -76,10 +77,6 @@ def _totals(changes: Sequence[DigestChange], unit: Callable[[DigestChange], int]
         n, fp = deltas.get((c.partner, unit(c)), (0, 0))
         deltas[(c.partner, unit(c))] = (n + (0 if c.old else 1), fp ^ int.from_bytes(c.delta, "big"))
     return [(p, u, n, *split_xor(fp.to_bytes(16, "big"))) for (p, u), (n, fp) in sorted(deltas.items())]
-
-
-def _columns(rows: Rows, width: int) -> list[list[Any]]:
-    return [[row[i] for row in rows] for i in range(width)]
 
 
 def _uuid(value: UUID | str) -> UUID:
@@ -189,9 +186,9 @@ class PostgresDigestRecorder(PostgresProcessRecorder):
         """Three statements per save whatever its size: each table's rows go as column arrays."""
         digests, days, hours = _rows(changes)
         if digests:
-            curs.execute(self._upsert_digest, _columns(digests, 3))
-            curs.execute(self._upsert_day, _columns(days, 5))
-            curs.execute(self._upsert_hour, _columns(hours, 5))
+            curs.execute(self._upsert_digest, columns(digests, 3))
+            curs.execute(self._upsert_day, columns(days, 5))
+            curs.execute(self._upsert_hour, columns(hours, 5))
 
     def has_digests(self) -> bool:
         schema = sql.Identifier(self.datastore.schema)
