@@ -26,8 +26,7 @@ class MeteredExchange:
         self.metrics = metrics
         self.channel = channel
         self.site = exchange.site
-        self._receipted: dict[tuple[str, str, str], int] = {}  # (partner, case, origin) -> stored through
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the relay and the NATS inbox both settle the gauge
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._exchange, name)
@@ -43,18 +42,12 @@ class MeteredExchange:
     def record_receipts(
         self, partner: str, channel: str, receipts: Sequence[CaseReceipt], through: int | None,
         sent: OutboundBatch | None = None,
-    ) -> None:
-        self._exchange.record_receipts(partner, channel, receipts, through, sent)
-        covered = 0
-        with self._lock:
-            for r in receipts:
-                key = (partner, str(r.case_id), r.origin)
-                before = self._receipted.get(key, 0)
-                if r.origin == self.site and r.stored_through > before:
-                    covered += r.stored_through - before
-                    self._receipted[key] = r.stored_through
+    ) -> int:
+        covered = self._exchange.record_receipts(partner, channel, receipts, through, sent)
         gauge = self.metrics.receipts_outstanding.labels(partner)
-        gauge.set(max(gauge._value.get() - covered, 0))
+        with self._lock:
+            gauge.set(max(gauge._value.get() - covered, 0))
+        return covered
 
 
 def meter_store(hub: CaseHub, metrics: SiteMetrics) -> None:

@@ -146,24 +146,26 @@ class Exchange:
     def record_receipts(
         self, partner: str, channel: str, receipts: Sequence[CaseReceipt], through: int | None,
         sent: OutboundBatch | None = None,
-    ) -> None:
-        """Store the partner's receipts, and (if given) the relay's new position, atomically.
+    ) -> int:
+        """Store the partner's receipts, and (if given) the relay's new position, atomically; returns how
+        many of our own events the partner confirmed for the first time (its delivery ledgers say).
 
         ``sent``, the batch the receipts answer, spares reads: the chain heads it vouches for, and the
         delivery ledgers of the cases it opened, which cannot exist yet (if one does after all, say a
         batch resent after a crash, the save fails whole and is done again reading every ledger).
         """
         try:
-            self._record_receipts(partner, channel, receipts, through, sent)
+            return self._record_receipts(partner, channel, receipts, through, sent)
         except IntegrityError:
             if sent is None:
                 raise
-            self._record_receipts(partner, channel, receipts, through, None)
+            return self._record_receipts(partner, channel, receipts, through, None)
 
     def _record_receipts(
         self, partner: str, channel: str, receipts: Sequence[CaseReceipt], through: int | None,
         sent: OutboundBatch | None,
-    ) -> None:
+    ) -> int:
+        covered = 0
         ledgers: dict[UUID, DeliveryLedger] = {}
         cases: dict[UUID, Case] = {}  # a batch often holds several receipts for one case: one load each
         heads, opened = (sent.heads, sent.opened) if sent is not None else ({}, frozenset[UUID]())
@@ -178,6 +180,8 @@ class Exchange:
                 if receipt.case_id not in cases:
                     cases[receipt.case_id] = self.hub.get_case(receipt.case_id)
                 ours = cases[receipt.case_id].chain_head(receipt.origin, receipt.stored_through)
+            if receipt.origin == self.site:
+                covered += max(receipt.stored_through - ledger.stored_through(self.site), 0)
             ledger.record(
                 origin=receipt.origin, stored_through=receipt.stored_through, chain_head=receipt.chain_head,
                 matched=ours == receipt.chain_head, status=receipt.status, channel=channel,
@@ -189,6 +193,7 @@ class Exchange:
             self.hub._record(processing)
         elif tracking is not None:
             self.recorder.insert_tracking(tracking)
+        return covered
 
     def _ledger(self, case_id: UUID, partner: str) -> DeliveryLedger:
         return self.hub.find(ledger_id(case_id, partner), DeliveryLedger) or DeliveryLedger.open(case_id, partner)

@@ -37,6 +37,10 @@ class DeliveryLedger(Aggregate):
     def open(cls, case_id: UUID, partner: str) -> DeliveryLedger:
         return cls(id=ledger_id(case_id, partner), case_id=str(case_id), partner=partner)
 
+    def stored_through(self, origin: str) -> int:
+        """How far the partner has confirmed storing ``origin``'s events of the case (0: not at all)."""
+        return max((int(str(r["stored_through"])) for r in self.receipts if r["origin"] == origin), default=0)
+
     @event("ReceiptRecorded", topic="tongban.receipt:ReceiptRecorded")
     def record(
         self, *, origin: str, stored_through: int, chain_head: str, matched: bool, status: str, channel: str

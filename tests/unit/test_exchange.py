@@ -98,3 +98,25 @@ def test_events_for_a_case_not_routed_with_the_sender_are_refused(sites: tuple[C
     with pytest.raises(NotRouted):
         Exchange(a).events_for(OTHER, case.id, RECEIVING, 1)
     assert stranger.recorder.max_notification_id() in (None, 0)
+
+
+def test_record_receipts_counts_only_our_events_confirmed_for_the_first_time(sites: tuple[CaseHub, CaseHub]) -> None:
+    """What the outstanding-receipts gauge is settled by: read from the delivery ledgers, so a repeated
+    receipt or one for the partner's own events counts nothing, and no per-case memory is kept beside them."""
+    a, b = sites
+    at_a, at_b = Exchange(a), Exchange(b)
+
+    def deliver(source: Exchange, target: Exchange) -> int:
+        batch = source.outbound(target.site, source.position(target.site, "grpc"))
+        receipts = target.ingest(source.site, batch.events)
+        covered = source.record_receipts(target.site, "grpc", receipts, batch.through)
+        assert source.record_receipts(target.site, "grpc", receipts, None) == 0  # the same receipts again
+        return covered
+
+    case, _ = a.receive(c.parse(c.ReceiveCase, receive_request()))
+    step(a, c.ForwardCase, case.id, actor_data(CLERK))
+    assert deliver(at_a, at_b) == 2
+    step(b, c.SignCase, case.id, actor_data(HANDLER))
+    assert deliver(at_b, at_a) == 1
+    step(a, c.RaiseIssue, case.id, actor_data(CLERK), kind="overdue", description="超期未办结")
+    assert deliver(at_a, at_b) == 1  # A's third event only: the receipt says "through 3"
