@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
+import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +25,26 @@ PG = PostgresSettings(
     dbname=os.environ.get("BENCH_PG_DB", "postgres"), user=os.environ.get("BENCH_PG_USER", "postgres"),
 )
 RESULTS_DIR = Path("bench-results")
+
+
+def stop_cleanly_on_sigterm() -> None:
+    """SIGTERM (and SIGINT, which a shell ignores in background jobs) unwinds like Ctrl-C: the sites a
+    bench started are stopped by their PIDs and its schemas dropped, instead of left running."""
+    def stop(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def run_bench(main: Any) -> None:
+    """Run a bench's ``main`` as a command: signals unwind it, and an interrupt exits 130 without a trace."""
+    stop_cleanly_on_sigterm()
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as stopped:
+        print(f"\nstopped ({stopped or 'interrupted'}): sites stopped, schemas dropped unless kept", file=sys.stderr)
+        sys.exit(130)
 
 
 def connect(autocommit: bool = True) -> psycopg.Connection[Any]:

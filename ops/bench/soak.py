@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 from adapters.settings import PostgresSettings
 from hub.application.exchange import Exchange
 from ops.bench import end_to_end, store_path
-from ops.bench.common import Figure, create_schema, rss_mb, table, write_results
+from ops.bench.common import Figure, create_schema, rss_mb, run_bench, table, write_results
 from ops.bench.workload import HANDLING, RECEIVING, receipts_of
 
 THIRD_SITE = "330100"  # the preloaded cases at A come from a third partner, so A's own relay skips them
@@ -142,4 +141,4 @@ def _verdicts(windows: list[Figure], preload: int) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_bench(main)

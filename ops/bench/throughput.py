@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 from adapters.exchange.wire import event_message
 from adapters.nats.server import NatsServer
 from ops.bench import baselines, end_to_end, store_path
-from ops.bench.common import Figure, fresh_schema, table, write_results
+from ops.bench.common import Figure, fresh_schema, run_bench, table, write_results
 from ops.bench.workload import HANDLING, RECEIVING, partner_receipts, receive_request
 
 E2E_BAR = 5000.0  # events/s sustained end to end
@@ -198,4 +197,4 @@ def _verdicts(by: dict[str, Figure]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_bench(main)
