@@ -114,10 +114,9 @@ class Checkpointer:
         """The case's proof bundle, covered by a checkpoint signed now if none covers it yet."""
         case = self.hub.get_case(case_id)
         self.chain.extend()
-        links = self.chain.store.links()
-        facts = {(link.originator_id, link.version): link.position for link in links}
+        store = self.chain.store
         by_version = {entry.version: entry.shared for entry in case.log}
-        case_facts = {by_version[v].event_id: p for (o, v), p in facts.items() if o == str(case.id) and v in by_version}
+        case_facts = {by_version[v].event_id: p for v, p in store.positions(str(case.id)).items() if v in by_version}
         last_fact = max(case_facts.values())
         if self.ledger().last_position < last_fact:
             self.checkpoint(force=True)
@@ -125,10 +124,9 @@ class Checkpointer:
         signed = [checkpoints.SignedCheckpoint.from_dict(c) for c in ledger.checkpoints]
         covering = [c for c in signed if c.checkpoint.position >= last_fact][:1]
         first = min(case_facts.values())
-        stop = covering[0].checkpoint.position
-        segment = [link for link in links if first <= link.position <= stop]
-        before = [link for link in links if link.position < first]
-        start = before[-1].link if before else genesis(self.hub.site)
+        segment = store.links(first, covering[0].checkpoint.position)  # the chain from the case on, not all of it
+        before = store.before(first)
+        start = before.link if before else genesis(self.hub.site)
         made = bundle.build_bundle(
             case_id=case.id, exported_by=self.hub.site, exported_at=datetime.now(UTC),
             events=case.shared_events(),

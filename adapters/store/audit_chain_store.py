@@ -44,6 +44,14 @@ class ChainStore(Protocol):
 
     def links(self, start: int = 1, stop: int | None = None) -> list[ChainLink]: ...
 
+    def before(self, position: int) -> ChainLink | None:
+        """The last link before ``position`` (positions the log skipped are not in the chain)."""
+        ...
+
+    def positions(self, originator_id: str) -> dict[int, int]:
+        """Where the chain holds one aggregate's events: version -> position (a case's, for its bundle)."""
+        ...
+
     def locate(self, fact: StoredFact) -> tuple[int | None, int | None]:
         """Where the chain holds ``fact``'s digest, and its (originator, version): None where it does not."""
         ...
@@ -94,6 +102,14 @@ class MemoryChainStore:
     def links(self, start: int = 1, stop: int | None = None) -> list[ChainLink]:
         with self._lock:
             return [k for k in self._links if k.position >= start and (stop is None or k.position <= stop)]
+
+    def before(self, position: int) -> ChainLink | None:
+        with self._lock:
+            return next((k for k in reversed(self._links) if k.position < position), None)
+
+    def positions(self, originator_id: str) -> dict[int, int]:
+        with self._lock:
+            return {k.version: k.position for k in self._links if k.originator_id == originator_id}
 
     def close(self) -> None:
         pass
@@ -150,6 +166,21 @@ class SqliteChainStore:
                 (start, stop if stop is not None else 2**63 - 1),
             ).fetchall()
         return [_link(r) for r in found]
+
+    def before(self, position: int) -> ChainLink | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE position < ? ORDER BY position DESC LIMIT 1",
+                (position,),
+            ).fetchone()
+        return _link(row) if row else None
+
+    def positions(self, originator_id: str) -> dict[int, int]:
+        """A scan, in the database: asked once per exported bundle, and an index would tax every append."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT version, position FROM {TABLE} WHERE originator_id = ?",
+                                    (originator_id,)).fetchall()
+        return {int(v): int(p) for v, p in rows}
 
     def locate(self, fact: StoredFact) -> tuple[int | None, int | None]:
         """Only asked for positions that changed (tampering), so a scan is fine here."""
@@ -232,6 +263,19 @@ class PostgresChainStore:
                 (start, stop if stop is not None else 2**63 - 1),
             ).fetchall()
         return [_link(r) for r in found]
+
+    def before(self, position: int) -> ChainLink | None:
+        with self._pool.connection() as conn:
+            row = conn.execute(self._select("WHERE position < %s", "DESC", "LIMIT 1"), (position,)).fetchone()
+        return _link(row) if row else None
+
+    def positions(self, originator_id: str) -> dict[int, int]:
+        """A scan, in the database: asked once per exported bundle, and an index would tax every append."""
+        query = sql.SQL("SELECT version, position FROM {}.{} WHERE originator_id = %s").format(
+            self._schema, self._table)
+        with self._pool.connection() as conn:
+            rows = conn.execute(query, (originator_id,)).fetchall()
+        return {int(v): int(p) for v, p in rows}
 
     def locate(self, fact: StoredFact) -> tuple[int | None, int | None]:
         """Only asked for positions that changed (tampering), so a scan is fine here."""

@@ -32,6 +32,7 @@ def test_audit_trail_across_two_sites(tmp_path: Path, started: list[SiteProcess]
     link(a, b)
     processes = [SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b")]
     pds, sz = start_sites(started, *processes)
+    pds.receive()  # an earlier case: the exported one's segment starts inside the chain, not at genesis
     case = pds.receive()
     pds.step("ForwardCase", case.case_id, CLERK)
     sz.wait_state(case.case_id, pb.CASE_STATE_FORWARDED)

@@ -134,3 +134,17 @@ def test_locate_finds_where_a_digest_and_an_identity_are_chained(store: ChainSto
     forged = StoredFact(2, moved.originator_id, moved.version, moved.topic, "f" * 64)
     assert store.locate(forged) == (None, 5)
     assert store.locate(StoredFact(2, "nobody", 1, moved.topic, "f" * 64)) == (None, None)
+
+
+def test_the_link_before_a_position_skips_positions_the_log_skipped(store: ChainStore) -> None:
+    store.append(LINKS)
+    assert store.before(1) is None
+    assert store.before(5) == LINKS[2]  # 4 was skipped: the link before 5 is at 3
+    assert store.before(4) == LINKS[2]
+    assert store.before(100) == LINKS[-1]
+
+
+def test_positions_of_one_originator_by_version(store: ChainStore) -> None:
+    store.append(LINKS)
+    assert store.positions(LINKS[3].originator_id) == {LINKS[3].version: 5}
+    assert store.positions("01a20000-0000-7000-8000-00000000dead") == {}
