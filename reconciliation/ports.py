@@ -26,8 +26,9 @@ class DigestSnapshot(Protocol):
         """Every hour (Unix ms // 3,600,000) holding at least one case, ascending."""
         ...
 
-    def items(self, lo: bytes, hi: bytes | None) -> list[Item]:
-        """The (key, digest) pairs with lo <= key < hi (hi None: no upper bound), ascending."""
+    def items(self, lo: bytes, hi: bytes | None, limit: int | None = None) -> list[Item]:
+        """The (key, digest) pairs with lo <= key < hi (hi None: no upper bound), ascending; the first
+        ``limit`` of them if given (a dense range is read page by page)."""
         ...
 
 

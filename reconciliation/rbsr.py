@@ -27,6 +27,7 @@ from reconciliation.messages import KEY_BYTES, PREFIX_BYTES, Message, Mode, Para
 from reconciliation.ports import DigestSnapshot, Item, Total
 
 _MAX_COUNT = 1 << 40
+_PAGE = 5000  # keys read at once from a part of an hour
 
 
 def pad(bound: bytes) -> bytes:
@@ -84,8 +85,18 @@ class DigestSet:
             if level + 1 < len(self._levels):
                 yield from self._walk(inner_lo, inner_hi, limit, level + 1)
             else:
-                for key, digest in self.snapshot.items(inner_lo, inner_hi):
+                for key, digest in self._scan(inner_lo, inner_hi):
                     yield totals.start(unit), 1, int.from_bytes(digest, "big"), key
+
+    def _scan(self, lo: bytes, hi: bytes | None) -> Iterator[Item]:
+        """The items of a part of an hour, a page at a time: an hour can hold a bulk load (the soak's preload
+        put a million cases in one), and its keys are needed one by one, never all at once."""
+        while True:
+            page = self.snapshot.items(lo, hi, _PAGE)
+            yield from page
+            if len(page) < _PAGE:
+                return
+            lo = page[-1][0] + b"\x00"  # the least key after the last one read
 
     def fingerprint(self, lo: bytes, hi: bytes | None) -> tuple[int, bytes]:
         count, fp = 0, 0

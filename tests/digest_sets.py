@@ -36,9 +36,10 @@ class Snapshot:
     def hours(self) -> list[Total]:
         return self._hours
 
-    def items(self, lo: bytes, hi: bytes | None) -> list[Item]:
+    def items(self, lo: bytes, hi: bytes | None, limit: int | None = None) -> list[Item]:
+        start = bisect.bisect_left(self._keys, lo)
         end = len(self._keys) if hi is None else bisect.bisect_left(self._keys, hi)
-        return self._items[bisect.bisect_left(self._keys, lo):end]
+        return self._items[start:end if limit is None else min(end, start + limit)]
 
 
 def key(rng: random.Random, spread_days: int) -> bytes:

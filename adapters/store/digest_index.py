@@ -283,8 +283,8 @@ class _ListSnapshot:
     def hours(self) -> list[Total]:
         return self._hours
 
-    def items(self, lo: bytes, hi: bytes | None) -> list[Item]:
-        return list(self._fetch(lo, hi))
+    def items(self, lo: bytes, hi: bytes | None, limit: int | None = None) -> list[Item]:
+        return list(self._fetch(lo, hi, limit))
 
 
 class MemoryDigestIndex:
@@ -299,10 +299,10 @@ class MemoryDigestIndex:
                            for totals in (self.recorder.day_totals, self.recorder.hour_totals))
         keys = [k for k, _ in items]
 
-        def fetch(lo: bytes, hi: bytes | None) -> list[Item]:
+        def fetch(lo: bytes, hi: bytes | None, limit: int | None) -> list[Item]:
             start = bisect.bisect_left(keys, lo)
             end = len(keys) if hi is None else bisect.bisect_left(keys, hi)
-            return items[start:end]
+            return items[start:end if limit is None else min(end, start + limit)]
 
         yield _ListSnapshot(days, hours, fetch)
 
@@ -321,13 +321,14 @@ class SqliteDigestIndex:
                 f"SELECT {c}, n, fp_hi, fp_lo FROM {t} WHERE partner = ? AND n > 0 ORDER BY {c}", (partner,))]
                 for t, c in (("recon_day", "day"), ("recon_hour", "hour")))
 
-            def fetch(lo: bytes, hi: bytes | None) -> list[Item]:
+            def fetch(lo: bytes, hi: bytes | None, limit: int | None) -> list[Item]:
                 query = "SELECT case_key, digest FROM recon_digest WHERE partner = ? AND case_key >= ?"
                 args: tuple[Any, ...] = (partner, lo)
                 if hi is not None:
                     query, args = query + " AND case_key < ?", (*args, hi)
+                query, args = query + " ORDER BY case_key LIMIT ?", (*args, -1 if limit is None else limit)
                 with lock:
-                    return db.execute(query + " ORDER BY case_key", args).fetchall()
+                    return db.execute(query, args).fetchall()
 
             yield _ListSnapshot(days, hours, fetch)
         finally:
@@ -349,14 +350,15 @@ class PostgresDigestIndex:
                     sql.Identifier(c), schema, sql.Identifier(t), sql.Identifier(c)), (partner,))]
                 for t, c in (("recon_day", "day"), ("recon_hour", "hour")))
 
-            def fetch(lo: bytes, hi: bytes | None) -> list[Item]:
+            def fetch(lo: bytes, hi: bytes | None, limit: int | None) -> list[Item]:
                 query = sql.SQL("SELECT case_key, digest FROM {}.recon_digest WHERE partner = %s "
                                 "AND case_key >= %s").format(schema)
                 args: tuple[Any, ...] = (partner, lo)
                 if hi is not None:
                     query, args = query + sql.SQL(" AND case_key < %s"), (*args, hi)
+                query, args = query + sql.SQL(" ORDER BY case_key LIMIT %s"), (*args, limit)  # NULL: all
                 with lock:
-                    rows = conn.execute(query + sql.SQL(" ORDER BY case_key"), args).fetchall()
+                    rows = conn.execute(query, args).fetchall()
                 return [(bytes(k), bytes(d)) for k, d in rows]
 
             yield _ListSnapshot(days, hours, fetch)

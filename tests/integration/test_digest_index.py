@@ -131,3 +131,15 @@ def test_rebuilding_from_the_log_gives_the_same_index(store: tuple[CaseHub, Dige
     assert ensure_digests(hub) is False  # present: nothing to do
     assert ensure_digests(hub, force=True) is True
     assert read(index) == incremental
+
+
+def test_items_read_a_page_from_a_key_on(store: tuple[CaseHub, DigestIndex]) -> None:
+    """What reconciliation pages a dense hour with: the first ``limit`` items from ``lo``, in key order."""
+    hub, index = store
+    populate(hub)
+    with index.snapshot(HANDLING) as snap:
+        every = snap.items(b"", None)
+        assert len(every) >= 3
+        assert snap.items(b"", None, 2) == every[:2]
+        assert snap.items(every[1][0], None, 2) == every[1:3]
+        assert snap.items(every[1][0], every[2][0], 5) == every[1:2]

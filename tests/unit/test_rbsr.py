@@ -4,6 +4,7 @@ refuses what no honest partner sends."""
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -13,7 +14,7 @@ from hub.domain.errors import InvalidInput, RuleViolation
 from reconciliation.messages import Message, Mode, Params, Range
 from reconciliation.ports import Item
 from reconciliation.rbsr import DigestSet, Side, check_message, check_params, pad
-from tests.digest_sets import Snapshot, pair
+from tests.digest_sets import T0, Snapshot, pair
 
 
 def reconcile(a: dict[bytes, bytes], b: dict[bytes, bytes], params: Params, enough: int | None = None
@@ -158,8 +159,8 @@ class CountingSnapshot(Snapshot):
 
     read = 0
 
-    def items(self, lo: bytes, hi: bytes | None) -> list[Item]:
-        found = super().items(lo, hi)
+    def items(self, lo: bytes, hi: bytes | None, limit: int | None = None) -> list[Item]:
+        found = super().items(lo, hi, limit)
         self.read += len(found)
         return found
 
@@ -177,3 +178,34 @@ def test_enough_differences_are_counted_not_read(only_theirs: int) -> None:
         initiator.receive_reply(message, responder.reply(message))
     assert 100 < initiator.found <= 20_000 + only_theirs
     assert snapshot.read < 2_000  # the full comparison reads all 20,000 of ours
+
+
+class PageRecordingSnapshot(Snapshot):
+    """Records the largest read: a dense hour must be read a page at a time, never whole."""
+
+    largest = 0
+
+    def items(self, lo: bytes, hi: bytes | None, limit: int | None = None) -> list[Item]:
+        found = super().items(lo, hi, limit)
+        self.largest = max(self.largest, len(found))
+        return found
+
+
+def test_a_dense_hour_is_fingerprinted_and_split_a_page_at_a_time() -> None:
+    """A bulk load puts many cases in one hour; a range cutting through it is read in pages, and its
+    fingerprint and split are those of the keys one by one."""
+    rng = random.Random(3)
+    start = (T0 // 3_600_000) * 3_600_000
+    dense = {(start + rng.randrange(3_600_000)).to_bytes(6, "big") + rng.randbytes(10): rng.randbytes(16)
+             for _ in range(12_000)}
+    snapshot = PageRecordingSnapshot(dense)
+    digests = DigestSet(snapshot)
+    keys = sorted(dense)
+    lo, hi = keys[100], keys[11_000]  # cuts through the hour on both sides
+    expected = 0
+    for k in keys[100:11_000]:
+        expected ^= int.from_bytes(dense[k], "big")
+    assert digests.fingerprint(lo, hi) == (10_900, expected.to_bytes(16, "big"))
+    parts = digests.split(lo, hi, 4, 10_900)
+    assert sum(n for _lo, _hi, n, _fp in parts) == 10_900
+    assert snapshot.largest <= 5000
