@@ -37,7 +37,8 @@ class MeteredExchange:
         return receipts
 
     def sent(self, partner: str, count: int) -> None:
-        self.metrics.receipts_outstanding.labels(partner).inc(count)
+        with self._lock:
+            self.metrics.receipts_outstanding.labels(partner).inc(count)
 
     def record_receipts(
         self, partner: str, channel: str, receipts: Sequence[CaseReceipt], through: int | None,

@@ -7,6 +7,7 @@ bytes can be damaged, and neither may reach the store.
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC
 from uuid import UUID
 
@@ -41,10 +42,22 @@ def event_message(event: SharedEvent) -> exchange_pb2.SharedEvent:
     return message
 
 
+def _not_json(constant: str) -> float:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    """NaN and infinities are not JSON (RFC 8259), and a store could not keep them as they were sent."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
 def event_from(message: exchange_pb2.SharedEvent) -> SharedEvent:
     """Decode and verify one event; InvalidInput names what is wrong."""
     try:
-        data = json.loads(message.data_json.decode("utf-8"))
+        data = json.loads(message.data_json.decode("utf-8"), parse_constant=_not_json, parse_float=_finite)
         case_id = UUID(message.case_id)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput.one("events", f"事件 {message.event_id} 无法解析: {exc}") from None

@@ -178,7 +178,7 @@ class SqliteChainStore:
     def positions(self, originator_id: str) -> dict[int, int]:
         """A scan, in the database: asked once per exported bundle, and an index would tax every append."""
         with self._lock:
-            rows = self._db.execute(f"SELECT version, position FROM {TABLE} WHERE originator_id = ?",
+            rows = self._db.execute(f"SELECT version, position FROM {TABLE} WHERE originator_id = ? ORDER BY position",
                                     (originator_id,)).fetchall()
         return {int(v): int(p) for v, p in rows}
 
@@ -271,7 +271,7 @@ class PostgresChainStore:
 
     def positions(self, originator_id: str) -> dict[int, int]:
         """A scan, in the database: asked once per exported bundle, and an index would tax every append."""
-        query = sql.SQL("SELECT version, position FROM {}.{} WHERE originator_id = %s").format(
+        query = sql.SQL("SELECT version, position FROM {}.{} WHERE originator_id = %s ORDER BY position").format(
             self._schema, self._table)
         with self._pool.connection() as conn:
             rows = conn.execute(query, (originator_id,)).fetchall()

@@ -6,11 +6,14 @@ transcoder (the timestamp tagged by the library's own transcoding) about five ti
 about three times faster. That is most of a store's writes and of the relay's reads.
 
 Snapshots, claims and ledgers keep the library's path: their state can hold UUIDs at any depth, which orjson
-would write as plain strings and so read back as strings.
+would write as plain strings and so read back as strings. So does what orjson cannot write or read back as it
+was: an integer beyond 64 bits, nesting past 254 levels, NaN or infinity (the wire refuses those last two from
+partners, and no command takes a float).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable
 from typing import Any, cast
 from uuid import UUID
@@ -29,6 +32,7 @@ from eventsourcing.utils import get_topic, resolve_topic
 from hub.domain.case import Case
 
 _TAG = b'"_type_"'
+_WIDE_NUMBER = re.compile(rb"[:,\[]-?\d{19,}")  # a number token of 19 digits or more (or a string holding one)
 
 
 class CaseMapper(Mapper[UUID]):
@@ -36,7 +40,10 @@ class CaseMapper(Mapper[UUID]):
 
     def __init__(self, mapper: Mapper[UUID]) -> None:
         super().__init__(mapper.transcoder, mapper.compressor, mapper.cipher)
-        self._json = mapper.transcoder if isinstance(mapper.transcoder, JSONTranscoder) else None
+        # Only the library's own mapper and transcoder are known to write what orjson writes.
+        transcoder = mapper.transcoder
+        plain = type(mapper) is Mapper and type(transcoder) is JSONTranscoder
+        self._json = cast("JSONTranscoder", transcoder) if plain else None
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         if self._json is None or not isinstance(domain_event, Case.Event):
@@ -47,7 +54,10 @@ class CaseMapper(Mapper[UUID]):
         class_version = type(domain_event).class_version
         if class_version > 1:
             event_state["class_version"] = class_version
-        state = orjson.dumps(event_state, default=self._json._encode_obj, option=orjson.OPT_PASSTHROUGH_DATETIME)
+        try:
+            state = orjson.dumps(event_state, default=self._json._encode_obj, option=orjson.OPT_PASSTHROUGH_DATETIME)
+        except TypeError:  # what orjson refuses (an integer beyond 64 bits, nesting past 254): the library writes it
+            return super().to_stored_event(domain_event)
         if self.compressor:
             state = self.compressor.compress(state)
         if self.cipher:
@@ -85,7 +95,12 @@ class CaseMapper(Mapper[UUID]):
             state = self.cipher.decrypt(state)
         if self.compressor:
             state = self.compressor.decompress(state)
-        event_state: dict[str, Any] = orjson.loads(state)
+        if _WIDE_NUMBER.search(state):  # orjson would read an integer beyond 64 bits as a float
+            return cast("dict[str, Any]", self._json.decode(state))
+        try:
+            event_state: dict[str, Any] = orjson.loads(state)
+        except orjson.JSONDecodeError:  # NaN, Infinity: the library's decoder reads what its encoder wrote
+            return cast("dict[str, Any]", self._json.decode(state))
         untagged = 0
         for key, value in event_state.items():
             if type(value) is dict and len(value) == 2 and "_type_" in value and "_data_" in value:

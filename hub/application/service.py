@@ -139,8 +139,10 @@ class CaseHub(Application[UUID]):
 
     def close(self) -> None:
         """Close the store and the case index (which the hub owns: it was built for it)."""
-        super().close()
-        self.index.close()
+        try:
+            super().close()
+        finally:
+            self.index.close()
 
     def _notify(self, recordings: list[Any]) -> None:
         """After every save: wake whoever follows the log (the relays), without them polling hard."""

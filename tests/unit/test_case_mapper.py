@@ -6,6 +6,7 @@ import contextlib
 from typing import Any
 from uuid import UUID, uuid4
 
+import pytest
 from eventsourcing.application import Application
 from eventsourcing.cryptography import AESCipher
 from eventsourcing.persistence import Mapper, StoredEvent
@@ -77,3 +78,26 @@ def test_encrypted_case_events_round_trip_and_read_with_the_library() -> None:
     assert b"receiving_site" not in stored.state
     assert cipher.decrypt(stored.state) == cipher.decrypt(library.to_stored_event(event).state)
     assert vars(library.to_domain_event(stored)) == vars(fast.to_domain_event(stored)) == vars(event)
+
+
+@pytest.mark.parametrize("value", [2**70, -(2**63) - 1, 2**63, 2**64 - 1, [[[1]]], "x" * 30 + "9" * 25])
+def test_what_orjson_cannot_keep_goes_the_librarys_way(value: object) -> None:
+    """Partner data is any JSON: integers orjson would refuse to write or read back as floats are stored
+    and read exactly as the library stores and reads them."""
+    library, fast = mappers()
+    case = new_case()
+    take(case, Step.FORWARD)
+    forward = case.collect_events()[-1]
+    object.__setattr__(forward, "details", {"n": value})
+    stored = fast.to_stored_event(forward)
+    assert stored == library.to_stored_event(forward)
+    back = fast.to_domain_event(stored)
+    assert back.details == {"n": value}  # type: ignore[attr-defined]
+    assert type(back.details["n"]) is type(value)  # type: ignore[attr-defined]
+
+
+def test_a_site_stores_case_events_through_the_fast_path() -> None:
+    from tests.unit.test_exchange import hub
+
+    mapper = hub("410400").mapper
+    assert isinstance(mapper, CaseMapper) and mapper._json is not None
