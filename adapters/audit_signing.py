@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from adapters.audit_chain import SiteChain
 from hub.application.service import CaseHub
 from hub.domain import bundle, checkpoints
 from hub.domain.audit_chain import genesis
-from hub.domain.checkpoint_ledger import CheckpointLedger, ledger_id
+from hub.domain.checkpoint_ledger import RECENT, CheckpointLedger, covering, ledger_id
 from hub.domain.errors import InvalidInput, NotPermitted
 
 LEDGER_TOPIC_PREFIX = "tongban.audit:"
@@ -104,6 +105,26 @@ class Checkpointer:
         self.hub.save(ledger)
         return signed.to_dict()
 
+    def _covering(self, position: int) -> dict[str, Any]:
+        """Our first checkpoint at or after ``position``: from the ledger's recent state when it is surely
+        there, else from its events, a page at a time (an old case's checkpoint was trimmed from state)."""
+        ledger = self.ledger()
+        recent = [c for c in ledger.checkpoints if int(c["checkpoint"]["position"]) >= position]
+        if recent and (len(ledger.checkpoints) < RECENT or len(recent) < len(ledger.checkpoints)):
+            return recent[0]
+        found = covering(self._ledger_events(ledger.id), position)
+        assert found is not None, "export checkpoints the chain through the case first"
+        return found
+
+    def _ledger_events(self, ledger: UUID, page: int = 500) -> Iterator[Any]:
+        after: int | None = None
+        while True:
+            events = list(self.hub.repository.event_store.get(ledger, gt=after, limit=page))
+            yield from events
+            if len(events) < page:
+                return
+            after = events[-1].originator_version
+
     def _keys_for(self, signed: list[checkpoints.SignedCheckpoint]) -> dict[str, bytes]:
         """Our key and the keys of the partners that countersigned, as we trust them."""
         trusted = trusted_keys(self.keys_dir)
@@ -120,11 +141,9 @@ class Checkpointer:
         last_fact = max(case_facts.values())
         if self.ledger().last_position < last_fact:
             self.checkpoint(force=True)
-        ledger = self.ledger()
-        signed = [checkpoints.SignedCheckpoint.from_dict(c) for c in ledger.checkpoints]
-        covering = [c for c in signed if c.checkpoint.position >= last_fact][:1]
+        cover = [checkpoints.SignedCheckpoint.from_dict(self._covering(last_fact))]
         first = min(case_facts.values())
-        segment = store.links(first, covering[0].checkpoint.position)  # the chain from the case on, not all of it
+        segment = store.links(first, cover[0].checkpoint.position)  # the chain from the case on, not all of it
         before = store.before(first)
         start = before.link if before else genesis(self.hub.site)
         made = bundle.build_bundle(
@@ -132,7 +151,7 @@ class Checkpointer:
             events=case.shared_events(),
             segment=[{"position": s.position, "originator_id": s.originator_id, "version": s.version,
                       "topic": s.topic, "digest": s.digest, "link": s.link} for s in segment],
-            start=start, checkpoints=covering, public_keys=self._keys_for(covering),
+            start=start, checkpoints=cover, public_keys=self._keys_for(cover),
             case_facts=case_facts, private_pem=self.key,
         )
         return bundle.dump(made)

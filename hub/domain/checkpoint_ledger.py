@@ -3,16 +3,23 @@
 Each checkpoint signs the chain head at a position; partners countersign and keep a copy, so a
 site that rewrote its history could not produce a chain matching what it signed earlier. The
 ledger is local evidence (not a shared case event); being stored, it is itself chained.
+
+The ledger's state keeps only its RECENT latest checkpoints: a site signs one a minute for years, and the
+ledger is loaded on every tick. Every checkpoint stays in the ledger's events, where an export of an old
+case finds the one covering it (``covering``).
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
 _NAMESPACE = uuid5(NAMESPACE_URL, "urn:tongban:checkpoints")
+RECENT = 64  # checkpoints kept in state: the latest is countersigned within a tick or two
 
 
 def ledger_id(site: str, kept_by: str = "") -> UUID:
@@ -41,7 +48,7 @@ class CheckpointLedger(Aggregate):
     @event("CheckpointSigned", topic="tongban.audit:CheckpointSigned")
     def record(self, *, signed: dict[str, Any]) -> None:
         """``signed``: a SignedCheckpoint as JSON primitives (hub/domain/checkpoints.py)."""
-        self.checkpoints.append(signed)
+        self._add(signed)
 
     @event("CheckpointCountersigned", topic="tongban.audit:CheckpointCountersigned")
     def countersigned(self, *, position: int, countersignature: dict[str, Any]) -> None:
@@ -52,8 +59,26 @@ class CheckpointLedger(Aggregate):
     @event("PartnerCheckpointKept", topic="tongban.audit:PartnerCheckpointKept")
     def keep(self, *, signed: dict[str, Any]) -> None:
         """A partner's checkpoint we countersigned, kept as evidence (in our ledger for that partner)."""
+        self._add(signed)
+
+    def _add(self, signed: dict[str, Any]) -> None:
         self.checkpoints.append(signed)
+        del self.checkpoints[:-RECENT]
 
     @property
     def last_position(self) -> int:
         return int(self.checkpoints[-1]["checkpoint"]["position"]) if self.checkpoints else 0
+
+
+def covering(events: Iterable[Any], position: int) -> dict[str, Any] | None:
+    """The first checkpoint at or after ``position`` in a ledger's events (in order), with every
+    countersignature it received; one checkpoint is held at a time, however long the ledger."""
+    signed_type, countersigned_type = CheckpointLedger.CheckpointSigned, CheckpointLedger.CheckpointCountersigned  # type: ignore[attr-defined]
+    found: dict[str, Any] | None = None
+    for e in events:
+        if found is None:
+            if isinstance(e, signed_type) and int(e.signed["checkpoint"]["position"]) >= position:
+                found = copy.deepcopy(e.signed)
+        elif isinstance(e, countersigned_type) and e.position == int(found["checkpoint"]["position"]):
+            found["countersignatures"].append(e.countersignature)
+    return found
