@@ -126,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _verdicts(windows: list[Figure], preload: int, window_seconds: float) -> dict[str, Any]:
-    """RSS against the bar, and flat two ways: the last window against the first after warm-up, and each
-    reconcile cycle's peak against the first cycle's (a scheduled run raises the high-water mark once:
-    a leak raises it every cycle)."""
+    """RSS against the bar, and flat two ways: the last window against the first after warm-up, and the
+    last reconcile cycle's peak against the second's. The first scheduled run raises the high-water mark
+    once (it can straddle the first two cycles); a leak raises it every cycle."""
     if not windows:
         return {}
     per_site = [w.rss_mb for w in windows]  # each window's larger site, set when it was measured
@@ -143,8 +143,8 @@ def _verdicts(windows: list[Figure], preload: int, window_seconds: float) -> dic
         "RSS flat over the soak": {
             "met": growth <= tolerance,
             "measured": f"{settled[0]} MB -> {settled[-1]} MB over {len(windows)} windows"},
-        "RSS flat across reconcile cycles (peak per cycle)": {
-            "met": len(peaks) > 1 and peaks[-1] - peaks[0] <= tolerance,
+        "RSS flat across reconcile cycles (peak per cycle, from the second)": {
+            "met": len(peaks) > 2 and peaks[-1] - peaks[1] <= tolerance,
             "measured": " -> ".join(f"{p:g}" for p in peaks) + f" MB ({per_cycle} windows per cycle)"},
     }
 
