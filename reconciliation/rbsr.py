@@ -306,13 +306,16 @@ class Side:
             if self.found > self.enough or count - len(r.items) > self.enough:
                 self.counted += max(count - len(r.items), 0)
                 return []
+        if not self.initiator:  # an id list over a range we hold a lot of: split it, counted, never read whole
+            count, _fp = self.digests.fingerprint(r.lo, r.hi)
+            if count > 4 * self.params.id_list_threshold:
+                return [Range(lo, hi, Mode.FINGERPRINT, n, part_fp)
+                        for lo, hi, n, part_fp in self.digests.split(r.lo, r.hi, self.params.branching, count)]
         ours = {k: d[:PREFIX_BYTES] for k, d in self.digests.items(r.lo, r.hi)}
         theirs = dict(r.items)
         if self.initiator:
             self._record(ours, theirs)
             return []
-        if len(ours) > 4 * self.params.id_list_threshold:  # an id list over a range we hold a lot of: split it
-            return self._on_fingerprint(Range(r.lo, r.hi, Mode.FINGERPRINT, len(theirs), b"\x00" * 16))
         differing = tuple(sorted((k, d) for k, d in ours.items() if theirs.get(k) != d))
         missing = tuple(sorted(k for k in theirs if k not in ours))
         return [Range(r.lo, r.hi, Mode.ID_DIFF, items=differing, missing=missing)] if differing or missing else []

@@ -209,3 +209,19 @@ def test_a_dense_hour_is_fingerprinted_and_split_a_page_at_a_time() -> None:
     parts = digests.split(lo, hi, 4, 10_900)
     assert sum(n for _lo, _hi, n, _fp in parts) == 10_900
     assert snapshot.largest <= 5000
+
+
+def test_an_id_list_over_a_range_the_responder_holds_much_of_is_split_without_reading_it_whole() -> None:
+    """A partner (buggy, or hostile) sends an id list over a whole bulk-loaded hour: the responder answers
+    with fingerprints of parts, counted page by page, instead of first reading the hour into memory."""
+    rng = random.Random(5)
+    start = (T0 // 3_600_000) * 3_600_000
+    dense = {(start + rng.randrange(3_600_000)).to_bytes(6, "big") + rng.randbytes(10): rng.randbytes(16)
+             for _ in range(20_000)}
+    snapshot = PageRecordingSnapshot(dense)
+    responder = Side(DigestSet(snapshot), Params(), initiator=False)
+    one = min(dense)
+    reply = responder.reply(Message((Range(b"", None, Mode.ID_LIST, items=((one, dense[one][:8]),)),), False))
+    assert reply.ranges and all(r.mode is Mode.FINGERPRINT for r in reply.ranges)
+    assert sum(r.count for r in reply.ranges) == 20_000
+    assert snapshot.largest <= 5000  # the whole hour at once was 20,000
