@@ -105,15 +105,14 @@ class Checkpointer:
         self.hub.save(ledger)
         return signed.to_dict()
 
-    def _covering(self, position: int) -> dict[str, Any]:
+    def _covering(self, ledger: CheckpointLedger, position: int) -> dict[str, Any]:
         """Our first checkpoint at or after ``position``: from the ledger's recent state when it is surely
         there, else from its events, a page at a time (an old case's checkpoint was trimmed from state)."""
-        ledger = self.ledger()
         recent = [c for c in ledger.checkpoints if int(c["checkpoint"]["position"]) >= position]
         if recent and (len(ledger.checkpoints) < RECENT or len(recent) < len(ledger.checkpoints)):
             return recent[0]
         found = covering(self._ledger_events(ledger.id), position)
-        assert found is not None, "export checkpoints the chain through the case first"
+        assert found is not None, "the ledger's last checkpoint is at or after the position"
         return found
 
     def _ledger_events(self, ledger: UUID, page: int = 500) -> Iterator[Any]:
@@ -139,9 +138,11 @@ class Checkpointer:
         by_version = {entry.version: entry.shared for entry in case.log}
         case_facts = {by_version[v].event_id: p for v, p in store.positions(str(case.id)).items() if v in by_version}
         last_fact = max(case_facts.values())
-        if self.ledger().last_position < last_fact:
-            self.checkpoint(force=True)
-        cover = [checkpoints.SignedCheckpoint.from_dict(self._covering(last_fact))]
+        ledger = self.ledger()
+        signed = (self.checkpoint(force=True) if ledger.last_position < last_fact  # the first to cover it
+                  else self._covering(ledger, last_fact))
+        assert signed is not None, "a checkpoint past our last one is signed whenever the chain moved past it"
+        cover = [checkpoints.SignedCheckpoint.from_dict(signed)]
         first = min(case_facts.values())
         segment = store.links(first, cover[0].checkpoint.position)  # the chain from the case on, not all of it
         before = store.before(first)

@@ -27,19 +27,15 @@ PG = PostgresSettings(
 RESULTS_DIR = Path("bench-results")
 
 
-def stop_cleanly_on_sigterm() -> None:
-    """SIGTERM (and SIGINT, which a shell ignores in background jobs) unwinds like Ctrl-C: the sites a
-    bench started are stopped by their PIDs and its schemas dropped, instead of left running."""
+def run_bench(main: Any) -> None:
+    """Run a bench's ``main`` as a command. SIGTERM (and SIGINT, which a shell ignores in background jobs)
+    unwinds like Ctrl-C: the sites it started are stopped by their PIDs and its schemas dropped, instead
+    of left running; it exits 130 without a trace."""
     def stop(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-
-
-def run_bench(main: Any) -> None:
-    """Run a bench's ``main`` as a command: signals unwind it, and an interrupt exits 130 without a trace."""
-    stop_cleanly_on_sigterm()
     try:
         sys.exit(main())
     except KeyboardInterrupt as stopped:

@@ -76,6 +76,8 @@ def _pg(pg: PostgresSettings) -> dict[str, str | int]:
     return {"host": pg.host, "port": pg.port, "dbname": pg.dbname, "user": pg.user, "schema": pg.schema}
 
 
+_LOG_HEAD = "SELECT max(notification_id) FROM {}.tongban_events"  # the newest position in a log
+
 class ReceiptWatch:
     """Polls a position at A and remembers when it moved.
 
@@ -96,7 +98,7 @@ class ReceiptWatch:
             ).format(sql.Identifier(schema))
             self._params: tuple[str, ...] = (f"relay:{HANDLING}:{channel}",)
         else:
-            self._query = sql.SQL("SELECT max(notification_id) FROM {}.tongban_events").format(sql.Identifier(schema))
+            self._query = sql.SQL(_LOG_HEAD).format(sql.Identifier(schema))
             self._params = ()
         self._interval = interval
         self._stop = threading.Event()
@@ -201,7 +203,7 @@ async def open_loop(address: str, rate: float, seconds: float, max_outstanding: 
 
 def log_head(schema: str) -> int:
     """The newest position in a site's log."""
-    query = sql.SQL("SELECT max(notification_id) FROM {}.tongban_events").format(sql.Identifier(schema))
+    query = sql.SQL(_LOG_HEAD).format(sql.Identifier(schema))
     with connect() as conn:
         row = conn.execute(query).fetchone()
     return int(row[0] or 0) if row else 0

@@ -16,9 +16,10 @@ from adapters.bootstrap import build_hub
 from adapters.exchange.grpc_client import GrpcPartner
 from adapters.exchange.grpc_service import ExchangeServicer
 from adapters.exchange.relay import Relay
+from adapters.launcher import make_certs
 from adapters.settings import PostgresSettings, Settings
 from adapters.store.memory_index import MemoryCaseIndex
-from adapters.tls import TlsFiles, channel_credentials, create_ca, issue_site_cert, peer_site, server_credentials
+from adapters.tls import TlsFiles, channel_credentials, peer_site, server_credentials
 from hub.application import commands as c
 from hub.application.exchange import Exchange
 from hub.application.service import CaseHub
@@ -45,11 +46,7 @@ class Receiver:
 
 @pytest.fixture
 def certs(tmp_path: Path) -> Path:
-    directory = tmp_path / "certs"
-    create_ca(directory)
-    for site in (RECEIVING, HANDLING, OTHER):
-        issue_site_cert(directory, site)
-    return directory
+    return make_certs(tmp_path / "certs", RECEIVING, HANDLING, OTHER)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
