@@ -26,7 +26,7 @@ from hub.application.service import CaseHub, Processing
 from hub.domain.case import Case, shared_form
 from hub.domain.case_state import receipt_sites
 from hub.domain.errors import NotPermitted, RuleViolation
-from hub.domain.receipts import DeliveryLedger, ledger_id
+from hub.domain.receipts import DeliveryLedger, ledger_id, record_receipt
 from hub.domain.shared import SharedEvent, chain_next, chain_start
 
 CASE_TOPICS = "tongban.case:"
@@ -170,22 +170,23 @@ class Exchange:
         cases: dict[UUID, Case] = {}  # a batch often holds several receipts for one case: one load each
         heads, opened = (sent.heads, sent.opened) if sent is not None else ({}, frozenset[UUID]())
         for receipt in receipts:
-            ledger = ledgers.get(receipt.case_id) or (
-                DeliveryLedger.open(receipt.case_id, partner) if receipt.case_id in opened
-                else self._ledger(receipt.case_id, partner)
-            )
-            ledgers[receipt.case_id] = ledger
+            ledger = ledgers.get(receipt.case_id)
+            if ledger is None and receipt.case_id not in opened:
+                ledger = self.hub.find(ledger_id(receipt.case_id, partner), DeliveryLedger)
             ours = heads.get((receipt.case_id, receipt.origin, receipt.stored_through))
             if ours is None:
                 if receipt.case_id not in cases:
                     cases[receipt.case_id] = self.hub.get_case(receipt.case_id)
                 ours = cases[receipt.case_id].chain_head(receipt.origin, receipt.stored_through)
             if receipt.origin == self.site:
-                covered += max(receipt.stored_through - ledger.stored_through(self.site), 0)
-            ledger.record(
-                origin=receipt.origin, stored_through=receipt.stored_through, chain_head=receipt.chain_head,
-                matched=ours == receipt.chain_head, status=receipt.status, channel=channel,
+                before = ledger.stored_through(self.site) if ledger is not None else 0
+                covered += max(receipt.stored_through - before, 0)
+            ledger = record_receipt(
+                ledger, receipt.case_id, partner, origin=receipt.origin, stored_through=receipt.stored_through,
+                chain_head=receipt.chain_head, matched=ours == receipt.chain_head, status=receipt.status,
+                channel=channel,
             )
+            ledgers[receipt.case_id] = ledger
         tracking = Tracking(relay_name(partner, channel), through) if through is not None else None
         processing = Processing(tracking=tracking)
         processing.collect_events(*ledgers.values())
@@ -194,9 +195,6 @@ class Exchange:
         elif tracking is not None:
             self.recorder.insert_tracking(tracking)
         return covered
-
-    def _ledger(self, case_id: UUID, partner: str) -> DeliveryLedger:
-        return self.hub.find(ledger_id(case_id, partner), DeliveryLedger) or DeliveryLedger.open(case_id, partner)
 
     def receipts(self, case_id: UUID) -> list[dict[str, object]]:
         """Every receipt recorded for a case, per partner."""

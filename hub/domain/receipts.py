@@ -3,6 +3,8 @@
 A receipt is local evidence, not a shared case event (sharing it would call for a receipt of the
 receipt). One ledger per (case, partner) keeps every receipt: through which seq of which origin
 the partner stored the case's events, the partner's chain head there, and whether it matched ours.
+A ledger opens with its first receipt, in one event: most cases only ever get one receipt per
+partner, and an event less per case is a log entry, a chain link and a row less at a busy site.
 """
 
 from __future__ import annotations
@@ -28,14 +30,12 @@ class DeliveryLedger(Aggregate):
         TOPIC = "tongban.receipt:DeliveryLedger.Created"
 
     @event("LedgerOpened", topic="tongban.receipt:LedgerOpened")
-    def __init__(self, *, id: UUID, case_id: str, partner: str) -> None:
+    def __init__(self, *, id: UUID, case_id: str, partner: str, first: dict[str, object] | None = None) -> None:
         self.case_id = case_id
         self.partner = partner
         self.receipts: list[dict[str, object]] = []
-
-    @classmethod
-    def open(cls, case_id: UUID, partner: str) -> DeliveryLedger:
-        return cls(id=ledger_id(case_id, partner), case_id=str(case_id), partner=partner)
+        if first is not None:  # ledgers stored before the first receipt rode along open without one
+            self.receipts.append({**first, "recorded_at": self.modified_on})
 
     def stored_through(self, origin: str) -> int:
         """How far the partner has confirmed storing ``origin``'s events of the case (0: not at all)."""
@@ -49,3 +49,17 @@ class DeliveryLedger(Aggregate):
             {"origin": origin, "stored_through": stored_through, "chain_head": chain_head, "matched": matched,
              "status": status, "channel": channel, "recorded_at": self.modified_on}
         )
+
+
+def record_receipt(
+    ledger: DeliveryLedger | None, case_id: UUID, partner: str, *, origin: str, stored_through: int,
+    chain_head: str, matched: bool, status: str, channel: str,
+) -> DeliveryLedger:
+    """``ledger`` with this receipt recorded, or (if there is no ledger yet) a new one opened with it."""
+    if ledger is not None:
+        ledger.record(origin=origin, stored_through=stored_through, chain_head=chain_head, matched=matched,
+                      status=status, channel=channel)
+        return ledger
+    first: dict[str, object] = {"origin": origin, "stored_through": stored_through, "chain_head": chain_head,
+                                "matched": matched, "status": status, "channel": channel}
+    return DeliveryLedger(id=ledger_id(case_id, partner), case_id=str(case_id), partner=partner, first=first)

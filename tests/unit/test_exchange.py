@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from uuid import UUID
 
 import pytest
@@ -11,6 +12,7 @@ from adapters.store.memory_index import MemoryCaseIndex
 from hub.application import commands as c
 from hub.application.exchange import Exchange, NotRouted
 from hub.application.service import CaseHub
+from hub.domain.receipts import DeliveryLedger, ledger_id
 from routing.catalogue import Catalogue
 from routing.regions import RegionDirectory
 from tests.builders import CLERK, HANDLER, HANDLING, OTHER, RECEIVING, actor_data, receive_request
@@ -120,3 +122,29 @@ def test_record_receipts_counts_only_our_events_confirmed_for_the_first_time(sit
     assert deliver(at_b, at_a) == 1
     step(a, c.RaiseIssue, case.id, actor_data(CLERK), kind="overdue", description="超期未办结")
     assert deliver(at_a, at_b) == 1  # A's third event only: the receipt says "through 3"
+
+
+def test_a_ledger_opens_with_its_first_receipt_in_one_event_and_old_ledgers_still_read(
+    sites: tuple[CaseHub, CaseHub],
+) -> None:
+    """One event per case and partner when one receipt is all a case gets (most cases): the log entry,
+    chain link and row a separate opening event cost. A ledger stored before (opened bare, then a
+    receipt) still reads back the same."""
+    a, b = sites
+    case, _ = a.receive(c.parse(c.ReceiveCase, receive_request()))
+    relay(a, b)
+    stored = list(a.events.get(ledger_id(case.id, HANDLING)))
+    assert [type(e).__name__ for e in stored] == ["LedgerOpened"]
+    [receipt] = Exchange(a).receipts(case.id)
+    assert receipt["stored_through"] == 1 and receipt["matched"] and receipt["recorded_at"] == stored[0].timestamp
+
+    old = DeliveryLedger(id=ledger_id(case.id, OTHER), case_id=str(case.id), partner=OTHER, first=None)
+    old.record(origin=RECEIVING, stored_through=1, chain_head="h", matched=True, status="stored", channel="nats")
+    a.save(old)
+    opened, recorded = (a.mapper.to_stored_event(e) for e in a.events.get(old.id))
+    state = json.loads(opened.state)
+    state.pop("first")  # as stored before the field existed
+    bare = a.mapper.to_domain_event(dataclasses.replace(opened, state=json.dumps(state).encode()))
+    again = a.mapper.to_domain_event(recorded).mutate(bare.mutate(None))
+    assert again is not None
+    assert [r["stored_through"] for r in again.receipts] == [1] and again.receipts[0]["channel"] == "nats"
