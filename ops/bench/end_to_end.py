@@ -37,6 +37,7 @@ class TwoSites:
     a: SiteProcess
     b: SiteProcess
     a_schema: str
+    b_schema: str
 
     def pids(self) -> list[int]:
         return [p for p in (self.a.pid, self.b.pid) if p is not None]
@@ -69,7 +70,7 @@ def two_sites(root: Path, channel: str = CHANNEL, nats_url: str = "", group_comm
         stack.callback(a.stop)
         b.start(timeout=60)
         a.start(timeout=60)
-        yield TwoSites(a, b, used[0].schema)
+        yield TwoSites(a, b, used[0].schema, used[1].schema)
 
 
 def _pg(pg: PostgresSettings) -> dict[str, str | int]:
@@ -229,6 +230,28 @@ def ledger_positions(schema: str, case_ids: set[str]) -> dict[str, int]:
     with connect() as conn:
         rows = conn.execute(query, (list(by_ledger),)).fetchall()
     return {by_ledger[UUID(str(ledger))]: int(n) for ledger, n in rows}
+
+
+def table_rows(sites: TwoSites) -> dict[str, dict[str, int]]:
+    """Rows in each table of each site's schema, to tell what one case costs PostgreSQL in writes."""
+    found: dict[str, dict[str, int]] = {}
+    with connect() as conn:
+        for site, schema in (("A", sites.a_schema), ("B", sites.b_schema)):
+            tables = [r[0] for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (schema,))]
+            count = sql.SQL("SELECT count(*) FROM {}.{}")
+            found[site] = {t: conn.execute(count.format(sql.Identifier(schema), sql.Identifier(t))).fetchone()[0]
+                           for t in tables}
+    return found
+
+
+def rows_per_case(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]],
+                  cases: int) -> dict[str, dict[str, float]]:
+    """Rows each site's tables gained per case between two ``table_rows`` counts (tables gaining a
+    negligible few, such as per-day totals, left out)."""
+    gained = {site: {t: round((n - before[site].get(t, 0)) / max(cases, 1), 2) for t, n in tables.items()}
+              for site, tables in after.items()}
+    return {site: {t: n for t, n in tables.items() if n >= 0.01} for site, tables in gained.items()}
 
 
 def cpu_meter(sites: TwoSites) -> CpuMeter:

@@ -94,6 +94,10 @@ def main() -> int:
             spent = ", ".join(f"{name} {ms:.2f}" for name, ms in cpu.items())
             print(f"CPU ms per case, {figure.name}: {spent}; total {sum(cpu.values()):.2f} "
                   f"(2 cores: at most {2000 / max(sum(cpu.values()), 1e-9):.0f} cases/s)")
+    rows, ceiling = _write_ceiling(by_name)
+    if ceiling:
+        print(f"PostgreSQL rows written per case: {rows}; raw batched insert {raw.rate:.0f} rows/s: "
+              f"at most {ceiling:.0f} cases/s on this machine even if the hubs' own work cost nothing")
     print()
     for bar, verdict in verdicts.items():
         print(f"{'MET    ' if verdict['met'] else 'NOT MET'}  {bar}: {verdict['measured']}")
@@ -135,10 +139,11 @@ def _end_to_end(root: Path) -> list[Figure]:
         watch.pids = sites.pids()
         seconds = SETTINGS["e2e_seconds"]
         print(f"(d) full load: {SETTINGS['e2e_callers']} concurrent callers for {seconds:g} s ...", flush=True)
-        cpu = end_to_end.cpu_meter(sites)
+        cpu, rows = end_to_end.cpu_meter(sites), end_to_end.table_rows(sites)
         load = asyncio.run(end_to_end.closed_loop(sites.a.staff_address, SETTINGS["e2e_callers"], seconds))
         full = end_to_end.measure(sites, watch, load, "end to end: full load",
                                   f"{SETTINGS['e2e_callers']} callers, {seconds:g} s", SETTINGS["drain_seconds"], cpu)
+        full.extra["rows_per_case"] = end_to_end.rows_per_case(rows, end_to_end.table_rows(sites), len(load.sent))
         rate = max(round(full.rate / 2), 1)  # the latency this hub gives at half of what it sustained
         print(f"(d) half of the measured rate: {rate:g} cases/s for {SETTINGS['half_load_seconds']:g} s ...",
               flush=True)
@@ -172,6 +177,17 @@ def _end_to_end_over_nats(root: Path, nats_url: str) -> Figure:
                                   f"{SETTINGS['e2e_callers']} callers, {seconds:g} s", SETTINGS["drain_seconds"], cpu)
 
 
+def _write_ceiling(by: dict[str, Figure]) -> tuple[str, float]:
+    """Rows PostgreSQL stores per case end to end (each site's log, audit chain links, digests, ledgers),
+    and the most cases/s the raw batched-insert rate of this machine allows for that many rows."""
+    rows = by["end to end: full load"].extra.get("rows_per_case") or {}
+    total = sum(sum(tables.values()) for tables in rows.values())
+    if not total:
+        return "", 0.0
+    detail = "; ".join(f"{site} " + ", ".join(f"{t} {n:g}" for t, n in tables.items()) for site, tables in rows.items())
+    return f"{total:g} ({detail})", by["raw psycopg batched insert"].rate / total
+
+
 def _verdicts(by: dict[str, Figure]) -> dict[str, Any]:
     raw, per_save = by["raw psycopg batched insert"], by["hub store: one event per save"]
     store = max((by["hub store: batched ingest"], by["hub store: group-committed receive"]), key=lambda f: f.rate)
@@ -186,7 +202,8 @@ def _verdicts(by: dict[str, Figure]) -> dict[str, Any]:
         f"end to end >= {E2E_BAR:g} events/s sustained": {
             "met": full.rate >= E2E_BAR and full.seconds >= 60,
             "measured": f"{full.rate:.0f}/s over {full.seconds:.0f} s "
-                        f"(accepted at A {full.extra['accepted_per_s']}/s)"},
+                        f"(accepted at A {full.extra['accepted_per_s']}/s; PostgreSQL writes alone allow at most "
+                        f"{_write_ceiling(by)[1]:.0f} cases/s here)"},
         f"p99 <= {LATENCY_BAR_MS:g} ms at half load": {
             "met": half.p99_ms <= LATENCY_BAR_MS and half.extra["accepted_per_s"] >= 0.95 * E2E_BAR / 2,
             "measured": f"p99 {half.p99_ms} ms at {half.extra['accepted_per_s']}/s offered {E2E_BAR / 2:g}/s"},
