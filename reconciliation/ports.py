@@ -13,6 +13,8 @@ from reconciliation.messages import CaseCounts, CaseDescription, Message, Params
 
 Total = tuple[int, int, bytes]  # (day or hour number, count, XOR of its digests)
 Item = tuple[bytes, bytes]  # (16-byte case key, 16-byte pair digest)
+Bounds = tuple[bytes, bytes | None]  # [lo, hi): hi None for no upper bound
+Segment = tuple[int, int, bytes, bytes, bytes]  # (index, count, XOR of digests, first key, last key)
 
 
 class DigestSnapshot(Protocol):
@@ -29,6 +31,17 @@ class DigestSnapshot(Protocol):
     def items(self, lo: bytes, hi: bytes | None, limit: int | None = None) -> list[Item]:
         """The (key, digest) pairs with lo <= key < hi (hi None: no upper bound), ascending; the first
         ``limit`` of them if given (a dense range is read page by page)."""
+        ...
+
+    def summaries(self, ranges: Sequence[Bounds]) -> list[tuple[int, bytes]]:
+        """Each range's count and the XOR of its digests, in one go: the parts of dense hours a
+        message's ranges cut through, summed where the keys are (``reconciliation.paged`` when only
+        ``items`` can)."""
+        ...
+
+    def segments(self, lo: bytes, hi: bytes | None, first: int, every: int) -> list[Segment]:
+        """[lo, hi) cut by rank: segment 0 holds ranks below ``first``, segment j the ``every`` ranks
+        from first + (j - 1) * every on; the non-empty ones, in order. Where a split cuts a dense hour."""
         ...
 
 

@@ -8,8 +8,9 @@ rounds grow with log(n) and the bytes with d·log(n), never with n; with no diff
 round trip and a few dozen bytes.
 
 Whole days and hours come from the totals the store keeps at append time (hub/domain/digests.py),
-so an unchanged day costs nothing to compare; only the part of an hour a range cuts through is
-read key by key.
+so an unchanged day costs nothing to compare. The part of an hour a range cuts through is summed,
+and cut by rank, by the snapshot: PostgreSQL does it in the database, for all of a message's ranges
+at once, so a bulk-loaded hour (a million cases) never crosses into Python key by key.
 Every incoming message is checked before anything is read: a partner that sends ranges out of
 order, oversized frames or malformed items gets a clear error and learns nothing.
 """
@@ -18,16 +19,15 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from hub.domain.digests import DAY_MS, DIGEST_VERSION, HOUR_MS, bucket_of, bucket_start
 from hub.domain.errors import InvalidInput, RuleViolation
 from reconciliation.messages import KEY_BYTES, PREFIX_BYTES, Message, Mode, Params, Range
-from reconciliation.ports import DigestSnapshot, Item, Total
+from reconciliation.ports import Bounds, DigestSnapshot, Item, Total
 
 _MAX_COUNT = 1 << 40
-_PAGE = 5000  # keys read at once from a part of an hour
 
 
 def pad(bound: bytes) -> bytes:
@@ -41,7 +41,8 @@ def separator(below: bytes, key: bytes) -> bytes:
 
 
 Part = tuple[bytes, bytes | None, int, bytes]  # (lo, hi, count, fingerprint)
-Unit = tuple[bytes, int, int, bytes | None]  # (start bound, count, XOR, key): key None for a day or hour total
+Run = tuple[bytes, bytes]  # [lo, hi) of the keys of one hour, or of the part of it a range cuts through
+Unit = tuple[bytes, int | None, int, Run | None]  # (start bound, count, XOR, run): run None for a whole day or hour
 
 
 class _Totals:
@@ -63,7 +64,8 @@ class _Totals:
 
 class DigestSet:
     """Counts, fingerprints and splits over one snapshot. Whole days and hours come from their totals;
-    only the part of an hour a range cuts through is read, key by key, with one indexed range query."""
+    the part of an hour a range cuts through is summed by the snapshot (in the database, for PostgreSQL),
+    and a split inside it asks only for the keys at its cuts."""
 
     def __init__(self, snapshot: DigestSnapshot) -> None:
         self.snapshot = snapshot
@@ -71,7 +73,9 @@ class DigestSet:
         self.size = sum(n for n, _ in self._levels[0].by_unit.values())
 
     def _walk(self, lo_k: bytes, hi_k: bytes | None, limit: int, level: int = 0) -> Iterator[Unit]:
-        """[lo_k, hi_k) in key order, as whole units of at most ``limit`` cases and single items."""
+        """[lo_k, hi_k) in key order, as whole units of at most ``limit`` cases and runs of keys: whole
+        hours holding more than ``limit``, and the parts of hours the range cuts through (their count
+        None: only the snapshot can sum them)."""
         totals = self._levels[level]
         for unit in totals.meeting(lo_k, hi_k):
             start, end = pad(totals.start(unit)), pad(totals.start(unit + 1))
@@ -85,24 +89,28 @@ class DigestSet:
             if level + 1 < len(self._levels):
                 yield from self._walk(inner_lo, inner_hi, limit, level + 1)
             else:
-                for key, digest in self._scan(inner_lo, inner_hi):
-                    yield totals.start(unit), 1, int.from_bytes(digest, "big"), key
+                whole = inner_lo == start and inner_hi == end
+                yield totals.start(unit), n if whole else None, fp if whole else 0, (inner_lo, inner_hi)
 
-    def _scan(self, lo: bytes, hi: bytes | None) -> Iterator[Item]:
-        """The items of a part of an hour, a page at a time: an hour can hold a bulk load (the soak's preload
-        put a million cases in one), and its keys are needed one by one, never all at once."""
-        while True:
-            page = self.snapshot.items(lo, hi, _PAGE)
-            yield from page
-            if len(page) < _PAGE:
-                return
-            lo = page[-1][0] + b"\x00"  # the least key after the last one read
+    def fingerprints(self, ranges: Sequence[Bounds]) -> list[tuple[int, bytes]]:
+        """Each range's count and fingerprint, with one question to the snapshot for all the parts of
+        hours they cut through (a message can hold hundreds of ranges)."""
+        walks = [list(self._walk(pad(lo), pad(hi) if hi is not None else None, _MAX_COUNT)) for lo, hi in ranges]
+        summed = iter(self.snapshot.summaries([run for walk in walks for _s, n, _fp, run in walk
+                                               if n is None and run is not None]))
+        out = []
+        for walk in walks:
+            count, fp = 0, 0
+            for _start, n, unit_fp, _run in walk:
+                if n is None:
+                    n, part_fp = next(summed)
+                    unit_fp = int.from_bytes(part_fp, "big")
+                count, fp = count + n, fp ^ unit_fp
+            out.append((count, fp.to_bytes(16, "big")))
+        return out
 
     def fingerprint(self, lo: bytes, hi: bytes | None) -> tuple[int, bytes]:
-        count, fp = 0, 0
-        for _start, n, unit_fp, _key in self._walk(pad(lo), pad(hi) if hi is not None else None, _MAX_COUNT):
-            count, fp = count + n, fp ^ unit_fp
-        return count, fp.to_bytes(16, "big")
+        return self.fingerprints([(lo, hi)])[0]
 
     def items(self, lo: bytes, hi: bytes | None) -> list[Item]:
         return self.snapshot.items(pad(lo), pad(hi) if hi is not None else None)
@@ -110,21 +118,28 @@ class DigestSet:
     def split(self, lo: bytes, hi: bytes | None, parts: int, count: int) -> list[Part]:
         """[lo, hi), which holds ``count`` keys, cut into about ``parts`` ranges of equal count, each with
         its fingerprint: at day or hour starts while those are smaller than a part, between keys inside
-        an hour that is bigger."""
+        an hour that is bigger (the snapshot cuts such a run by rank, one question per run)."""
         target = max(1, math.ceil(count / parts))
         out: list[Part] = []
-        start, n, fp, previous = lo, 0, 0, None
-        for unit_start, unit_n, unit_fp, key in self._walk(pad(lo), pad(hi) if hi is not None else None, target):
-            if key is None and n and n + unit_n > target:
-                bound = unit_start
-            elif key is not None and n >= target:
-                bound = separator(previous, key) if previous else unit_start
-            else:
-                bound = b""
-            if bound:
-                out.append((start, bound, n, fp.to_bytes(16, "big")))
-                start, n, fp = bound, 0, 0
-            n, fp, previous = n + unit_n, fp ^ unit_fp, key
+        start, n, fp = lo, 0, 0
+        for unit_start, unit_n, unit_fp, run in self._walk(pad(lo), pad(hi) if hi is not None else None, target):
+            if run is None:
+                if n and unit_n is not None and n + unit_n > target:
+                    out.append((start, unit_start, n, fp.to_bytes(16, "big")))
+                    start, n, fp = unit_start, 0, 0
+                n, fp = n + (unit_n or 0), fp ^ unit_fp
+                continue
+            # A new part starts at the key where the current one has reached ``target``: segment 0 tops
+            # up the current part, and every later segment starts a part.
+            last: bytes | None = None
+            for index, seg_n, seg_fp, first_key, last_key in self.snapshot.segments(*run, max(target - n, 0), target):
+                if index:
+                    # Segment 0 is empty only when something before the run filled the part, so the run
+                    # starts at its hour's start, which then parts the keys.
+                    bound = separator(last, first_key) if last is not None else unit_start
+                    out.append((start, bound, n, fp.to_bytes(16, "big")))
+                    start, n, fp = bound, 0, 0
+                n, fp, last = n + seg_n, fp ^ int.from_bytes(seg_fp, "big"), last_key
         out.append((start, hi, n, fp.to_bytes(16, "big")))
         return out
 
@@ -217,6 +232,7 @@ class Side:
         # millions of keys in memory; the count is then a lower bound.
         self.enough = enough
         self.counted = 0
+        self._known: dict[Bounds, tuple[int, bytes]] = {}  # fingerprints read ahead for one message
 
     @property
     def found(self) -> int:
@@ -253,13 +269,16 @@ class Side:
                 raise InvalidInput.one("ranges", "应答区间不在所问区间之内")
         # The answers lie inside what was answered, which comes before what was not answered, which comes
         # before everything still queued: the queue stays in key order, frame after frame.
+        self._read_ahead(reply.ranges)
         self.outbox[:0] = [*self._answer(reply.ranges), *sent.ranges[reply.consumed:]]
+        self._known.clear()
 
     # ------------------------------------------------------------------ responder
     def reply(self, request: Message) -> Message:
         check_message(request, self.params, from_responder=False)
         budget, size, out = self.params.max_frame_bytes - 64, 8, []
         consumed = 0
+        self._read_ahead(request.ranges)
         for r in request.ranges:
             answer = self._answer((r,))
             grown = sum(a.size() for a in answer)
@@ -268,9 +287,19 @@ class Side:
             out.extend(answer)
             size += grown
             consumed += 1
+        self._known.clear()
         return Message(tuple(out), consumed)
 
     # ------------------------------------------------------------------ both
+    def _read_ahead(self, ranges: tuple[Range, ...]) -> None:
+        """The fingerprints a message's ranges will ask for, read in one go rather than range by range."""
+        wanted = [(r.lo, r.hi) for r in ranges if r.mode is not Mode.ID_DIFF]
+        self._known = dict(zip(wanted, self.digests.fingerprints(wanted), strict=True))
+
+    def _fingerprint(self, lo: bytes, hi: bytes | None) -> tuple[int, bytes]:
+        known = self._known.get((lo, hi))
+        return known if known is not None else self.digests.fingerprint(lo, hi)
+
     def _answer(self, ranges: tuple[Range, ...]) -> list[Range]:
         out: list[Range] = []
         for r in ranges:
@@ -283,7 +312,7 @@ class Side:
         return out
 
     def _on_fingerprint(self, r: Range) -> list[Range]:
-        count, fp = self.digests.fingerprint(r.lo, r.hi)
+        count, fp = self._fingerprint(r.lo, r.hi)
         if (count, fp) == (r.count, r.fingerprint):
             return []
         small = self.params.id_list_threshold
@@ -302,12 +331,12 @@ class Side:
 
     def _on_id_list(self, r: Range) -> list[Range]:
         if self.initiator and self.enough is not None:
-            count, _fp = self.digests.fingerprint(r.lo, r.hi)
+            count, _fp = self._fingerprint(r.lo, r.hi)
             if self.found > self.enough or count - len(r.items) > self.enough:
                 self.counted += max(count - len(r.items), 0)
                 return []
         if not self.initiator:  # an id list over a range we hold a lot of: split it, counted, never read whole
-            count, _fp = self.digests.fingerprint(r.lo, r.hi)
+            count, _fp = self._fingerprint(r.lo, r.hi)
             if count > 4 * self.params.id_list_threshold:
                 return [Range(lo, hi, Mode.FINGERPRINT, n, part_fp)
                         for lo, hi, n, part_fp in self.digests.split(r.lo, r.hi, self.params.branching, count)]

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import bisect
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from hub.domain.digests import DAY_MS, HOUR_MS, bucket_of, xor
-from reconciliation.ports import Item, Total
+from reconciliation import paged
+from reconciliation.ports import Bounds, Item, Segment, Total
 
 T0 = 1_780_000_000_000  # ms, a Tuesday in 2026
 
@@ -40,6 +41,12 @@ class Snapshot:
         start = bisect.bisect_left(self._keys, lo)
         end = len(self._keys) if hi is None else bisect.bisect_left(self._keys, hi)
         return self._items[start:end if limit is None else min(end, start + limit)]
+
+    def summaries(self, ranges: Sequence[Bounds]) -> list[tuple[int, bytes]]:
+        return paged.summaries(self, ranges)
+
+    def segments(self, lo: bytes, hi: bytes | None, first: int, every: int) -> list[Segment]:
+        return paged.segments(self, lo, hi, first, every)
 
 
 def key(rng: random.Random, spread_days: int) -> bytes:

@@ -33,7 +33,8 @@ from adapters.store.arrays import columns
 from hub.application.service import CaseHub
 from hub.domain.case import Case
 from hub.domain.digests import DigestChange, digest_changes, join_xor, split_xor, xor
-from reconciliation.ports import Item, Total
+from reconciliation import paged
+from reconciliation.ports import Bounds, Item, Segment, Total
 
 RECEIVED_TOPIC = Case.CaseReceived.TOPIC
 SQLITE_DDL = [
@@ -286,6 +287,12 @@ class _ListSnapshot:
     def items(self, lo: bytes, hi: bytes | None, limit: int | None = None) -> list[Item]:
         return list(self._fetch(lo, hi, limit))
 
+    def summaries(self, ranges: Sequence[Bounds]) -> list[tuple[int, bytes]]:
+        return paged.summaries(self, ranges)
+
+    def segments(self, lo: bytes, hi: bytes | None, first: int, every: int) -> list[Segment]:
+        return paged.segments(self, lo, hi, first, every)
+
 
 class MemoryDigestIndex:
     def __init__(self, recorder: MemoryDigestRecorder) -> None:
@@ -340,26 +347,75 @@ class PostgresDigestIndex:
         self.conninfo, self.schema = conninfo, schema
 
     @contextmanager
-    def snapshot(self, partner: str) -> Iterator[_ListSnapshot]:
-        schema = sql.Identifier(self.schema)
+    def snapshot(self, partner: str) -> Iterator[_PostgresSnapshot]:
         with psycopg.connect(self.conninfo) as conn:
             conn.isolation_level, conn.read_only = psycopg.IsolationLevel.REPEATABLE_READ, True
-            lock = threading.Lock()
-            days, hours = ([(u, n, join_xor(hi, lo)) for u, n, hi, lo in conn.execute(
-                sql.SQL("SELECT {}, n, fp_hi, fp_lo FROM {}.{} WHERE partner = %s AND n > 0 ORDER BY {}").format(
-                    sql.Identifier(c), schema, sql.Identifier(t), sql.Identifier(c)), (partner,))]
-                for t, c in (("recon_day", "day"), ("recon_hour", "hour")))
-
-            def fetch(lo: bytes, hi: bytes | None, limit: int | None) -> list[Item]:
-                query = sql.SQL("SELECT case_key, digest FROM {}.recon_digest WHERE partner = %s "
-                                "AND case_key >= %s").format(schema)
-                args: tuple[Any, ...] = (partner, lo)
-                if hi is not None:
-                    query, args = query + sql.SQL(" AND case_key < %s"), (*args, hi)
-                query, args = query + sql.SQL(" ORDER BY case_key LIMIT %s"), (*args, limit)  # NULL: all
-                with lock:
-                    rows = conn.execute(query, args).fetchall()
-                return [(bytes(k), bytes(d)) for k, d in rows]
-
-            yield _ListSnapshot(days, hours, fetch)
+            yield _PostgresSnapshot(conn, sql.Identifier(self.schema), partner)
             conn.rollback()
+
+
+class _PostgresSnapshot:
+    """One REPEATABLE READ transaction: the totals read first, then ranges summed and cut by the
+    database, so a bulk-loaded hour is never sent to us key by key."""
+
+    def __init__(self, conn: psycopg.Connection[Any], schema: sql.Identifier, partner: str) -> None:
+        self._conn, self._schema, self._partner, self._lock = conn, schema, partner, threading.Lock()
+        self._days, self._hours = ([(u, n, join_xor(hi, lo)) for u, n, hi, lo in conn.execute(
+            sql.SQL("SELECT {}, n, fp_hi, fp_lo FROM {}.{} WHERE partner = %s AND n > 0 ORDER BY {}").format(
+                sql.Identifier(c), schema, sql.Identifier(t), sql.Identifier(c)), (partner,))]
+            for t, c in (("recon_day", "day"), ("recon_hour", "hour")))
+
+    def days(self) -> list[Total]:
+        return self._days
+
+    def hours(self) -> list[Total]:
+        return self._hours
+
+    def _range(self, select: str, lo: bytes, hi: bytes | None) -> tuple[sql.Composed, tuple[Any, ...]]:
+        query = sql.SQL(select + " FROM {}.recon_digest WHERE partner = %s AND case_key >= %s").format(self._schema)
+        if hi is None:
+            return query, (self._partner, lo)
+        return query + sql.SQL(" AND case_key < %s"), (self._partner, lo, hi)
+
+    def _rows(self, query: sql.Composed, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(query, args).fetchall()
+
+    def items(self, lo: bytes, hi: bytes | None, limit: int | None = None) -> list[Item]:
+        query, args = self._range("SELECT case_key, digest", lo, hi)
+        rows = self._rows(query + sql.SQL(" ORDER BY case_key LIMIT %s"), (*args, limit))  # NULL: all
+        return [(bytes(k), bytes(d)) for k, d in rows]
+
+    def summaries(self, ranges: Sequence[Bounds]) -> list[tuple[int, bytes]]:
+        if not ranges:
+            return []
+        query = sql.SQL(
+            "SELECT count(d.digest), " + _XOR.format("d.digest") + " FROM unnest(%s::bytea[], %s::bytea[]) "
+            "WITH ORDINALITY AS r(lo, hi, i) LEFT JOIN LATERAL (SELECT digest FROM {}.recon_digest "
+            "WHERE partner = %s AND case_key >= r.lo AND case_key < r.hi) AS d ON true GROUP BY r.i ORDER BY r.i"
+        ).format(self._schema)
+        rows = self._rows(query, ([lo for lo, _ in ranges], [_ABOVE if hi is None else hi for _, hi in ranges],
+                                  self._partner))
+        return [(int(n), _bits(fp)) for n, fp in rows]
+
+    def segments(self, lo: bytes, hi: bytes | None, first: int, every: int) -> list[Segment]:
+        # bytea has no min() or max(); its hex, compared byte by byte (collation "C"), orders the same.
+        query = sql.SQL(
+            "SELECT seg, count(*), " + _XOR.format("digest") + ", min(hex), max(hex) FROM ("
+            "SELECT digest, seg, encode(case_key, 'hex') COLLATE \"C\" AS hex FROM ("
+            "SELECT case_key, digest, CASE WHEN rn < %s THEN 0 ELSE 1 + (rn - %s) / %s END AS seg FROM ("
+            "SELECT case_key, digest, row_number() OVER (ORDER BY case_key) - 1 AS rn FROM {}.recon_digest "
+            "WHERE partner = %s AND case_key >= %s AND case_key < %s) AS run) AS cut) AS keyed "
+            "GROUP BY seg ORDER BY seg"
+        ).format(self._schema)
+        rows = self._rows(query, (first, first, every, self._partner, lo, _ABOVE if hi is None else hi))
+        return [(int(i), int(n), _bits(fp), bytes.fromhex(k0), bytes.fromhex(k1)) for i, n, fp, k0, k1 in rows]
+
+
+_ABOVE = b"\xff" * 17  # above every 16-byte key: an upper bound the index can use, where None means none
+_XOR = "bit_xor(('x' || encode({}, 'hex'))::bit(128))"  # PostgreSQL 14+: the XOR of 16-byte digests
+
+
+def _bits(value: str | None) -> bytes:
+    """A bit(128) as psycopg reads it (a string of 0s and 1s; NULL over no rows) as 16 bytes."""
+    return int(value or "0", 2).to_bytes(16, "big")

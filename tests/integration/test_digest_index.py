@@ -4,6 +4,7 @@ that later saves do not move, and rebuilt from the log to the same bytes."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -143,3 +144,30 @@ def test_items_read_a_page_from_a_key_on(store: tuple[CaseHub, DigestIndex]) -> 
         assert snap.items(b"", None, 2) == every[:2]
         assert snap.items(every[1][0], None, 2) == every[1:3]
         assert snap.items(every[1][0], every[2][0], 5) == every[1:2]
+
+
+def test_summaries_and_segments_agree_with_the_items(store: tuple[CaseHub, DigestIndex]) -> None:
+    """What reconciliation asks of a dense hour: many ranges' counts and XORs at once, and a range cut by
+    rank, the same whether the database computes them or they are read from the items."""
+    hub, index = store
+    populate(hub)
+    with index.snapshot(HANDLING) as snap:
+        every = snap.items(b"", None)
+        keys = [k for k, _ in every]
+        ranges = [(b"", None), (keys[1], None), (b"", keys[-1]), (keys[1], keys[2]), (keys[2], keys[2])]
+
+        def inside(lo: bytes, hi: bytes | None) -> list[tuple[bytes, bytes]]:
+            return [(k, d) for k, d in every if k >= lo and (hi is None or k < hi)]
+
+        assert snap.summaries(ranges) == [
+            (len(inside(lo, hi)), functools.reduce(xor, (d for _, d in inside(lo, hi)), bytes(16)))
+            for lo, hi in ranges]
+        assert snap.summaries([]) == []
+        for lo, hi, first, each in ((b"", None, 1, 2), (keys[1], None, 0, 1), (b"", keys[-1], 5, 3)):
+            items = inside(lo, hi)
+            expected: dict[int, list[tuple[bytes, bytes]]] = {}
+            for rank, item in enumerate(items):
+                expected.setdefault(0 if rank < first else 1 + (rank - first) // each, []).append(item)
+            assert snap.segments(lo, hi, first, each) == [
+                (i, len(seg), functools.reduce(xor, (d for _, d in seg), bytes(16)), seg[0][0], seg[-1][0])
+                for i, seg in sorted(expected.items())]

@@ -3,6 +3,7 @@ refuses what no honest partner sends."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 
@@ -14,7 +15,7 @@ from hub.domain.errors import InvalidInput, RuleViolation
 from reconciliation.messages import Message, Mode, Params, Range
 from reconciliation.ports import Item
 from reconciliation.rbsr import DigestSet, Side, check_message, check_params, pad
-from tests.digest_sets import T0, Snapshot, pair
+from tests.digest_sets import T0, Snapshot, key, pair
 
 
 def reconcile(a: dict[bytes, bytes], b: dict[bytes, bytes], params: Params, enough: int | None = None
@@ -225,3 +226,46 @@ def test_an_id_list_over_a_range_the_responder_holds_much_of_is_split_without_re
     assert reply.ranges and all(r.mode is Mode.FINGERPRINT for r in reply.ranges)
     assert sum(r.count for r in reply.ranges) == 20_000
     assert snapshot.largest <= 5000  # the whole hour at once was 20,000
+
+
+def brute(items: dict[bytes, bytes], lo: bytes, hi: bytes | None) -> tuple[int, bytes]:
+    inside = [d for k, d in items.items() if pad(lo) <= k and (hi is None or k < pad(hi))]
+    fp = 0
+    for d in inside:
+        fp ^= int.from_bytes(d, "big")
+    return len(inside), fp.to_bytes(16, "big")
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), dense=st.integers(0, 3), sparse=st.integers(0, 400),
+       parts=st.integers(2, 16), cut=st.tuples(st.floats(0, 1), st.floats(0, 1)))
+def test_split_parts_tile_the_range_and_each_carries_its_own_count_and_fingerprint(
+    seed: int, dense: int, sparse: int, parts: int, cut: tuple[float, float],
+) -> None:
+    """Days, hours, dense hours cut anywhere (the part summed or cut inside the snapshot): every part's
+    count and fingerprint are those of its keys, the parts tile [lo, hi) in order, and none is much
+    bigger than its share."""
+    rng = random.Random(seed)
+    items = {key(rng, 3): rng.randbytes(16) for _ in range(sparse)}
+    for _ in range(dense):  # bulk-loaded hours: hundreds of keys in one hour
+        start = (T0 // 3_600_000 + rng.randrange(72)) * 3_600_000
+        items.update({(start + rng.randrange(3_600_000)).to_bytes(6, "big") + rng.randbytes(10): rng.randbytes(16)
+                      for _ in range(rng.randrange(200, 900))})
+    keys = sorted(items)
+    if not keys:
+        return
+    a, b = sorted(int(c * (len(keys) - 1)) for c in cut)
+    lo, hi = (keys[a] if a else b""), (keys[b] if b < len(keys) - 1 else None)
+    digests = DigestSet(Snapshot(items))
+    count, fp = digests.fingerprint(lo, hi)
+    assert (count, fp) == brute(items, lo, hi)
+    if count < 2:
+        return
+    split = digests.split(lo, hi, parts, count)
+    assert split[0][0] == lo and split[-1][1] == hi
+    assert all(p[1] == q[0] for p, q in itertools.pairwise(split))
+    target = -(-count // parts)
+    for part_lo, part_hi, n, part_fp in split:
+        assert (n, part_fp) == brute(items, part_lo, part_hi)
+        assert n <= target
+    assert sum(n for _lo, _hi, n, _fp in split) == count
