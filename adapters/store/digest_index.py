@@ -389,10 +389,13 @@ class _PostgresSnapshot:
     def summaries(self, ranges: Sequence[Bounds]) -> list[tuple[int, bytes]]:
         if not ranges:
             return []
+        # The aggregate inside the lateral subquery keeps it one index range scan per range whatever
+        # the statistics say: joined flat, a planner misled by a bulk load's stale row counts filtered
+        # every key of the partner against every range (20 s for 219 ranges over 1M keys).
         query = sql.SQL(
-            "SELECT count(d.digest), " + _XOR.format("d.digest") + " FROM unnest(%s::bytea[], %s::bytea[]) "
-            "WITH ORDINALITY AS r(lo, hi, i) LEFT JOIN LATERAL (SELECT digest FROM {}.recon_digest "
-            "WHERE partner = %s AND case_key >= r.lo AND case_key < r.hi) AS d ON true GROUP BY r.i ORDER BY r.i"
+            "SELECT d.n, d.fp FROM unnest(%s::bytea[], %s::bytea[]) WITH ORDINALITY AS r(lo, hi, i) "
+            "CROSS JOIN LATERAL (SELECT count(*) AS n, " + _XOR.format("digest") + " AS fp FROM {}.recon_digest "
+            "WHERE partner = %s AND case_key >= r.lo AND case_key < r.hi) AS d ORDER BY r.i"
         ).format(self._schema)
         rows = self._rows(query, ([lo for lo, _ in ranges], [_ABOVE if hi is None else hi for _, hi in ranges],
                                   self._partner))
