@@ -39,8 +39,11 @@ def bucket_of(key: bytes, size_ms: int) -> int:
 
 
 def bucket_start(bucket: int, size_ms: int) -> bytes:
-    """The smallest key of a day or hour, as a bound (trailing zero bytes omitted)."""
-    return (bucket * size_ms).to_bytes(6, "big").rstrip(b"\x00") or b"\x00"
+    """The smallest key of a day or hour, as a bound (trailing zero bytes omitted); for the day or hour
+    after the last one 48 bits can hold, a bound above every key (a partner's case id need not be a
+    UUIDv7, so its first six bytes can be anything)."""
+    start = bucket * size_ms
+    return (start.to_bytes(6, "big").rstrip(b"\x00") or b"\x00") if start < 1 << 48 else b"\xff" * 17
 
 
 def split_xor(value: bytes) -> tuple[int, int]:

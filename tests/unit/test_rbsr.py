@@ -269,3 +269,23 @@ def test_split_parts_tile_the_range_and_each_carries_its_own_count_and_fingerpri
         assert (n, part_fp) == brute(items, part_lo, part_hi)
         assert n <= target
     assert sum(n for _lo, _hi, n, _fp in split) == count
+
+
+def test_keys_in_the_last_hour_48_bits_can_hold_are_fingerprinted_split_and_reconciled() -> None:
+    """A partner's case id need not be a UUIDv7: a key whose first six bytes are all but the largest
+    possible once made the end of its day overflow, and every run against that partner failed."""
+    rng = random.Random(11)
+    top = {b"\xff\xff\xff\xff\xff" + bytes([rng.randrange(256)]) + rng.randbytes(10): rng.randbytes(16)
+           for _ in range(300)}
+    a, b = pair(200, 3, 2, 1, seed=12)
+    a.update(top)
+    b.update(top)
+    changed = sorted(top)[7]
+    b[changed] = rng.randbytes(16)
+    digests = DigestSet(Snapshot(a))
+    assert digests.fingerprint(b"", None)[0] == len(a)
+    assert sum(n for _lo, _hi, n, _fp in digests.split(b"", None, 16, len(a))) == len(a)
+    only_a, only_b, differ = expected(a, b)
+    found = reconcile(a, b, Params())[0].differences
+    assert (found.only_ours, found.only_theirs, found.differ) == (only_a, only_b, differ)
+    assert changed in differ
