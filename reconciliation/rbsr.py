@@ -123,12 +123,13 @@ class DigestSet:
         out: list[Part] = []
         start, n, fp = lo, 0, 0
         for unit_start, unit_n, unit_fp, run in self._walk(pad(lo), pad(hi) if hi is not None else None, target):
-            if run is None:
-                if n and unit_n is not None and n + unit_n > target:
+            if run is None and unit_n is not None:  # a whole day or hour (its count is always known)
+                if n and n + unit_n > target:
                     out.append((start, unit_start, n, fp.to_bytes(16, "big")))
                     start, n, fp = unit_start, 0, 0
-                n, fp = n + (unit_n or 0), fp ^ unit_fp
+                n, fp = n + unit_n, fp ^ unit_fp
                 continue
+            assert run is not None
             # A new part starts at the key where the current one has reached ``target``: segment 0 tops
             # up the current part, and every later segment starts a part.
             last: bytes | None = None

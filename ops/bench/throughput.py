@@ -85,7 +85,8 @@ def main() -> int:
     full, half = by_name["end to end: full load"], by_name["end to end: half of the bar"]
     for figure in (full, half, by_name["end to end: half of measured"], by_name["end to end over NATS: full"]):
         figure.against(by_name["raw grpc.aio unary"])  # A takes cases in by unary calls: the first ceiling
-    verdicts = _verdicts(by_name)
+    rows, ceiling = _write_ceiling(by_name)
+    verdicts = _verdicts(by_name, ceiling)
     print()
     print(table(figures))
     for figure in (full, by_name["end to end: half of measured"], by_name["end to end over NATS: full"]):
@@ -94,7 +95,6 @@ def main() -> int:
             spent = ", ".join(f"{name} {ms:.2f}" for name, ms in cpu.items())
             print(f"CPU ms per case, {figure.name}: {spent}; total {sum(cpu.values()):.2f} "
                   f"(2 cores: at most {2000 / max(sum(cpu.values()), 1e-9):.0f} cases/s)")
-    rows, ceiling = _write_ceiling(by_name)
     if ceiling:
         print(f"PostgreSQL rows written per case: {rows}; raw batched insert {raw.rate:.0f} rows/s: "
               f"at most {ceiling:.0f} cases/s on this machine even if the hubs' own work cost nothing")
@@ -188,7 +188,7 @@ def _write_ceiling(by: dict[str, Figure]) -> tuple[str, float]:
     return f"{total:g} ({detail})", by["raw psycopg batched insert"].rate / total
 
 
-def _verdicts(by: dict[str, Figure]) -> dict[str, Any]:
+def _verdicts(by: dict[str, Figure], write_ceiling: float) -> dict[str, Any]:
     raw, per_save = by["raw psycopg batched insert"], by["hub store: one event per save"]
     store = max((by["hub store: batched ingest"], by["hub store: group-committed receive"]), key=lambda f: f.rate)
     full, half = by["end to end: full load"], by["end to end: half of the bar"]
@@ -203,7 +203,7 @@ def _verdicts(by: dict[str, Figure]) -> dict[str, Any]:
             "met": full.rate >= E2E_BAR and full.seconds >= 60,
             "measured": f"{full.rate:.0f}/s over {full.seconds:.0f} s "
                         f"(accepted at A {full.extra['accepted_per_s']}/s; PostgreSQL writes alone allow at most "
-                        f"{_write_ceiling(by)[1]:.0f} cases/s here)"},
+                        f"{write_ceiling:.0f} cases/s here)"},
         f"p99 <= {LATENCY_BAR_MS:g} ms at half load": {
             "met": half.p99_ms <= LATENCY_BAR_MS and half.extra["accepted_per_s"] >= 0.95 * E2E_BAR / 2,
             "measured": f"p99 {half.p99_ms} ms at {half.extra['accepted_per_s']}/s offered {E2E_BAR / 2:g}/s"},
