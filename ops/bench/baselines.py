@@ -16,7 +16,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import StorageType, StreamConfig
 from psycopg import sql
 
-from adapters.launcher import free_port
+from adapters.ports import free_port
 from adapters.settings import PostgresSettings
 from ops.bench.common import Figure, connect, percentile, rss_mb
 from ops.bench.echo import METHOD

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from adapters.launcher import free_port
+from adapters.ports import free_port
 
 
 def require(binary: str) -> str:
