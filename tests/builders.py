@@ -7,7 +7,20 @@ from uuid import UUID
 
 from hub.domain.case import Case
 from hub.domain.lifecycle import TRANSITIONS, CaseState, Side, Step
-from hub.domain.values import Actor, Applicant, ApplicantKind, IdType, Material, Mode, Role, ServiceItem
+from hub.domain.values import (
+    Actor,
+    Applicant,
+    ApplicantKind,
+    IdType,
+    IssueKind,
+    Material,
+    Mode,
+    Party,
+    RatingLevel,
+    RectificationOutcome,
+    Role,
+    ServiceItem,
+)
 
 RECEIVING, HANDLING, OTHER = "410400", "320500", "330100"
 CLERK = Actor("PDS-1", Role.WINDOW_CLERK, RECEIVING, "李敏")
@@ -106,3 +119,16 @@ def receive_request(request_id: str = "req-1", **changes: Any) -> dict[str, Any]
 
 def actor_data(actor: Actor) -> dict[str, str]:
     return {"staff_id": actor.staff_id, "role": actor.role.value, "site": actor.site, "name": actor.name}
+
+
+# Every action a case can be asked to take, legal or not in its state: for property tests.
+ACTIONS: list[tuple[str, Any]] = [(f"step:{s.value}", s) for s in Step if s is not Step.RECEIVE] + [
+    ("issue", lambda c: c.raise_issue(CLERK, IssueKind.OVERDUE, "超期")),
+    ("assign", lambda c: c.assign_responsibility(HANDLER, f"Q{max(len(c.issues), 1)}", Party.HANDLING_PLACE, "")),
+    ("resolve", lambda c: c.resolve_issue(HANDLER, f"Q{max(len(c.issues), 1)}", "已处理")),
+    ("rate-bad", lambda c: c.rate(CLERK, RatingLevel.DISSATISFIED, "慢", Party.HANDLING_PLACE)),
+    ("rate-good", lambda c: c.rate(CLERK, RatingLevel.VERY_SATISFIED, "", Party.RECEIVING_PLACE)),
+    ("callback", lambda c: c.record_callback(HANDLER, "已回访")),
+    ("close", lambda c: c.close_bad_review(HANDLER, RectificationOutcome.RECTIFIED, "已整改")),
+    ("feedback", lambda c: c.record_feedback(CLERK, True, "")),
+]

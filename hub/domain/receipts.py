@@ -9,6 +9,7 @@ partner, and an event less per case is a log entry, a chain link and a row less 
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -51,15 +52,22 @@ class DeliveryLedger(Aggregate):
         )
 
 
+class Receipt(TypedDict):
+    """One receipt as the ledger keeps it (``recorded_at`` is added when it is recorded)."""
+
+    origin: str
+    stored_through: int
+    chain_head: str
+    matched: bool
+    status: str
+    channel: str
+
+
 def record_receipt(
-    ledger: DeliveryLedger | None, case_id: UUID, partner: str, *, origin: str, stored_through: int,
-    chain_head: str, matched: bool, status: str, channel: str,
+    ledger: DeliveryLedger | None, case_id: UUID, partner: str, **receipt: Unpack[Receipt]
 ) -> DeliveryLedger:
     """``ledger`` with this receipt recorded, or (if there is no ledger yet) a new one opened with it."""
     if ledger is not None:
-        ledger.record(origin=origin, stored_through=stored_through, chain_head=chain_head, matched=matched,
-                      status=status, channel=channel)
+        ledger.record(**receipt)
         return ledger
-    first: dict[str, object] = {"origin": origin, "stored_through": stored_through, "chain_head": chain_head,
-                                "matched": matched, "status": status, "channel": channel}
-    return DeliveryLedger(id=ledger_id(case_id, partner), case_id=str(case_id), partner=partner, first=first)
+    return DeliveryLedger(id=ledger_id(case_id, partner), case_id=str(case_id), partner=partner, first=dict(receipt))

@@ -16,8 +16,8 @@ from hub.domain.case import Case
 from hub.domain.checkpoint_ledger import CheckpointLedger
 from hub.domain.lifecycle import CaseState
 from tests.builders import CLERK, HANDLER, RECEIVING, actor_data, receive_request
-from tests.unit.test_exchange import hub as memory_hub
-from tests.unit.test_exchange import relay, step
+from tests.memory_sites import hub as memory_hub
+from tests.memory_sites import relay, step
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

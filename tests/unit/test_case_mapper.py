@@ -18,8 +18,8 @@ from hub.application.case_mapper import CaseMapper
 from hub.domain.claims import UniqueClaim
 from hub.domain.errors import HubError
 from hub.domain.lifecycle import Step
-from tests.builders import new_case, take
-from tests.unit.test_replay import ACTIONS
+from tests.builders import ACTIONS, new_case, take
+from tests.memory_sites import hub
 
 
 def mappers(env: dict[str, str] | None = None) -> tuple[Mapper[UUID], CaseMapper]:
@@ -97,7 +97,5 @@ def test_what_orjson_cannot_keep_goes_the_librarys_way(value: object) -> None:
 
 
 def test_a_site_stores_case_events_through_the_fast_path() -> None:
-    from tests.unit.test_exchange import hub
-
     mapper = hub("410400").mapper
     assert isinstance(mapper, CaseMapper) and mapper._json is not None

@@ -13,7 +13,7 @@ from hub.application.exchange import CASE_TOPICS, CaseReceipt, Exchange
 from hub.application.service import CaseHub
 from hub.domain.shared import SharedEvent
 from tests.builders import HANDLING, RECEIVING, receive_request
-from tests.unit.test_exchange import hub
+from tests.memory_sites import hub
 
 
 class Later(Future[list[CaseReceipt]]):

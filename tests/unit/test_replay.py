@@ -12,19 +12,7 @@ from hypothesis import strategies as st
 from hub.domain.case import Case
 from hub.domain.errors import HubError
 from hub.domain.lifecycle import Step
-from hub.domain.values import IssueKind, Party, RatingLevel, RectificationOutcome
-from tests.builders import CLERK, HANDLER, new_case, take
-
-ACTIONS: list[tuple[str, Any]] = [(f"step:{s.value}", s) for s in Step if s is not Step.RECEIVE] + [
-    ("issue", lambda c: c.raise_issue(CLERK, IssueKind.OVERDUE, "超期")),
-    ("assign", lambda c: c.assign_responsibility(HANDLER, f"Q{max(len(c.issues), 1)}", Party.HANDLING_PLACE, "")),
-    ("resolve", lambda c: c.resolve_issue(HANDLER, f"Q{max(len(c.issues), 1)}", "已处理")),
-    ("rate-bad", lambda c: c.rate(CLERK, RatingLevel.DISSATISFIED, "慢", Party.HANDLING_PLACE)),
-    ("rate-good", lambda c: c.rate(CLERK, RatingLevel.VERY_SATISFIED, "", Party.RECEIVING_PLACE)),
-    ("callback", lambda c: c.record_callback(HANDLER, "已回访")),
-    ("close", lambda c: c.close_bad_review(HANDLER, RectificationOutcome.RECTIFIED, "已整改")),
-    ("feedback", lambda c: c.record_feedback(CLERK, True, "")),
-]
+from tests.builders import ACTIONS, new_case, take
 
 
 def state_of(case: Case) -> dict[str, Any]:
