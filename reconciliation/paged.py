@@ -27,6 +27,10 @@ def pages(snapshot: Lists, lo: bytes, hi: bytes | None) -> Iterator[list[Item]]:
         lo = page[-1][0] + b"\x00"  # the least key after the last one read
 
 
+def item_lists(snapshot: Lists, ranges: Sequence[Bounds]) -> list[list[Item]]:
+    return [snapshot.items(lo, hi) for lo, hi in ranges]
+
+
 def summaries(snapshot: Lists, ranges: Sequence[Bounds]) -> list[tuple[int, bytes]]:
     out = []
     for lo, hi in ranges:

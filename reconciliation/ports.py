@@ -33,6 +33,11 @@ class DigestSnapshot(Protocol):
         ``limit`` of them if given (a dense range is read page by page)."""
         ...
 
+    def item_lists(self, ranges: Sequence[Bounds]) -> list[list[Item]]:
+        """Each range's items, as ``items`` gives them, in one go: the small ranges a message lists
+        or compares (callers keep the total to about what a frame can carry)."""
+        ...
+
     def summaries(self, ranges: Sequence[Bounds]) -> list[tuple[int, bytes]]:
         """Each range's count and the XOR of its digests, in one go: the parts of dense hours a
         message's ranges cut through, summed where the keys are (``reconciliation.paged`` when only

@@ -27,6 +27,8 @@ from hub.domain.errors import InvalidInput, RuleViolation
 from reconciliation.messages import KEY_BYTES, PREFIX_BYTES, Message, Mode, Params, Range
 from reconciliation.ports import Bounds, DigestSnapshot, Item, Total
 
+ID_ITEM_BYTES = KEY_BYTES + PREFIX_BYTES  # an id list's entry on the wire
+
 _MAX_COUNT = 1 << 40
 
 
@@ -114,6 +116,9 @@ class DigestSet:
 
     def items(self, lo: bytes, hi: bytes | None) -> list[Item]:
         return self.snapshot.items(pad(lo), pad(hi) if hi is not None else None)
+
+    def item_lists(self, ranges: Sequence[Bounds]) -> list[list[Item]]:
+        return self.snapshot.item_lists([(pad(lo), pad(hi) if hi is not None else None) for lo, hi in ranges])
 
     def split(self, lo: bytes, hi: bytes | None, parts: int, count: int) -> list[Part]:
         """[lo, hi), which holds ``count`` keys, cut into about ``parts`` ranges of equal count, each with
@@ -234,6 +239,9 @@ class Side:
         self.enough = enough
         self.counted = 0
         self._known: dict[Bounds, tuple[int, bytes]] = {}  # fingerprints read ahead for one message
+        self._to_list: list[tuple[Bounds, int]] = []  # its small ranges whose items it will read, in order
+        self._place: dict[Bounds, int] = {}  # where each is in that list
+        self._listed: dict[Bounds, list[Item]] = {}  # the items of the next of them, read together
 
     @property
     def found(self) -> int:
@@ -272,7 +280,7 @@ class Side:
         # before everything still queued: the queue stays in key order, frame after frame.
         self._read_ahead(reply.ranges)
         self.outbox[:0] = [*self._answer(reply.ranges), *sent.ranges[reply.consumed:]]
-        self._known.clear()
+        self._forget()
 
     # ------------------------------------------------------------------ responder
     def reply(self, request: Message) -> Message:
@@ -288,18 +296,65 @@ class Side:
             out.extend(answer)
             size += grown
             consumed += 1
-        self._known.clear()
+        self._forget()
         return Message(tuple(out), consumed)
 
     # ------------------------------------------------------------------ both
     def _read_ahead(self, ranges: tuple[Range, ...]) -> None:
-        """The fingerprints a message's ranges will ask for, read in one go rather than range by range."""
-        wanted = [(r.lo, r.hi) for r in ranges if r.mode is not Mode.ID_DIFF]
+        """What a message's ranges will ask of the snapshot, read in few questions rather than range by
+        range: every fingerprint at once; the items of the small ranges it will list or compare (a mass
+        divergence is thousands per message) a frame's worth at a time, when the first is needed."""
+        wanted = [(r.lo, r.hi) for r in ranges]
         self._known = dict(zip(wanted, self.digests.fingerprints(wanted), strict=True))
+        for r in ranges:
+            count = self._known[(r.lo, r.hi)][0]
+            if self._lists(r, count) and (r.lo, r.hi) not in self._place:
+                self._place[(r.lo, r.hi)] = len(self._to_list)
+                self._to_list.append(((r.lo, r.hi), count))
+
+    def _forget(self) -> None:
+        self._known.clear()
+        self._to_list.clear()
+        self._place.clear()
+        self._listed.clear()
+
+    def _lists(self, r: Range, count: int) -> bool:
+        """Whether answering ``r`` (where we hold ``count``) reads its items (see the _on_ methods; an id
+        list or diff over more than that is split or counted, not read)."""
+        if r.mode is Mode.FINGERPRINT:
+            return (count, self._known[(r.lo, r.hi)][1]) != (r.count, r.fingerprint) and self._id_list_answers(
+                r, count)
+        return count <= 4 * self.params.id_list_threshold
+
+    def _id_list_answers(self, r: Range, count: int) -> bool:
+        """A differing fingerprint is answered with our id list where we hold few (the initiator also
+        needs the partner to hold few there: else it hands the range back for the partner to split)."""
+        small = self.params.id_list_threshold
+        return count <= small and (not self.initiator or r.count <= small)
 
     def _fingerprint(self, lo: bytes, hi: bytes | None) -> tuple[int, bytes]:
         known = self._known.get((lo, hi))
         return known if known is not None else self.digests.fingerprint(lo, hi)
+
+    def _items(self, lo: bytes, hi: bytes | None) -> list[Item]:
+        if (lo, hi) not in self._listed and (lo, hi) in self._place:
+            self._read_from(self._place[(lo, hi)])
+        listed = self._listed.pop((lo, hi), None)
+        return listed if listed is not None else self.digests.items(lo, hi)
+
+    def _read_from(self, first: int) -> None:
+        """The items of the ranges to list from ``first`` on, as many as one frame could carry and,
+        with ``enough``, no more than the differences still wanted (the rest may be counted, not read)."""
+        room = self.params.max_frame_bytes // ID_ITEM_BYTES
+        if self.enough is not None:
+            room = min(room, max(self.enough - self.found, 0))
+        batch: list[Bounds] = []
+        for bounds, count in self._to_list[first:]:
+            if batch and count > room:
+                break
+            batch.append(bounds)
+            room -= count
+        self._listed = dict(zip(batch, self.digests.item_lists(batch), strict=True))
 
     def _answer(self, ranges: tuple[Range, ...]) -> list[Range]:
         out: list[Range] = []
@@ -316,10 +371,9 @@ class Side:
         count, fp = self._fingerprint(r.lo, r.hi)
         if (count, fp) == (r.count, r.fingerprint):
             return []
-        small = self.params.id_list_threshold
-        if count <= small and (not self.initiator or r.count <= small):
+        if self._id_list_answers(r, count):
             return [self._id_list(r.lo, r.hi)]
-        if count <= small:  # we hold few, they hold many: let them split it
+        if count <= self.params.id_list_threshold:  # we hold few, they hold many: let them split it
             return [Range(r.lo, r.hi, Mode.FINGERPRINT, count, fp)]
         return [
             Range(lo, hi, Mode.FINGERPRINT, n, part_fp)
@@ -327,7 +381,7 @@ class Side:
         ]
 
     def _id_list(self, lo: bytes, hi: bytes | None) -> Range:
-        items = tuple((k, d[:PREFIX_BYTES]) for k, d in self.digests.items(lo, hi))
+        items = tuple((k, d[:PREFIX_BYTES]) for k, d in self._items(lo, hi))
         return Range(lo, hi, Mode.ID_LIST, items=items)
 
     def _on_id_list(self, r: Range) -> list[Range]:
@@ -341,7 +395,7 @@ class Side:
             if count > 4 * self.params.id_list_threshold:
                 return [Range(lo, hi, Mode.FINGERPRINT, n, part_fp)
                         for lo, hi, n, part_fp in self.digests.split(r.lo, r.hi, self.params.branching, count)]
-        ours = {k: d[:PREFIX_BYTES] for k, d in self.digests.items(r.lo, r.hi)}
+        ours = {k: d[:PREFIX_BYTES] for k, d in self._items(r.lo, r.hi)}
         theirs = dict(r.items)
         if self.initiator:
             self._record(ours, theirs)
@@ -354,7 +408,7 @@ class Side:
         if self.enough is not None and self.found > self.enough:
             self.counted += len(r.items) + len(r.missing)
             return
-        ours = {k for k, _ in self.digests.items(r.lo, r.hi)}
+        ours = {k for k, _ in self._items(r.lo, r.hi)}
         for key, _digest in r.items:
             (self.differences.differ if key in ours else self.differences.only_theirs).add(key)
         self.differences.only_ours.update(k for k in r.missing if k in ours)

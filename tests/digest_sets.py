@@ -42,6 +42,9 @@ class Snapshot:
         end = len(self._keys) if hi is None else bisect.bisect_left(self._keys, hi)
         return self._items[start:end if limit is None else min(end, start + limit)]
 
+    def item_lists(self, ranges: Sequence[Bounds]) -> list[list[Item]]:
+        return paged.item_lists(self, ranges)
+
     def summaries(self, ranges: Sequence[Bounds]) -> list[tuple[int, bytes]]:
         return paged.summaries(self, ranges)
 

@@ -287,6 +287,9 @@ class _ListSnapshot:
     def items(self, lo: bytes, hi: bytes | None, limit: int | None = None) -> list[Item]:
         return list(self._fetch(lo, hi, limit))
 
+    def item_lists(self, ranges: Sequence[Bounds]) -> list[list[Item]]:
+        return paged.item_lists(self, ranges)
+
     def summaries(self, ranges: Sequence[Bounds]) -> list[tuple[int, bytes]]:
         return paged.summaries(self, ranges)
 
@@ -385,6 +388,20 @@ class _PostgresSnapshot:
         query, args = self._range("SELECT case_key, digest", lo, hi)
         rows = self._rows(query + sql.SQL(" ORDER BY case_key LIMIT %s"), (*args, limit))  # NULL: all
         return [(bytes(k), bytes(d)) for k, d in rows]
+
+    def item_lists(self, ranges: Sequence[Bounds]) -> list[list[Item]]:
+        if not ranges:
+            return []
+        query = sql.SQL(
+            "SELECT r.i, d.case_key, d.digest FROM unnest(%s::bytea[], %s::bytea[]) WITH ORDINALITY AS r(lo, hi, i) "
+            "CROSS JOIN LATERAL (SELECT case_key, digest FROM {}.recon_digest "
+            "WHERE partner = %s AND case_key >= r.lo AND case_key < r.hi) AS d ORDER BY r.i, d.case_key"
+        ).format(self._schema)
+        out: list[list[Item]] = [[] for _ in ranges]
+        for i, k, d in self._rows(query, ([lo for lo, _ in ranges], [_ABOVE if hi is None else hi for _, hi in ranges],
+                                          self._partner)):
+            out[i - 1].append((bytes(k), bytes(d)))
+        return out
 
     def summaries(self, ranges: Sequence[Bounds]) -> list[tuple[int, bytes]]:
         if not ranges:

@@ -146,9 +146,9 @@ def test_items_read_a_page_from_a_key_on(store: tuple[CaseHub, DigestIndex]) -> 
         assert snap.items(every[1][0], every[2][0], 5) == every[1:2]
 
 
-def test_summaries_and_segments_agree_with_the_items(store: tuple[CaseHub, DigestIndex]) -> None:
-    """What reconciliation asks of a dense hour: many ranges' counts and XORs at once, and a range cut by
-    rank, the same whether the database computes them or they are read from the items."""
+def test_batched_reads_agree_with_the_items(store: tuple[CaseHub, DigestIndex]) -> None:
+    """What reconciliation asks of a message's ranges: many ranges' items, counts and XORs at once, and a
+    range cut by rank, the same whether the database answers in one query or they are read range by range."""
     hub, index = store
     populate(hub)
     with index.snapshot(HANDLING) as snap:
@@ -163,6 +163,8 @@ def test_summaries_and_segments_agree_with_the_items(store: tuple[CaseHub, Diges
             (len(inside(lo, hi)), functools.reduce(xor, (d for _, d in inside(lo, hi)), bytes(16)))
             for lo, hi in ranges]
         assert snap.summaries([]) == []
+        assert snap.item_lists(ranges) == [inside(lo, hi) for lo, hi in ranges]
+        assert snap.item_lists([]) == []
         for lo, hi, first, each in ((b"", None, 1, 2), (keys[1], None, 0, 1), (b"", keys[-1], 5, 3)):
             items = inside(lo, hi)
             expected: dict[int, list[tuple[bytes, bytes]]] = {}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import os
 import random
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -13,9 +15,11 @@ from hypothesis import strategies as st
 
 from hub.domain.errors import InvalidInput, RuleViolation
 from reconciliation.messages import Message, Mode, Params, Range
-from reconciliation.ports import Item
-from reconciliation.rbsr import DigestSet, Side, check_message, check_params, pad
+from reconciliation.ports import Bounds, Item, Segment
+from reconciliation.rbsr import ID_ITEM_BYTES, DigestSet, Side, check_message, check_params, pad
 from tests.digest_sets import T0, Snapshot, key, pair
+
+T = TypeVar("T")
 
 
 def reconcile(a: dict[bytes, bytes], b: dict[bytes, bytes], params: Params, enough: int | None = None
@@ -164,6 +168,60 @@ class CountingSnapshot(Snapshot):
         found = super().items(lo, hi, limit)
         self.read += len(found)
         return found
+
+
+class ReadRecordingSnapshot(Snapshot):
+    """Records item reads: alone (range by range) and in batches (how many keys each batch held). The
+    fake answers sums and cuts from its items too; those reads are theirs, not counted as alone."""
+
+    def __init__(self, items: dict[bytes, bytes]) -> None:
+        super().__init__(items)
+        self.alone, self.batches, self._inside = 0, list[int](), False
+
+    def items(self, lo: bytes, hi: bytes | None, limit: int | None = None) -> list[Item]:
+        self.alone += not self._inside
+        return super().items(lo, hi, limit)
+
+    def item_lists(self, ranges: Sequence[Bounds]) -> list[list[Item]]:
+        lists = self._within(super().item_lists, ranges)
+        self.batches.append(sum(map(len, lists)))
+        return lists
+
+    def summaries(self, ranges: Sequence[Bounds]) -> list[tuple[int, bytes]]:
+        return self._within(super().summaries, ranges)
+
+    def segments(self, lo: bytes, hi: bytes | None, first: int, every: int) -> list[Segment]:
+        return self._within(super().segments, lo, hi, first, every)
+
+    def _within(self, read: Callable[..., T], *args: Any) -> T:
+        self._inside = True
+        try:
+            return read(*args)
+        finally:
+            self._inside = False
+
+
+@pytest.mark.parametrize("frame", [1 << 20, 16 * 1024])
+def test_a_message_reads_the_items_of_its_small_ranges_together_a_frame_at_a_time(frame: int) -> None:
+    """Thousands of differences: each side reads the id lists a message needs a few questions at a time,
+    never range by range, and no batch holds more keys than a frame could carry."""
+    a, b = pair(20_000, 1500, 1500, 1000, seed=11)
+    ours, theirs = ReadRecordingSnapshot(a), ReadRecordingSnapshot(b)
+    params = Params(max_frame_bytes=frame, max_rounds=500)
+    initiator = Side(DigestSet(ours), params, initiator=True)
+    responder = Side(DigestSet(theirs), params, initiator=False)
+    initiator.start()
+    rounds = 0
+    while (message := initiator.next_message()) is not None:
+        initiator.receive_reply(message, responder.reply(message))
+        rounds += 1
+    found = initiator.differences
+    assert (found.only_ours, found.only_theirs, found.differ) == expected(a, b)
+    for side in (ours, theirs):
+        assert side.alone == 0
+        assert len(side.batches) <= 2 * rounds
+        assert max(side.batches) <= frame // ID_ITEM_BYTES
+    assert sum(ours.batches) >= 4000  # the differing keys' neighbours were listed, in batches
 
 
 @pytest.mark.parametrize("only_theirs", [0, 300])
