@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from reconciliation.ports import Bounds, Item, Segment
+from reconciliation.ports import Bounds, Cut, Item, Segment
 
 PAGE = 5000  # keys read at once
 
@@ -43,7 +43,11 @@ def summaries(snapshot: Lists, ranges: Sequence[Bounds]) -> list[tuple[int, byte
     return out
 
 
-def segments(snapshot: Lists, lo: bytes, hi: bytes | None, first: int, every: int) -> list[Segment]:
+def segments(snapshot: Lists, cuts: Sequence[Cut]) -> list[list[Segment]]:
+    return [_segments(snapshot, *cut) for cut in cuts]
+
+
+def _segments(snapshot: Lists, lo: bytes, hi: bytes | None, first: int, every: int) -> list[Segment]:
     out: list[Segment] = []
     index, n, fp, first_key, last_key, rank = -1, 0, 0, b"", b"", 0
     for page in pages(snapshot, lo, hi):

@@ -15,6 +15,7 @@ Total = tuple[int, int, bytes]  # (day or hour number, count, XOR of its digests
 Item = tuple[bytes, bytes]  # (16-byte case key, 16-byte pair digest)
 Bounds = tuple[bytes, bytes | None]  # [lo, hi): hi None for no upper bound
 Segment = tuple[int, int, bytes, bytes, bytes]  # (index, count, XOR of digests, first key, last key)
+Cut = tuple[bytes, bytes | None, int, int]  # [lo, hi) cut by rank: (lo, hi, first, every), see segments
 
 
 class DigestSnapshot(Protocol):
@@ -44,9 +45,10 @@ class DigestSnapshot(Protocol):
         ``items`` can)."""
         ...
 
-    def segments(self, lo: bytes, hi: bytes | None, first: int, every: int) -> list[Segment]:
-        """[lo, hi) cut by rank: segment 0 holds ranks below ``first``, segment j the ``every`` ranks
-        from first + (j - 1) * every on; the non-empty ones, in order. Where a split cuts a dense hour."""
+    def segments(self, cuts: Sequence[Cut]) -> list[list[Segment]]:
+        """Each cut's segments, in one go. A cut (lo, hi, first, every) is [lo, hi) cut by rank: segment 0
+        holds ranks below ``first``, segment j the ``every`` ranks from first + (j - 1) * every on; the
+        non-empty ones, in order. Where splits cut runs of keys inside hours."""
         ...
 
 

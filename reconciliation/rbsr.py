@@ -9,8 +9,9 @@ round trip and a few dozen bytes.
 
 Whole days and hours come from the totals the store keeps at append time (hub/domain/digests.py),
 so an unchanged day costs nothing to compare. The part of an hour a range cuts through is summed,
-and cut by rank, by the snapshot: PostgreSQL does it in the database, for all of a message's ranges
-at once, so a bulk-loaded hour (a million cases) never crosses into Python key by key.
+and cut by rank, by the snapshot: PostgreSQL does it in the database, so a bulk-loaded hour (a
+million cases) never crosses into Python key by key. What a message's ranges ask of the snapshot is
+asked together, a frame's worth per question, never range by range.
 Every incoming message is checked before anything is read: a partner that sends ranges out of
 order, oversized frames or malformed items gets a clear error and learns nothing.
 """
@@ -19,15 +20,18 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from hub.domain.digests import DAY_MS, DIGEST_VERSION, HOUR_MS, bucket_of, bucket_start
 from hub.domain.errors import InvalidInput, RuleViolation
 from reconciliation.messages import KEY_BYTES, PREFIX_BYTES, Message, Mode, Params, Range
-from reconciliation.ports import Bounds, DigestSnapshot, Item, Total
+from reconciliation.ports import Bounds, Cut, DigestSnapshot, Item, Segment, Total
 
 ID_ITEM_BYTES = KEY_BYTES + PREFIX_BYTES  # an id list's entry on the wire
+FINGERPRINT_RANGE_BYTES = 2 * KEY_BYTES + 16 + 8  # about a fingerprint range's size on the wire, at most
+T = TypeVar("T")
 
 _MAX_COUNT = 1 << 40
 
@@ -121,9 +125,35 @@ class DigestSet:
         return self.snapshot.item_lists([(pad(lo), pad(hi) if hi is not None else None) for lo, hi in ranges])
 
     def split(self, lo: bytes, hi: bytes | None, parts: int, count: int) -> list[Part]:
+        return self.splits([(lo, hi, parts, count)])[0]
+
+    def splits(self, wanted: Sequence[tuple[bytes, bytes | None, int, int]]) -> list[list[Part]]:
+        """Several splits (lo, hi, parts, count) at once: the runs of keys they cut are cut by the
+        snapshot together, one question per step for all of them (a split's next run waits for its
+        last one: where that left off decides the next cut)."""
+        plans = [self._split(*w) for w in wanted]
+        out: list[list[Part]] = [[] for _ in plans]
+        asked: dict[int, Cut] = {}
+
+        def advance(i: int, answer: list[Segment] | None) -> None:
+            try:
+                asked[i] = next(plans[i]) if answer is None else plans[i].send(answer)
+            except StopIteration as done:
+                out[i] = done.value
+
+        for i in range(len(plans)):
+            advance(i, None)
+        while asked:
+            waiting = sorted(asked)
+            answers = self.snapshot.segments([asked.pop(i) for i in waiting])
+            for i, answer in zip(waiting, answers, strict=True):
+                advance(i, answer)
+        return out
+
+    def _split(self, lo: bytes, hi: bytes | None, parts: int, count: int) -> Generator[Cut, list[Segment], list[Part]]:
         """[lo, hi), which holds ``count`` keys, cut into about ``parts`` ranges of equal count, each with
         its fingerprint: at day or hour starts while those are smaller than a part, between keys inside
-        an hour that is bigger (the snapshot cuts such a run by rank, one question per run)."""
+        an hour that is bigger (it yields each such run's cut, and is sent the snapshot's segments)."""
         target = max(1, math.ceil(count / parts))
         out: list[Part] = []
         start, n, fp = lo, 0, 0
@@ -138,7 +168,7 @@ class DigestSet:
             # A new part starts at the key where the current one has reached ``target``: segment 0 tops
             # up the current part, and every later segment starts a part.
             last: bytes | None = None
-            for index, seg_n, seg_fp, first_key, last_key in self.snapshot.segments(*run, max(target - n, 0), target):
+            for index, seg_n, seg_fp, first_key, last_key in (yield (*run, max(target - n, 0), target)):
                 if index:
                     # Segment 0 is empty only when something before the run filled the part, so the run
                     # starts at its hour's start, which then parts the keys.
@@ -225,6 +255,43 @@ class Differences:
         return len(self.only_ours) + len(self.only_theirs) + len(self.differ)
 
 
+class Ahead(Generic[T]):
+    """Answers a message's ranges will need, asked of the snapshot in batches: when the first of the
+    planned ranges not yet read is needed, it and those after it, as many as ``room`` allows (the
+    first always), in one question. Ranges are answered in order, so each batch is used whole."""
+
+    def __init__(self, read: Callable[[list[Bounds]], list[T]]) -> None:
+        self._read = read
+        self._queue: list[tuple[Bounds, int]] = []  # planned ranges and their weights, in order
+        self._place: dict[Bounds, int] = {}
+        self._ready: dict[Bounds, T] = {}
+
+    def plan(self, bounds: Bounds, weight: int) -> None:
+        if bounds not in self._place:
+            self._place[bounds] = len(self._queue)
+            self._queue.append((bounds, weight))
+
+    def take(self, bounds: Bounds, room: int) -> T | None:
+        """The answer for ``bounds``, or None if it was not planned."""
+        if bounds not in self._ready:
+            place = self._place.get(bounds)
+            if place is None:
+                return None
+            batch: list[Bounds] = []
+            for planned, weight in self._queue[place:]:
+                if batch and weight > room:
+                    break
+                batch.append(planned)
+                room -= weight
+            self._ready = dict(zip(batch, self._read(batch), strict=True))
+        return self._ready.pop(bounds)
+
+    def clear(self) -> None:
+        self._queue.clear()
+        self._place.clear()
+        self._ready.clear()
+
+
 class Side:
     """One side of a reconciliation. The initiator queues its ranges and learns the differences;
     the responder only answers, within the frame bound (``consumed`` says how far it got)."""
@@ -239,9 +306,8 @@ class Side:
         self.enough = enough
         self.counted = 0
         self._known: dict[Bounds, tuple[int, bytes]] = {}  # fingerprints read ahead for one message
-        self._to_list: list[tuple[Bounds, int]] = []  # its small ranges whose items it will read, in order
-        self._place: dict[Bounds, int] = {}  # where each is in that list
-        self._listed: dict[Bounds, list[Item]] = {}  # the items of the next of them, read together
+        self._lists = Ahead(digests.item_lists)  # and the items of its small ranges
+        self._splits = Ahead(self._split_all)  # and the splits of its big ones
 
     @property
     def found(self) -> int:
@@ -301,30 +367,31 @@ class Side:
 
     # ------------------------------------------------------------------ both
     def _read_ahead(self, ranges: tuple[Range, ...]) -> None:
-        """What a message's ranges will ask of the snapshot, read in few questions rather than range by
-        range: every fingerprint at once; the items of the small ranges it will list or compare (a mass
-        divergence is thousands per message) a frame's worth at a time, when the first is needed."""
+        """What a message's ranges will ask of the snapshot, in few questions rather than range by range
+        (a mass divergence is thousands of ranges per message): every fingerprint at once, then the items
+        of the small ranges it lists or compares and the splits of the big ones, a frame's worth at a
+        time (see Ahead)."""
         wanted = [(r.lo, r.hi) for r in ranges]
         self._known = dict(zip(wanted, self.digests.fingerprints(wanted), strict=True))
+        small = self.params.id_list_threshold
         for r in ranges:
-            count = self._known[(r.lo, r.hi)][0]
-            if self._lists(r, count) and (r.lo, r.hi) not in self._place:
-                self._place[(r.lo, r.hi)] = len(self._to_list)
-                self._to_list.append(((r.lo, r.hi), count))
+            count, fp = self._known[(r.lo, r.hi)]
+            if r.mode is Mode.FINGERPRINT:
+                if (count, fp) == (r.count, r.fingerprint):
+                    continue
+                if self._id_list_answers(r, count):
+                    self._lists.plan((r.lo, r.hi), count)
+                elif count > small:
+                    self._splits.plan((r.lo, r.hi), 1)
+            elif count <= 4 * small:  # an id list or diff over more is split or counted, not read
+                self._lists.plan((r.lo, r.hi), count)
+            elif r.mode is Mode.ID_LIST and not self.initiator:
+                self._splits.plan((r.lo, r.hi), 1)
 
     def _forget(self) -> None:
         self._known.clear()
-        self._to_list.clear()
-        self._place.clear()
-        self._listed.clear()
-
-    def _lists(self, r: Range, count: int) -> bool:
-        """Whether answering ``r`` (where we hold ``count``) reads its items (see the _on_ methods; an id
-        list or diff over more than that is split or counted, not read)."""
-        if r.mode is Mode.FINGERPRINT:
-            return (count, self._known[(r.lo, r.hi)][1]) != (r.count, r.fingerprint) and self._id_list_answers(
-                r, count)
-        return count <= 4 * self.params.id_list_threshold
+        self._lists.clear()
+        self._splits.clear()
 
     def _id_list_answers(self, r: Range, count: int) -> bool:
         """A differing fingerprint is answered with our id list where we hold few (the initiator also
@@ -337,24 +404,21 @@ class Side:
         return known if known is not None else self.digests.fingerprint(lo, hi)
 
     def _items(self, lo: bytes, hi: bytes | None) -> list[Item]:
-        if (lo, hi) not in self._listed and (lo, hi) in self._place:
-            self._read_from(self._place[(lo, hi)])
-        listed = self._listed.pop((lo, hi), None)
-        return listed if listed is not None else self.digests.items(lo, hi)
-
-    def _read_from(self, first: int) -> None:
-        """The items of the ranges to list from ``first`` on, as many as one frame could carry and,
-        with ``enough``, no more than the differences still wanted (the rest may be counted, not read)."""
+        # With ``enough``, no more keys are read ahead than differences are still wanted (the rest may
+        # be counted, not read); a frame could carry no more than the rest.
         room = self.params.max_frame_bytes // ID_ITEM_BYTES
         if self.enough is not None:
             room = min(room, max(self.enough - self.found, 0))
-        batch: list[Bounds] = []
-        for bounds, count in self._to_list[first:]:
-            if batch and count > room:
-                break
-            batch.append(bounds)
-            room -= count
-        self._listed = dict(zip(batch, self.digests.item_lists(batch), strict=True))
+        listed = self._lists.take((lo, hi), room)
+        return listed if listed is not None else self.digests.items(lo, hi)
+
+    def _split(self, lo: bytes, hi: bytes | None, count: int) -> list[Part]:
+        room = max(1, self.params.max_frame_bytes // (self.params.branching * FINGERPRINT_RANGE_BYTES))
+        parts = self._splits.take((lo, hi), room)
+        return parts if parts is not None else self.digests.split(lo, hi, self.params.branching, count)
+
+    def _split_all(self, ranges: list[Bounds]) -> list[list[Part]]:
+        return self.digests.splits([(lo, hi, self.params.branching, self._known[(lo, hi)][0]) for lo, hi in ranges])
 
     def _answer(self, ranges: tuple[Range, ...]) -> list[Range]:
         out: list[Range] = []
@@ -377,7 +441,7 @@ class Side:
             return [Range(r.lo, r.hi, Mode.FINGERPRINT, count, fp)]
         return [
             Range(lo, hi, Mode.FINGERPRINT, n, part_fp)
-            for lo, hi, n, part_fp in self.digests.split(r.lo, r.hi, self.params.branching, count)
+            for lo, hi, n, part_fp in self._split(r.lo, r.hi, count)
         ]
 
     def _id_list(self, lo: bytes, hi: bytes | None) -> Range:
@@ -394,7 +458,7 @@ class Side:
             count, _fp = self._fingerprint(r.lo, r.hi)
             if count > 4 * self.params.id_list_threshold:
                 return [Range(lo, hi, Mode.FINGERPRINT, n, part_fp)
-                        for lo, hi, n, part_fp in self.digests.split(r.lo, r.hi, self.params.branching, count)]
+                        for lo, hi, n, part_fp in self._split(r.lo, r.hi, count)]
         ours = {k: d[:PREFIX_BYTES] for k, d in self._items(r.lo, r.hi)}
         theirs = dict(r.items)
         if self.initiator:

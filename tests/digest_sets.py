@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from hub.domain.digests import DAY_MS, HOUR_MS, bucket_of, xor
 from reconciliation import paged
-from reconciliation.ports import Bounds, Item, Segment, Total
+from reconciliation.ports import Bounds, Cut, Item, Segment, Total
 
 T0 = 1_780_000_000_000  # ms, a Tuesday in 2026
 
@@ -48,8 +48,8 @@ class Snapshot:
     def summaries(self, ranges: Sequence[Bounds]) -> list[tuple[int, bytes]]:
         return paged.summaries(self, ranges)
 
-    def segments(self, lo: bytes, hi: bytes | None, first: int, every: int) -> list[Segment]:
-        return paged.segments(self, lo, hi, first, every)
+    def segments(self, cuts: Sequence[Cut]) -> list[list[Segment]]:
+        return paged.segments(self, cuts)
 
 
 def key(rng: random.Random, spread_days: int) -> bytes:

@@ -34,7 +34,7 @@ from hub.application.service import CaseHub
 from hub.domain.case import Case
 from hub.domain.digests import DigestChange, digest_changes, join_xor, split_xor, xor
 from reconciliation import paged
-from reconciliation.ports import Bounds, Item, Segment, Total
+from reconciliation.ports import Bounds, Cut, Item, Segment, Total
 
 RECEIVED_TOPIC = Case.CaseReceived.TOPIC
 SQLITE_DDL = [
@@ -293,8 +293,8 @@ class _ListSnapshot:
     def summaries(self, ranges: Sequence[Bounds]) -> list[tuple[int, bytes]]:
         return paged.summaries(self, ranges)
 
-    def segments(self, lo: bytes, hi: bytes | None, first: int, every: int) -> list[Segment]:
-        return paged.segments(self, lo, hi, first, every)
+    def segments(self, cuts: Sequence[Cut]) -> list[list[Segment]]:
+        return paged.segments(self, cuts)
 
 
 class MemoryDigestIndex:
@@ -418,18 +418,30 @@ class _PostgresSnapshot:
                                   self._partner))
         return [(int(n), _bits(fp)) for n, fp in rows]
 
-    def segments(self, lo: bytes, hi: bytes | None, first: int, every: int) -> list[Segment]:
+    def segments(self, cuts: Sequence[Cut]) -> list[list[Segment]]:
+        if not cuts:
+            return []
         # bytea has no min() or max(); its hex, compared byte by byte (collation "C"), orders the same.
+        # Each cut ranks its own keys inside the lateral subquery: one index range scan per cut.
         query = sql.SQL(
-            "SELECT seg, count(*), " + _XOR.format("digest") + ", min(hex), max(hex) FROM ("
-            "SELECT digest, seg, encode(case_key, 'hex') COLLATE \"C\" AS hex FROM ("
-            "SELECT case_key, digest, CASE WHEN rn < %s THEN 0 ELSE 1 + (rn - %s) / %s END AS seg FROM ("
+            "SELECT r.i, s.seg, s.n, s.fp, s.k0, s.k1 "
+            "FROM unnest(%s::bytea[], %s::bytea[], %s::bigint[], %s::bigint[]) "
+            "WITH ORDINALITY AS r(lo, hi, first, every, i) "
+            "CROSS JOIN LATERAL (SELECT seg, count(*) AS n, " + _XOR.format("digest") + " AS fp, "
+            "min(hex) AS k0, max(hex) AS k1 FROM ("
+            "SELECT digest, encode(case_key, 'hex') COLLATE \"C\" AS hex, "
+            "CASE WHEN rn < r.first THEN 0 ELSE 1 + (rn - r.first) / r.every END AS seg FROM ("
             "SELECT case_key, digest, row_number() OVER (ORDER BY case_key) - 1 AS rn FROM {}.recon_digest "
-            "WHERE partner = %s AND case_key >= %s AND case_key < %s) AS run) AS cut) AS keyed "
-            "GROUP BY seg ORDER BY seg"
+            "WHERE partner = %s AND case_key >= r.lo AND case_key < r.hi) AS run) AS keyed "
+            "GROUP BY seg) AS s ORDER BY r.i, s.seg"
         ).format(self._schema)
-        rows = self._rows(query, (first, first, every, self._partner, lo, _ABOVE if hi is None else hi))
-        return [(int(i), int(n), _bits(fp), bytes.fromhex(k0), bytes.fromhex(k1)) for i, n, fp, k0, k1 in rows]
+        out: list[list[Segment]] = [[] for _ in cuts]
+        for i, seg, n, fp, k0, k1 in self._rows(query, (
+            [lo for lo, _, _, _ in cuts], [_ABOVE if hi is None else hi for _, hi, _, _ in cuts],
+            [first for _, _, first, _ in cuts], [every for _, _, _, every in cuts], self._partner,
+        )):
+            out[i - 1].append((int(seg), int(n), _bits(fp), bytes.fromhex(k0), bytes.fromhex(k1)))
+        return out
 
 
 _ABOVE = b"\xff" * 17  # above every 16-byte key: an upper bound the index can use, where None means none

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from hub.domain.errors import InvalidInput, RuleViolation
 from reconciliation.messages import Message, Mode, Params, Range
-from reconciliation.ports import Bounds, Item, Segment
+from reconciliation.ports import Bounds, Cut, Item, Segment
 from reconciliation.rbsr import ID_ITEM_BYTES, DigestSet, Side, check_message, check_params, pad
 from tests.digest_sets import T0, Snapshot, key, pair
 
@@ -177,6 +177,7 @@ class ReadRecordingSnapshot(Snapshot):
     def __init__(self, items: dict[bytes, bytes]) -> None:
         super().__init__(items)
         self.alone, self.batches, self._inside = 0, list[int](), False
+        self.cut_questions = self.cuts = 0
 
     def items(self, lo: bytes, hi: bytes | None, limit: int | None = None) -> list[Item]:
         self.alone += not self._inside
@@ -190,8 +191,10 @@ class ReadRecordingSnapshot(Snapshot):
     def summaries(self, ranges: Sequence[Bounds]) -> list[tuple[int, bytes]]:
         return self._within(super().summaries, ranges)
 
-    def segments(self, lo: bytes, hi: bytes | None, first: int, every: int) -> list[Segment]:
-        return self._within(super().segments, lo, hi, first, every)
+    def segments(self, cuts: Sequence[Cut]) -> list[list[Segment]]:
+        self.cut_questions += 1
+        self.cuts += len(cuts)
+        return self._within(super().segments, cuts)
 
     def _within(self, read: Callable[..., T], *args: Any) -> T:
         self._inside = True
@@ -202,9 +205,9 @@ class ReadRecordingSnapshot(Snapshot):
 
 
 @pytest.mark.parametrize("frame", [1 << 20, 16 * 1024])
-def test_a_message_reads_the_items_of_its_small_ranges_together_a_frame_at_a_time(frame: int) -> None:
-    """Thousands of differences: each side reads the id lists a message needs a few questions at a time,
-    never range by range, and no batch holds more keys than a frame could carry."""
+def test_a_message_reads_its_ranges_together_a_frame_at_a_time(frame: int) -> None:
+    """Thousands of differences: each side reads the id lists and cuts the splits a message needs a few
+    questions at a time, never range by range, and no batch holds more keys than a frame could carry."""
     a, b = pair(20_000, 1500, 1500, 1000, seed=11)
     ours, theirs = ReadRecordingSnapshot(a), ReadRecordingSnapshot(b)
     params = Params(max_frame_bytes=frame, max_rounds=500)
@@ -221,7 +224,9 @@ def test_a_message_reads_the_items_of_its_small_ranges_together_a_frame_at_a_tim
         assert side.alone == 0
         assert len(side.batches) <= 2 * rounds
         assert max(side.batches) <= frame // ID_ITEM_BYTES
+        assert side.cut_questions <= 2 * rounds  # the splits' runs are cut together, not one by one
     assert sum(ours.batches) >= 4000  # the differing keys' neighbours were listed, in batches
+    assert theirs.cuts > 4 * rounds  # and many runs of keys were cut
 
 
 @pytest.mark.parametrize("only_theirs", [0, 300])
@@ -327,6 +332,9 @@ def test_split_parts_tile_the_range_and_each_carries_its_own_count_and_fingerpri
         assert (n, part_fp) == brute(items, part_lo, part_hi)
         assert n <= target
     assert sum(n for _lo, _hi, n, _fp in split) == count
+    # Split together with its own parts (runs cut in lockstep), each split is the one made alone.
+    more = [(p_lo, p_hi, parts, n) for p_lo, p_hi, n, _fp in split if n >= 2]
+    assert digests.splits([(lo, hi, parts, count), *more]) == [split, *(digests.split(*m) for m in more)]
 
 
 def test_keys_in_the_last_hour_48_bits_can_hold_are_fingerprinted_split_and_reconciled() -> None:
