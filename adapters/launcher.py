@@ -109,9 +109,16 @@ class SiteProcess:
                  "--port-file", str(self.port_file)],
                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
+        try:
+            self._wait_serving(self.process, timeout)
+        except BaseException:
+            self.kill()  # a site that did not come up is not left running behind the error
+            raise
+
+    def _wait_serving(self, process: subprocess.Popen[bytes], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not self.port_file.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"site {self.spec.site} did not start:\n{self.log_tail()}")
             time.sleep(0.02)
         self.staff_port = int(self.port_file.read_text())

@@ -37,7 +37,12 @@ def run(config_path: str, listen: str | None = None, port_file: str | None = Non
     except Exception as exc:  # a store that cannot be reached, mostly
         log.error("start_failed", error=f"{type(exc).__name__}: {exc}")
         return 1
-    site.start()
+    try:
+        site.start()
+    except Exception as exc:  # a metrics or audit port already taken, mostly: stop what did start
+        log.error("start_failed", error=f"{type(exc).__name__}: {exc}")
+        site.stop(grace=0)
+        return 1
     gc.freeze()  # what boot built (modules, catalogue, regions, stores) lives as long as we do: no collection walks it
     host = settings.listen.rsplit(":", 1)[0]
     log.info("site_started", staff_address=f"{host}:{site.staff.port}", partner_port=site.partner_port,

@@ -9,9 +9,15 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from hypothesis import settings
 from psycopg import sql
 
 from adapters.settings import PostgresSettings
+
+# No example may fail for taking long: these machines are shared and noisy, and speed is measured by
+# `make bench`, never asserted by a test (hypothesis's default is a 200 ms deadline per example).
+settings.register_profile("tongban", deadline=None)
+settings.load_profile("tongban")
 
 PG_HOST = os.environ.get("TONGBAN_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("TONGBAN_TEST_PG_PORT", "5432"))

@@ -3,7 +3,7 @@
 These commands open the site's own store from its config file (they work whether or not the site
 is running) and reach the partner over its partner port with the site's certificate. Errors are
 one line on stderr: exit 2 bad input or config, 3 not found, 4 refused by a rule (and a tripped
-circuit breaker), 6 partner unreachable, 1 anything else.
+circuit breaker), 6 partner or the site's own store unreachable, 1 anything else.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from uuid import UUID
 
 import click
 import grpc
+import psycopg
+from eventsourcing.persistence import ConnectionUnavailableError, OperationalError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -52,6 +54,8 @@ def _call(work: Callable[[], _T]) -> _T:
         fail(f"{error.message}（{error.reason}）", 4)
     except HubError as error:
         fail(error.message, 1)
+    except (psycopg.OperationalError, OperationalError, ConnectionUnavailableError) as error:
+        fail(f"无法连接本站存储：{str(error).strip().splitlines()[0]}", 6)
     except grpc.RpcError as error:
         code = error.code()
         unreachable = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -64,8 +68,9 @@ class Context:
 
     def __init__(self, config: str) -> None:
         self.settings: Settings = _call(lambda: load_settings(Path(config)))
-        self.hub = build_hub(self.settings)
-        self.reconciler = Reconciler(self.hub, build_digest_index(self.settings), reconcile_policy(self.settings))
+        self.hub = _call(lambda: build_hub(self.settings))
+        self.reconciler = Reconciler(self.hub, _call(lambda: build_digest_index(self.settings)),
+                                     reconcile_policy(self.settings))
 
     def peer(self, partner: str) -> GrpcReconcilePeer:
         found = next((p for p in self.settings.partners if p.site == partner and p.address), None)

@@ -114,7 +114,8 @@ class Relay:
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
         self.wake.set()
-        self._thread.join(timeout)
+        if self._thread.is_alive():  # a site that failed to start stops relays that never ran
+            self._thread.join(timeout)
         self.channel.close()
 
     def pump(self) -> int:

@@ -65,6 +65,7 @@ class Prometheus:
             except OSError:
                 pass
             time.sleep(0.1)
+        self.stop()
         raise RuntimeError("prometheus did not become ready")
 
     def query(self, expr: str) -> list[dict[str, Any]]:

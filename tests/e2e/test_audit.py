@@ -13,7 +13,7 @@ import pytest
 
 from adapters.launcher import SiteProcess, link, make_certs
 from adapters.tls import TlsFiles, channel_credentials, issue_auditor_cert
-from tests.e2e.two_sites import CLERK, HZ, PDS, SZ, actor, eventually, spec, start_sites
+from tests.e2e.two_sites import CLERK, HZ, PDS, SZ, actor, assert_same_shared_events, eventually, spec, start_sites
 from tongban.v1 import audit_pb2, audit_pb2_grpc, case_service_pb2, case_service_pb2_grpc
 from tongban.v1 import case_pb2 as pb
 
@@ -40,6 +40,7 @@ def test_audit_trail_across_two_sites(tmp_path: Path, started: list[SiteProcess]
     sz.step("RequestSupplement", case.case_id, HANDLER, missing_materials=["参保缴费凭证"])
     pds.wait_state(case.case_id, pb.CASE_STATE_AWAITING_SUPPLEMENT)
     pds.step("RaiseIssue", case.case_id, CLERK, kind=pb.ISSUE_KIND_OTHER, description="补正材料寄递中")
+    assert_same_shared_events(case.case_id, pds, sz)  # the issue has reached SZ before either is traced
 
     traces = {}
     for site, port in ((PDS, a.audit_port), (SZ, b.audit_port)):

@@ -31,21 +31,23 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workdir = tmp_path_factory.mktemp("site")
     config = workdir / "site.toml"
     config.write_text('[site]\ncode = "410400"\n[store]\ndata_dir = "data"\n[server]\nlisten = "127.0.0.1:0"\n')
-    port_file = workdir / "port"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "adapters.cli.main", "serve", "--config", str(config), "--port-file", str(port_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while not port_file.exists():
-        assert process.poll() is None, process.stdout.read() if process.stdout else ""
-        assert time.monotonic() < deadline, "site did not start"
-        time.sleep(0.05)
-    yield f"127.0.0.1:{port_file.read_text()}"
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=20) == 0
-    if process.stdout:
-        process.stdout.close()
+    port_file, log_path = workdir / "port", workdir / "site.log"
+    with log_path.open("wb") as log:  # a file, not a pipe nobody reads: a full pipe would block the site
+        process = subprocess.Popen(
+            [sys.executable, "-m", "adapters.cli.main", "serve", "--config", str(config), "--port-file",
+             str(port_file)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists():
+            assert process.poll() is None, log_path.read_text(encoding="utf-8", errors="replace")
+            assert time.monotonic() < deadline, "site did not start"
+            time.sleep(0.05)
+        yield f"127.0.0.1:{port_file.read_text()}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
 
 
 def receive(target: str, *extra: str) -> subprocess.CompletedProcess[str]:

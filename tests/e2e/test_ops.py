@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.launcher import SiteProcess, link, make_certs
@@ -89,3 +91,20 @@ def test_metrics_readiness_and_clean_logs(tmp_path: Path, started: list[SiteProc
         lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
         assert any(line.get("event") == "rpc" for line in lines)
         assert ID_NUMBER not in log and "13837512345" not in log
+
+
+def test_a_taken_metrics_port_stops_the_site_with_one_clear_line(tmp_path: Path) -> None:
+    """An SRE restarting a site onto a port something else holds gets one log line and exit 1, not a
+    traceback and a half-started site."""
+    certs = make_certs(tmp_path / "certs", PDS)
+    process = SiteProcess(spec(PDS, tmp_path, certs), tmp_path / "a")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", process.spec.metrics_port))
+        squatter.listen()
+        with pytest.raises(RuntimeError, match="did not start"):
+            process.start()
+    assert process.process is not None and process.process.wait(timeout=20) == 1
+    log = process.log_path.read_text(encoding="utf-8")
+    assert "Traceback" not in log
+    failed = [json.loads(line) for line in log.splitlines() if '"start_failed"' in line]
+    assert len(failed) == 1 and "Address already in use" in failed[0]["error"]

@@ -20,6 +20,7 @@ from psycopg import sql
 
 from adapters.bootstrap import build_hub
 from adapters.launcher import SiteProcess, link, make_certs
+from adapters.ports import free_port
 from adapters.settings import PostgresSettings, load_settings
 from adapters.tls import TlsFiles, channel_credentials
 from hub.application.exchange import Exchange
@@ -152,11 +153,18 @@ def test_the_command_explains_what_it_cannot_do(tmp_path: Path, started: list[Si
     assert unknown.returncode == 2 and "330100" in unknown.stderr
     down = tongban("reconcile", "--config", str(process.config_path), "--partner", SZ)
     assert down.returncode == 6 and "无法连接" in down.stderr and "Traceback" not in down.stderr
+    no_store = spec(PDS, tmp_path / "no-store", certs, postgres={"host": "127.0.0.1", "port": free_port()})
+    config = tmp_path / "no-store.toml"
+    config.write_text(no_store.config(), encoding="utf-8")
+    store_down = tongban("reconcile", "--config", str(config), "discrepancies")
+    assert store_down.returncode == 6 and "无法连接本站存储" in store_down.stderr
+    assert "Traceback" not in store_down.stderr and len(store_down.stderr.strip().splitlines()) == 1
 
 
 def test_sites_reconcile_on_schedule_on_postgresql(
-    tmp_path: Path, started: list[SiteProcess], postgres_schema: PostgresSettings
+    tmp_path: Path, postgres_schema: PostgresSettings, started: list[SiteProcess]
 ) -> None:
+    # postgres_schema before started: the sites stop before their schemas are dropped.
     certs = make_certs(tmp_path / "certs", PDS, SZ)
     pg = dataclasses.asdict(postgres_schema)
     schedule = {"interval": 0.5, "pending_grace": 0.0}
@@ -169,8 +177,13 @@ def test_sites_reconcile_on_schedule_on_postgresql(
         case_id = pds.receive().case_id
         pds.step("ForwardCase", case_id, CLERK, courier="EMS", tracking_number="1173945026718")
         sz.wait_state(case_id, pb.CASE_STATE_FORWARDED)
-        store_at(processes[0], forged_sign(case_id, processes[1]))
+        # A holds the forged sign and B its real one before either site's schedule can compare them:
+        # a run in between would see A ahead of B (a different discrepancy) as well as the fork.
+        forged = forged_sign(case_id, processes[1])
+        processes[0].stop()
+        store_at(processes[0], forged)
         sz.step("SignCase", case_id, HANDLER)
+        processes[0].start()
 
         def opened(process: SiteProcess, partner: str) -> bool:
             return value(scrape(process), "tongban_reconcile_discrepancies_open", partner=partner) == 1.0
@@ -181,6 +194,8 @@ def test_sites_reconcile_on_schedule_on_postgresql(
         assert value(samples, "tongban_reconcile_runs_total", partner=SZ, result="ok") >= 1
         assert value(samples, "tongban_reconcile_breaker_tripped", partner=SZ) == 0
     finally:
+        for process in processes:
+            process.stop()
         with psycopg.connect(host=postgres_schema.host, port=postgres_schema.port, user=postgres_schema.user,
                              dbname=postgres_schema.dbname, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(

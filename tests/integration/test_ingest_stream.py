@@ -103,7 +103,9 @@ def test_batches_are_stored_and_answered_in_order_with_at_most_the_window_unansw
     assert [n for n, _ in answers] == list(range(1, 11))
     assert all(len(r) == 3 and all(x.status == "stored" and x.stored_through == 1 for x in r) for _, r in answers)
     assert client.most_in_flight <= 2
-    assert built_at_first_answer is not None and built_at_first_answer <= 3  # the loader is held back
+    # The loader is held back: two in flight, one built and waiting for a slot, and one more if the
+    # first answer freed a slot before we looked (an unbounded loader would have built all ten).
+    assert built_at_first_answer is not None and built_at_first_answer <= 4
     assert set(receiver.versions(events).values()) == {1}
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -44,6 +43,7 @@ from adapters.exchange.relay import Relay
 from adapters.exchange.wire import event_message, receipt_message
 from adapters.nats.loop import LoopThread
 from adapters.nats.server import NatsServer
+from adapters.ports import free_port
 from adapters.settings import Settings
 from hub.application import commands as c
 from hub.application.exchange import CaseReceipt, Exchange
@@ -341,9 +341,7 @@ def test_the_operator_cli_lists_and_replays_parked_messages(net: Net) -> None:
 
 
 def _dead_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"nats://127.0.0.1:{sock.getsockname()[1]}"
+    return f"nats://127.0.0.1:{free_port()}"  # below the ephemeral range: no client socket lands on it
 
 
 def test_an_unreachable_server_fails_fast_and_leaks_nothing(tmp_path: Path) -> None:
@@ -355,7 +353,7 @@ def test_an_unreachable_server_fails_fast_and_leaks_nothing(tmp_path: Path) -> N
         started = time.monotonic()
         with pytest.raises(NatsChannelError):
             partner.deliver(hub.get_case(case.id).shared_events())
-        assert time.monotonic() - started < 3.5
+        assert time.monotonic() - started < 10  # its 2 s timeout, not the client's minutes of reconnecting
         partner.close()
         inbox = NatsInbox(Exchange(hub), url)
         with pytest.raises(NatsUnavailable):
@@ -407,7 +405,7 @@ def test_a_server_restart_in_the_middle_of_traffic_loses_and_doubles_nothing(net
     started = time.monotonic()
     with pytest.raises(Exception):  # noqa: B017 - whichever error the dead server produces
         net.relay.pump()
-    assert time.monotonic() - started < net.to_b.timeout + 2
+    assert time.monotonic() - started < net.to_b.timeout + 10  # bounded by its timeout: catches a hang only
     net.server.start()
     net.pump_all(timeout=30)
 

@@ -22,6 +22,7 @@ def test_ports_lie_below_the_ephemeral_range_bind_and_are_never_handed_out_twice
 
 
 def test_a_port_someone_else_bound_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ports, "_HANDED_OUT", set())  # ports handed out earlier in the session are skipped too
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
         taken = next(port for port in range(20_000, 30_000) if _bind(squatter, port))
         other = next(port for port in range(taken + 1, 30_000) if _bind(socket.socket(), port, close=True))
