@@ -5,9 +5,10 @@ receipted yet, and stores receipts with its new position atomically (Exchange.re
 
 Deliveries are pipelined: while the oldest batch waits for its acknowledgement, the next batches
 go out, up to ``window`` events sent and not yet receipted. Receipts are stored strictly in batch
-order, so the stored position only ever advances contiguously. A failed delivery changes nothing
-stored: everything in flight is dropped and sent again from the stored position after a bounded,
-growing pause (the receiver's (case, origin, seq) check makes the repeats harmless).
+order, so the stored position only ever advances contiguously, and never past a gap the partner
+reported before it is filled. A failed delivery changes nothing stored: everything in flight is
+dropped and sent again from the stored position after a bounded, growing pause (the receiver's
+(case, origin, seq) check makes the repeats harmless).
 """
 
 from __future__ import annotations
@@ -185,12 +186,14 @@ class Relay:
         sent = getattr(self.exchange, "sent", None)
         if sent is not None and batch.events:
             sent(partner, len(batch.events))
+        # A gap (pipelined batches stored out of order, or a loss) is filled before the position moves
+        # past it: should filling fail, the position stays and the next pass sends the batch again.
+        for receipt in [r for r in receipts if r.status == "gap"]:
+            receipts += self.channel.deliver(self.exchange.resend(receipt.case_id, receipt.origin,
+                                                                  receipt.missing_from))
         self.exchange.record_receipts(partner, name, receipts, batch.through, batch)
         for receipt in receipts:
-            if receipt.status == "gap":
-                missing = self.exchange.resend(receipt.case_id, receipt.origin, receipt.missing_from)
-                self.exchange.record_receipts(partner, name, self.channel.deliver(missing), None)
-            elif receipt.status == "fork":
+            if receipt.status == "fork":
                 log.error("partner_reports_fork", partner=partner, case_id=str(receipt.case_id),
                           origin=receipt.origin, stored_through=receipt.stored_through)
         if batch.events:

@@ -12,8 +12,8 @@ from hub.application import commands as c
 from hub.application.exchange import CASE_TOPICS, CaseReceipt, Exchange
 from hub.application.service import CaseHub
 from hub.domain.shared import SharedEvent
-from tests.builders import HANDLING, RECEIVING, receive_request
-from tests.memory_sites import hub
+from tests.builders import CLERK, HANDLING, RECEIVING, actor_data, receive_request
+from tests.memory_sites import hub, step
 
 
 class Later(Future[list[CaseReceipt]]):
@@ -51,6 +51,7 @@ class WindowedPartner:
         self.open: list[Later] = []
         self.sent: list[list[str]] = []
         self.fail_next = False
+        self.fail_next_resend = False
 
     def deliver_async(self, events: Sequence[SharedEvent]) -> Later:
         self.outstanding += len(events)
@@ -61,6 +62,9 @@ class WindowedPartner:
         return later
 
     def deliver(self, events: Sequence[SharedEvent]) -> list[CaseReceipt]:
+        if self.fail_next_resend:
+            self.fail_next_resend = False
+            raise ConnectionError("partner went away while a gap was filled")
         return self.partner_exchange.ingest(RECEIVING, events)
 
     def close(self) -> None:
@@ -171,3 +175,22 @@ def test_a_backlog_with_nothing_for_the_partner_moves_the_position_as_it_is_read
     positions = drain(relay)
     assert len(positions) >= 10 and positions == sorted(positions)
     assert positions[-1] == a.recorder.max_notification_id()
+
+
+def test_a_gap_is_filled_before_the_position_moves_past_it(sites: tuple[CaseHub, CaseHub, WindowedPartner]) -> None:
+    """Pipelined batches may be stored out of order: a case's forward overtakes its receipt and is
+    answered "gap". The missing events are sent again before the position is stored, so a failure
+    while filling the gap leaves the position before it, and the next pass sends them once more."""
+    a, b, partner = sites
+    case_id = next(n.originator_id for n in a.recorder.select_notifications(1, 100) if n.topic.startswith(CASE_TOPICS))
+    step(a, c.ForwardCase, case_id, actor_data(CLERK))
+    relay = Relay(Exchange(a), partner, batch=3, window=100)
+    relay._fill()
+    partner.open[-1].answer()  # the forward reaches B first
+    partner.fail_next_resend = True
+    with pytest.raises(ConnectionError):
+        drain(relay)
+    assert relay.exchange.position(HANDLING, "grpc") < a.recorder.max_notification_id()
+    drain(relay)
+    assert b.get_case(case_id).version == 2  # received and forwarded: nothing lost
+    assert relay.exchange.position(HANDLING, "grpc") == a.recorder.max_notification_id()
