@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import socket
+import warnings
 from pathlib import Path
 
 _EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
@@ -33,6 +34,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     handed out before (a port handed out may not be bound yet)."""
     top = ephemeral_start()
     if top - _LOWEST < 1_000:  # an unusual kernel setting: no room below, take the kernel's choice
+        warnings.warn(f"the ephemeral port range starts at {top}: ports are taken from it, and a client "
+                      "socket may take one before its process binds it", RuntimeWarning, stacklevel=2)
         return _kernel_choice(host)
     for _ in range(_TRIES):
         port = _pick.randrange(_LOWEST, top)

@@ -47,3 +47,11 @@ def test_without_the_kernel_file_the_iana_dynamic_range_is_assumed(monkeypatch: 
     monkeypatch.setattr(ports, "_EPHEMERAL_RANGE", tmp_path / "absent")
     assert ephemeral_start() == 49_152
     assert free_port() < 49_152
+
+
+def test_with_no_room_below_the_ephemeral_range_the_kernel_chooses_and_says_so(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "range").write_text("10500\t60999\n")
+    monkeypatch.setattr(ports, "_EPHEMERAL_RANGE", tmp_path / "range")
+    with pytest.warns(RuntimeWarning, match="ephemeral port range starts at 10500"):
+        assert free_port() > 0
