@@ -19,6 +19,7 @@ order, oversized frames or malformed items gets a clear error and learns nothing
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -278,7 +279,7 @@ class Ahead(Generic[T]):
             if place is None:
                 return None
             batch: list[Bounds] = []
-            for planned, weight in self._queue[place:]:
+            for planned, weight in itertools.islice(self._queue, place, None):
                 if batch and weight > room:
                     break
                 batch.append(planned)
@@ -308,6 +309,11 @@ class Side:
         self._known: dict[Bounds, tuple[int, bytes]] = {}  # fingerprints read ahead for one message
         self._lists = Ahead(digests.item_lists)  # and the items of its small ranges
         self._splits = Ahead(self._split_all)  # and the splits of its big ones
+
+    @property
+    def tripped(self) -> bool:
+        """The initiator knows more differences than ``enough``: it asks nothing more."""
+        return self.initiator and self.enough is not None and self.found > self.enough
 
     @property
     def found(self) -> int:
@@ -342,27 +348,41 @@ class Side:
                 i += 1
             if i == len(answered):
                 raise InvalidInput.one("ranges", "应答区间不在所问区间之内")
+            # An id diff answers our id list of that very range: anything else would have us compare
+            # whatever range the partner names, every key of it read.
+            asked = answered[i]
+            if r.mode is Mode.ID_DIFF and (asked.mode, asked.lo, asked.hi) != (Mode.ID_LIST, r.lo, r.hi):
+                raise InvalidInput.one("ranges", "差异清单只能应答本站所发的同一区间的清单")
         # The answers lie inside what was answered, which comes before what was not answered, which comes
         # before everything still queued: the queue stays in key order, frame after frame.
-        self._read_ahead(reply.ranges)
-        self.outbox[:0] = [*self._answer(reply.ranges), *sent.ranges[reply.consumed:]]
-        self._forget()
+        try:
+            self._read_ahead(reply.ranges)
+            answers = self._answer(reply.ranges)
+        finally:
+            self._forget()
+        # Past ``enough`` nothing will be repaired (the breaker trips), so nothing more is asked.
+        if self.tripped:
+            self.outbox.clear()
+        else:
+            self.outbox[:0] = [*answers, *sent.ranges[reply.consumed:]]
 
     # ------------------------------------------------------------------ responder
     def reply(self, request: Message) -> Message:
         check_message(request, self.params, from_responder=False)
         budget, size, out = self.params.max_frame_bytes - 64, 8, []
         consumed = 0
-        self._read_ahead(request.ranges)
-        for r in request.ranges:
-            answer = self._answer((r,))
-            grown = sum(a.size() for a in answer)
-            if consumed and size + grown > budget:
-                break
-            out.extend(answer)
-            size += grown
-            consumed += 1
-        self._forget()
+        try:
+            self._read_ahead(request.ranges)
+            for r in request.ranges:
+                answer = self._answer((r,))
+                grown = sum(a.size() for a in answer)
+                if consumed and size + grown > budget:
+                    break
+                out.extend(answer)
+                size += grown
+                consumed += 1
+        finally:
+            self._forget()  # a failed answer leaves nothing planned for the session's next message
         return Message(tuple(out), consumed)
 
     # ------------------------------------------------------------------ both
@@ -423,6 +443,8 @@ class Side:
     def _answer(self, ranges: tuple[Range, ...]) -> list[Range]:
         out: list[Range] = []
         for r in ranges:
+            if self.tripped:  # the rest would only be read to be dropped
+                break
             if r.mode is Mode.FINGERPRINT:
                 out.extend(self._on_fingerprint(r))
             elif r.mode is Mode.ID_LIST:

@@ -155,6 +155,36 @@ def test_a_reply_outside_what_was_asked_is_refused() -> None:
         side.receive_reply(sent, Message((fp(b"\x30", b"\x40"),), consumed=1))
 
 
+def test_an_id_diff_must_answer_our_id_list_of_the_same_range() -> None:
+    """Else a partner could name any range, our whole set included, and have us read every key of it."""
+    a, _ = pair(20_000, 0, 0, 0, seed=1)
+    reads = CountingSnapshot(a)
+    side = Side(DigestSet(reads), Params(), initiator=True, enough=100)
+    side.start()
+    everything = side.next_message()
+    assert everything is not None
+    with pytest.raises(InvalidInput, match="差异清单"):
+        side.receive_reply(everything, Message((Range(b"", None, Mode.ID_DIFF),), consumed=1))
+    listed = Message((Range(b"\x10", b"\x20", Mode.ID_LIST),))
+    with pytest.raises(InvalidInput, match="差异清单"):
+        side.receive_reply(listed, Message((Range(b"\x10", b"\x18", Mode.ID_DIFF),), consumed=1))
+    assert reads.read == 0
+
+
+def test_past_enough_the_initiator_reads_and_asks_nothing_more() -> None:
+    """Every case differs: once more than ``enough`` are known the breaker will trip, so the rest of the
+    reply is neither listed nor queued."""
+    ours, theirs = pair(20_000, 0, 0, 20_000, seed=7)
+    reads = ReadRecordingSnapshot(ours)
+    initiator = Side(DigestSet(reads), Params(), initiator=True, enough=100)
+    responder = Side(DigestSet(Snapshot(theirs)), Params(), initiator=False)
+    initiator.start()
+    while (message := initiator.next_message()) is not None:
+        initiator.receive_reply(message, responder.reply(message))
+    assert initiator.tripped and initiator.found > 100 and not initiator.outbox
+    assert reads.listed < 3 * 100  # a few times enough at most
+
+
 def test_bounds_compare_as_zero_padded_keys() -> None:
     assert pad(b"\x01") == b"\x01" + bytes(15)
 
@@ -177,11 +207,19 @@ class ReadRecordingSnapshot(Snapshot):
     def __init__(self, items: dict[bytes, bytes]) -> None:
         super().__init__(items)
         self.alone, self.batches, self._inside = 0, list[int](), False
-        self.cut_questions = self.cuts = 0
+        self.cut_questions = self.cuts = self.alone_keys = 0
 
     def items(self, lo: bytes, hi: bytes | None, limit: int | None = None) -> list[Item]:
-        self.alone += not self._inside
-        return super().items(lo, hi, limit)
+        found = super().items(lo, hi, limit)
+        if not self._inside:
+            self.alone += 1
+            self.alone_keys += len(found)
+        return found
+
+    @property
+    def listed(self) -> int:
+        """Keys read as keys (not summed or cut), alone or in batches."""
+        return self.alone_keys + sum(self.batches)
 
     def item_lists(self, ranges: Sequence[Bounds]) -> list[list[Item]]:
         lists = self._within(super().item_lists, ranges)
