@@ -29,6 +29,7 @@ from adapters.grpc.audit_servicer import AuditServicer, ReadOnlyInterceptor
 from adapters.grpc.case_servicer import CaseServicer
 from adapters.grpc.interceptors import LoggingInterceptor
 from adapters.grpc.server import MAX_MESSAGE_BYTES, SiteServer
+from adapters.index_follower import IndexFollower
 from adapters.metering import MeteredExchange, case_counts, meter_store
 from adapters.reconcile.grpc_client import GrpcReconcilePeer
 from adapters.reconcile.grpc_service import ReconcileServicer
@@ -65,6 +66,7 @@ class Site:
         self._meters: dict[str, MeteredExchange] = {}
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="health-watch", daemon=True)
+        self.index_follower = IndexFollower(self.hub)
         self.chain = SiteChain(self.hub, build_chain_store(settings))
         key_file = settings.audit_key_file or settings.data_dir / "audit-signing.pem"
         self.checkpointer = Checkpointer(self.hub, self.chain, load_or_create_key(key_file), settings.certs_dir)
@@ -151,6 +153,7 @@ class Site:
         if self.audit_server is not None:
             self.audit_server.start()
         self._watcher.start()
+        self.index_follower.start()
         if self.inbox is not None:
             self.inbox.start(wait=None)  # boot even while NATS is down; the inbox keeps trying
         if self.partner_server is not None:
@@ -241,6 +244,7 @@ class Site:
     def stop(self, grace: float = 5.0) -> None:
         self._stopping.set()
         self.reconcile_schedule.stop()
+        self.index_follower.stop()
         if self._watcher.is_alive():
             self._watcher.join(5)
         if self.audit_server is not None:

@@ -28,6 +28,7 @@ class CaseCounts:
     bad_reviews_awaiting: int
     rectified_on_time: int
     rectified_total: int
+    index_lag: int = 0  # log entries the read model has not folded yet
 
 
 class SiteMetrics:
@@ -122,6 +123,9 @@ class _CaseCollector(Collector):
         yield GaugeMetricFamily("tongban_bad_reviews_awaiting_rectification",
                                 "Bad reviews not yet rectified, explained or upheld on appeal.",
                                 value=counts.bad_reviews_awaiting)
+        yield GaugeMetricFamily("tongban_case_index_lag_entries",
+                                "Event log entries the case read model (lists, these gauges) has not caught up with.",
+                                value=counts.index_lag)
         ratio = counts.rectified_on_time / counts.rectified_total if counts.rectified_total else 1.0
         yield GaugeMetricFamily("tongban_rectification_on_time_ratio",
                                 "Share of closed bad reviews handled within the rectification deadline.", value=ratio)

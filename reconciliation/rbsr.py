@@ -424,8 +424,8 @@ class Side:
         return known if known is not None else self.digests.fingerprint(lo, hi)
 
     def _items(self, lo: bytes, hi: bytes | None) -> list[Item]:
-        # With ``enough``, no more keys are read ahead than differences are still wanted (the rest may
-        # be counted, not read); a frame could carry no more than the rest.
+        # A batch holds at most the keys one frame could carry and, with ``enough``, no more than the
+        # differences still wanted (the rest may be counted, not read).
         room = self.params.max_frame_bytes // ID_ITEM_BYTES
         if self.enough is not None:
             room = min(room, max(self.enough - self.found, 0))

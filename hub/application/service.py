@@ -54,6 +54,7 @@ from hub.domain.values import (
 from hub.domain.workdays import WorkCalendar
 
 T = TypeVar("T")
+QUERY_CATCH_UP = 2_000  # log entries a list query folds before answering; more is a backlog
 
 EVENT_LABELS = {
     "CaseReceived": "收件",
@@ -351,25 +352,45 @@ class CaseHub(Application[UUID]):
         return items
 
     def list_cases(self, query: CaseQuery) -> list[CaseRow]:
-        self.refresh_index()
+        self.refresh_index(limit=QUERY_CATCH_UP)  # a staff member sees what they just did; a backlog is the follower's
         return self.index.query(query)
 
-    def refresh_index(self, batch: int = 500) -> int:
-        """Bring the read model up to the end of the event log; returns how many cases were updated."""
-        updated = 0
-        with self._index_lock:
-            position = self.index.position()
-            while True:
-                notifications = self.recorder.select_notifications(start=position + 1, limit=batch)
+    def index_lag(self) -> int:
+        """Log entries the case read model has not folded yet."""
+        return max(int(self.recorder.max_notification_id() or 0) - self.index.position(), 0)
+
+    def refresh_index(self, batch: int = 500, limit: int | None = None) -> bool:
+        """Bring the read model toward the end of the event log, at most ``limit`` log entries (None: all
+        the way); True once it is there. The lock is held one batch at a time, so nobody waits for more
+        than one batch of another caller's catch-up (a bulk load is a million cases to fold)."""
+        read = 0
+        while limit is None or read < limit:
+            with self._index_lock:
+                position = self.index.position()
+                wanted = batch if limit is None else min(batch, limit - read)
+                notifications = self.recorder.select_notifications(start=position + 1, limit=wanted)
                 if not notifications:
-                    return updated
-                ids = dict.fromkeys(
-                    n.originator_id for n in notifications if n.topic.startswith("tongban.case:")
-                )
-                rows = [self.row(self.get_case(UUID(str(i)))) for i in ids]
-                position = notifications[-1].id
-                self.index.upsert(rows, position)
-                updated += len(rows)
+                    return True
+                self.index.upsert(self._index_rows(notifications), notifications[-1].id)
+            read += len(notifications)
+        return False
+
+    def _index_rows(self, notifications: Sequence[Any]) -> list[CaseRow]:
+        """The rows of the cases these log entries touch. A case whose entries here begin with its first
+        event is folded from them (a bulk load's cases: no query each); any other is loaded."""
+        entries: dict[UUID, list[Any]] = {}
+        for n in notifications:
+            if n.topic.startswith("tongban.case:"):
+                entries.setdefault(UUID(str(n.originator_id)), []).append(n)
+        rows = []
+        for case_id, own in entries.items():
+            case: Any = None
+            if own[0].originator_version == 1:
+                for stored in own:
+                    event: Any = self.mapper.to_domain_event(stored)
+                    case = event.mutate(case)
+            rows.append(self.row(case if case is not None else self.get_case(case_id)))
+        return rows
 
     def row(self, case: Case) -> CaseRow:
         all_clocks = self.clocks(case)
