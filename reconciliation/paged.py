@@ -61,3 +61,20 @@ def _segments(snapshot: Lists, lo: bytes, hi: bytes | None, first: int, every: i
     if n:
         out.append((index, n, fp.to_bytes(16, "big"), first_key, last_key))
     return out
+
+
+class Paged:
+    """A snapshot's batched questions answered from its own ``items``: the embedded stores' snapshots
+    and the test fakes list their items and inherit the rest from here."""
+
+    def items(self, lo: bytes, hi: bytes | None, limit: int | None = None) -> list[Item]:
+        raise NotImplementedError
+
+    def item_lists(self, ranges: Sequence[Bounds]) -> list[list[Item]]:
+        return item_lists(self, ranges)
+
+    def summaries(self, ranges: Sequence[Bounds]) -> list[tuple[int, bytes]]:
+        return summaries(self, ranges)
+
+    def segments(self, cuts: Sequence[Cut]) -> list[list[Segment]]:
+        return segments(self, cuts)

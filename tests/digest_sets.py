@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import bisect
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from hub.domain.digests import DAY_MS, HOUR_MS, bucket_of, xor
 from reconciliation import paged
-from reconciliation.ports import Bounds, Cut, Item, Segment, Total
+from reconciliation.ports import Item, Total
 
 T0 = 1_780_000_000_000  # ms, a Tuesday in 2026
 
@@ -23,7 +23,7 @@ def totals(items: list[Item], size_ms: int) -> list[Total]:
     return sorted((u, n, fp) for u, (n, fp) in units.items())
 
 
-class Snapshot:
+class Snapshot(paged.Paged):
     """A digest snapshot over a dict, with the per-day and per-hour totals the stores keep."""
 
     def __init__(self, items: dict[bytes, bytes]) -> None:
@@ -41,15 +41,6 @@ class Snapshot:
         start = bisect.bisect_left(self._keys, lo)
         end = len(self._keys) if hi is None else bisect.bisect_left(self._keys, hi)
         return self._items[start:end if limit is None else min(end, start + limit)]
-
-    def item_lists(self, ranges: Sequence[Bounds]) -> list[list[Item]]:
-        return paged.item_lists(self, ranges)
-
-    def summaries(self, ranges: Sequence[Bounds]) -> list[tuple[int, bytes]]:
-        return paged.summaries(self, ranges)
-
-    def segments(self, cuts: Sequence[Cut]) -> list[list[Segment]]:
-        return paged.segments(self, cuts)
 
 
 def key(rng: random.Random, spread_days: int) -> bytes:

@@ -272,7 +272,7 @@ def ensure_digests(hub: CaseHub, *, force: bool = False) -> bool:
 # ---------------------------------------------------------------------- reading
 
 
-class _ListSnapshot:
+class _ListSnapshot(paged.Paged):
     """A snapshot: the totals read when it opened, and the items fetched on demand from the same read."""
 
     def __init__(self, days: list[Total], hours: list[Total], fetch: Any) -> None:
@@ -286,15 +286,6 @@ class _ListSnapshot:
 
     def items(self, lo: bytes, hi: bytes | None, limit: int | None = None) -> list[Item]:
         return list(self._fetch(lo, hi, limit))
-
-    def item_lists(self, ranges: Sequence[Bounds]) -> list[list[Item]]:
-        return paged.item_lists(self, ranges)
-
-    def summaries(self, ranges: Sequence[Bounds]) -> list[tuple[int, bytes]]:
-        return paged.summaries(self, ranges)
-
-    def segments(self, cuts: Sequence[Cut]) -> list[list[Segment]]:
-        return paged.segments(self, cuts)
 
 
 class MemoryDigestIndex:
@@ -398,8 +389,7 @@ class _PostgresSnapshot:
             "WHERE partner = %s AND case_key >= r.lo AND case_key < r.hi) AS d ORDER BY r.i, d.case_key"
         ).format(self._schema)
         out: list[list[Item]] = [[] for _ in ranges]
-        for i, k, d in self._rows(query, ([lo for lo, _ in ranges], [_ABOVE if hi is None else hi for _, hi in ranges],
-                                          self._partner)):
+        for i, k, d in self._rows(query, (*_bounds(ranges), self._partner)):
             out[i - 1].append((bytes(k), bytes(d)))
         return out
 
@@ -414,8 +404,7 @@ class _PostgresSnapshot:
             "CROSS JOIN LATERAL (SELECT count(*) AS n, " + _XOR.format("digest") + " AS fp FROM {}.recon_digest "
             "WHERE partner = %s AND case_key >= r.lo AND case_key < r.hi) AS d ORDER BY r.i"
         ).format(self._schema)
-        rows = self._rows(query, ([lo for lo, _ in ranges], [_ABOVE if hi is None else hi for _, hi in ranges],
-                                  self._partner))
+        rows = self._rows(query, (*_bounds(ranges), self._partner))
         return [(int(n), _bits(fp)) for n, fp in rows]
 
     def segments(self, cuts: Sequence[Cut]) -> list[list[Segment]]:
@@ -437,8 +426,8 @@ class _PostgresSnapshot:
         ).format(self._schema)
         out: list[list[Segment]] = [[] for _ in cuts]
         for i, seg, n, fp, k0, k1 in self._rows(query, (
-            [lo for lo, _, _, _ in cuts], [_ABOVE if hi is None else hi for _, hi, _, _ in cuts],
-            [first for _, _, first, _ in cuts], [every for _, _, _, every in cuts], self._partner,
+            *_bounds([(lo, hi) for lo, hi, _, _ in cuts]), [first for _, _, first, _ in cuts],
+            [every for _, _, _, every in cuts], self._partner,
         )):
             out[i - 1].append((int(seg), int(n), _bits(fp), bytes.fromhex(k0), bytes.fromhex(k1)))
         return out
@@ -446,6 +435,11 @@ class _PostgresSnapshot:
 
 _ABOVE = b"\xff" * 17  # above every 16-byte key: an upper bound the index can use, where None means none
 _XOR = "bit_xor(('x' || encode({}, 'hex'))::bit(128))"  # PostgreSQL 14+: the XOR of 16-byte digests
+
+
+def _bounds(ranges: Sequence[Bounds]) -> tuple[list[bytes], list[bytes]]:
+    """Ranges as the two bytea arrays the batched queries unnest (no upper bound: above every key)."""
+    return [lo for lo, _ in ranges], [_ABOVE if hi is None else hi for _, hi in ranges]
 
 
 def _bits(value: str | None) -> bytes:
