@@ -19,6 +19,7 @@ order, oversized frames or malformed items gets a clear error and learns nothing
 from __future__ import annotations
 
 import bisect
+import enum
 import itertools
 import math
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -256,6 +257,10 @@ class Differences:
         return len(self.only_ours) + len(self.only_theirs) + len(self.differ)
 
 
+class _Answer(enum.Enum):
+    SAME, LIST, HAND_BACK, SPLIT = range(4)
+
+
 class Ahead(Generic[T]):
     """Answers a message's ranges will need, asked of the snapshot in batches: when the first of the
     planned ranges not yet read is needed, it and those after it, as many as ``room`` allows (the
@@ -393,19 +398,12 @@ class Side:
         time (see Ahead)."""
         wanted = [(r.lo, r.hi) for r in ranges]
         self._known = dict(zip(wanted, self.digests.fingerprints(wanted), strict=True))
-        small = self.params.id_list_threshold
         for r in ranges:
             count, fp = self._known[(r.lo, r.hi)]
-            if r.mode is Mode.FINGERPRINT:
-                if (count, fp) == (r.count, r.fingerprint):
-                    continue
-                if self._id_list_answers(r, count):
-                    self._lists.plan((r.lo, r.hi), count)
-                elif count > small:
-                    self._splits.plan((r.lo, r.hi), 1)
-            elif count <= 4 * small:  # an id list or diff over more is split or counted, not read
+            answer = self._fingerprint_answer(r, count, fp) if r.mode is Mode.FINGERPRINT else None
+            if answer is _Answer.LIST or (r.mode is not Mode.FINGERPRINT and not self._too_many_to_list(count)):
                 self._lists.plan((r.lo, r.hi), count)
-            elif r.mode is Mode.ID_LIST and not self.initiator:
+            elif answer is _Answer.SPLIT or (r.mode is Mode.ID_LIST and not self.initiator):
                 self._splits.plan((r.lo, r.hi), 1)
 
     def _forget(self) -> None:
@@ -413,11 +411,20 @@ class Side:
         self._lists.clear()
         self._splits.clear()
 
-    def _id_list_answers(self, r: Range, count: int) -> bool:
-        """A differing fingerprint is answered with our id list where we hold few (the initiator also
-        needs the partner to hold few there: else it hands the range back for the partner to split)."""
+    def _fingerprint_answer(self, r: Range, count: int, fp: bytes) -> _Answer:
+        """How a fingerprint range is answered where we hold ``count`` keys with fingerprint ``fp``: not at
+        all if they match; with our id list where we hold few (the initiator also needs the partner to hold
+        few there); else, holding few, our fingerprint handed back for the partner to split; else split."""
         small = self.params.id_list_threshold
-        return count <= small and (not self.initiator or r.count <= small)
+        if (count, fp) == (r.count, r.fingerprint):
+            return _Answer.SAME
+        if count <= small:
+            return _Answer.LIST if not self.initiator or r.count <= small else _Answer.HAND_BACK
+        return _Answer.SPLIT
+
+    def _too_many_to_list(self, count: int) -> bool:
+        """An id list or diff over more keys than this is split or counted, never read whole."""
+        return count > 4 * self.params.id_list_threshold
 
     def _fingerprint(self, lo: bytes, hi: bytes | None) -> tuple[int, bytes]:
         known = self._known.get((lo, hi))
@@ -455,11 +462,12 @@ class Side:
 
     def _on_fingerprint(self, r: Range) -> list[Range]:
         count, fp = self._fingerprint(r.lo, r.hi)
-        if (count, fp) == (r.count, r.fingerprint):
+        answer = self._fingerprint_answer(r, count, fp)
+        if answer is _Answer.SAME:
             return []
-        if self._id_list_answers(r, count):
+        if answer is _Answer.LIST:
             return [self._id_list(r.lo, r.hi)]
-        if count <= self.params.id_list_threshold:  # we hold few, they hold many: let them split it
+        if answer is _Answer.HAND_BACK:
             return [Range(r.lo, r.hi, Mode.FINGERPRINT, count, fp)]
         return [
             Range(lo, hi, Mode.FINGERPRINT, n, part_fp)
@@ -478,7 +486,7 @@ class Side:
                 return []
         if not self.initiator:  # an id list over a range we hold a lot of: split it, counted, never read whole
             count, _fp = self._fingerprint(r.lo, r.hi)
-            if count > 4 * self.params.id_list_threshold:
+            if self._too_many_to_list(count):
                 return [Range(lo, hi, Mode.FINGERPRINT, n, part_fp)
                         for lo, hi, n, part_fp in self._split(r.lo, r.hi, count)]
         ours = {k: d[:PREFIX_BYTES] for k, d in self._items(r.lo, r.hi)}
