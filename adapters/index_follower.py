@@ -11,6 +11,7 @@ import threading
 
 import structlog
 
+from adapters.following import follow
 from hub.application.service import CaseHub
 
 log = structlog.get_logger("tongban.index")
@@ -34,16 +35,10 @@ class IndexFollower:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        pause = 0.5
-        while not self._stopping.is_set():
-            self.wake.clear()  # before looking: a save from now on wakes the wait below
-            try:
-                caught_up = self.hub.refresh_index(self.batch, limit=self.batch)
-                pause = 0.5
-            except Exception as error:  # the store is down: the read model waits, nothing is lost
-                log.warning("index_refresh_failed", error=f"{type(error).__name__}: {error}", retry_in=pause)
-                self._stopping.wait(pause)
-                pause = min(pause * 2, 10.0)
-                continue
-            if caught_up:
-                self.wake.wait(self.idle)
+        follow(lambda: not self.hub.refresh_index(self.batch, limit=self.batch), self.wake, self._stopping,
+               idle=self.idle, failed=_failed, first_pause=0.5, most_pause=10.0)
+
+
+def _failed(error: Exception, pause: float) -> None:
+    """The store is down: the read model waits, nothing is lost."""
+    log.warning("index_refresh_failed", error=f"{type(error).__name__}: {error}", retry_in=pause)

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from adapters.following import follow
 from hub.application.exchange import CaseReceipt, Exchange, OutboundBatch
 from hub.domain.shared import SharedEvent
 from ops.metrics import SiteMetrics
@@ -219,17 +220,10 @@ class Relay:
         self.metrics.relay_lag_seconds.labels(partner, name).set(max(age, 0.0))
 
     def _run(self) -> None:
-        pause = 0.1
-        while not self._stopping.is_set():
-            self.wake.clear()  # before looking: a save from now on wakes the wait below
-            try:
-                moved = self.pump()
-                pause = 0.1
-            except Exception as error:  # the partner or the store is down: keep the position, retry later
-                log.warning("relay_failed", partner=self.channel.partner, error=f"{type(error).__name__}: {error}",
-                            retry_in=pause)
-                self._stopping.wait(pause)
-                pause = min(pause * 2, 5.0)
-                continue
-            if not moved:
-                self.wake.wait(self.idle)
+        follow(lambda: bool(self.pump()), self.wake, self._stopping, idle=self.idle, failed=self._failed,
+               first_pause=0.1, most_pause=5.0)
+
+    def _failed(self, error: Exception, pause: float) -> None:
+        """The partner or the store is down: the position is kept, and the pump retried after ``pause``."""
+        log.warning("relay_failed", partner=self.channel.partner, error=f"{type(error).__name__}: {error}",
+                    retry_in=pause)
