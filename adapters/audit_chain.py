@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from eventsourcing.persistence import Notification
 
 from adapters.store.audit_chain_store import ChainStore
-from hub.application.service import CaseHub
+from hub.application.case_hub import CaseHub
 from hub.domain.audit_chain import ChainLink, ChainVerifier, Finding, StoredFact, extend, fact_digest
 
 _READ_BATCH = 1000

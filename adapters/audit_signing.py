@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from adapters.audit_chain import SiteChain
-from hub.application.service import CaseHub
+from hub.application.case_hub import CaseHub
 from hub.domain import bundle, checkpoints
 from hub.domain.audit_chain import genesis
 from hub.domain.checkpoint_ledger import RECENT, CheckpointLedger, covering, ledger_id

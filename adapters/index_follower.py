@@ -12,20 +12,24 @@ import threading
 import structlog
 
 from adapters.following import follow
-from hub.application.service import CaseHub
+from adapters.retry import Backoff
+from hub.application.read_model import CaseReadModel
 
 log = structlog.get_logger("tongban.index")
 
 
 class IndexFollower:
-    def __init__(self, hub: CaseHub, idle: float = 1.0, batch: int = 500) -> None:
-        self.hub, self.idle, self.batch = hub, idle, batch
+    def __init__(
+        self, read_model: CaseReadModel, idle: float = 1.0, batch: int = 500, backoff: Backoff | None = None
+    ) -> None:
+        self.read_model, self.idle, self.batch = read_model, idle, batch
+        self.backoff = backoff or Backoff(first=0.5, most=10.0)
         self.wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="case-index", daemon=True)
+        read_model.log.on_saved(self.wake.set)
 
     def start(self) -> None:
-        self.hub.listeners.append(self.wake.set)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -35,8 +39,8 @@ class IndexFollower:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        follow(lambda: not self.hub.refresh_index(self.batch, limit=self.batch), self.wake, self._stopping,
-               idle=self.idle, failed=_failed, first_pause=0.5, most_pause=10.0)
+        follow(lambda: not self.read_model.refresh(self.batch, limit=self.batch), self.wake, self._stopping,
+               idle=self.idle, backoff=self.backoff, failed=_failed)
 
 
 def _failed(error: Exception, pause: float) -> None:

@@ -11,9 +11,9 @@ from types import FrameType
 
 import structlog
 
+from adapters.bootstrap import build_site
 from adapters.calendar_notices import CalendarError
 from adapters.settings import ConfigError, describe, load_settings
-from adapters.site import Site
 from adapters.tls import TlsError
 from ops.logging import configure_logging
 
@@ -30,7 +30,7 @@ def run(config_path: str, listen: str | None = None, port_file: str | None = Non
     configure_logging(settings.log_format, logging.getLevelNamesMapping()[settings.log_level.upper()])
     structlog.contextvars.bind_contextvars(site=settings.site)
     try:
-        site = Site(settings)
+        site = build_site(settings)
     except (CalendarError, OSError, TlsError) as exc:
         log.error("start_failed", error=str(exc))
         return 1
@@ -41,7 +41,7 @@ def run(config_path: str, listen: str | None = None, port_file: str | None = Non
         site.start()
     except Exception as exc:  # a metrics or audit port already taken, mostly: stop what did start
         log.error("start_failed", error=f"{type(exc).__name__}: {exc}")
-        site.stop(grace=0)
+        site.stop()
         return 1
     gc.freeze()  # what boot built (modules, catalogue, regions, stores) lives as long as we do: no collection walks it
     host = settings.listen.rsplit(":", 1)[0]

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from grpc import StatusCode
+
+from adapters.retry import Backoff, GrpcRetry
 from hub.domain.deadlines import DeadlinePolicy
 
 
@@ -52,6 +55,20 @@ class ReconcileSettings:
 
 
 @dataclass(frozen=True)
+class RetrySettings:
+    """[retry.relay], [retry.index], [retry.grpc]: how the followers and partner calls try again.
+
+    Followers (the relays, the read model's follower) retry every failure after a growing pause: their
+    work is idempotent from a stored position. A gRPC call retries inside itself on transient codes
+    only (``grpc.transient``, by status name); any other answer is final and reaches the caller.
+    """
+
+    relay: Backoff = field(default_factory=lambda: Backoff(first=0.1, most=5.0))
+    index: Backoff = field(default_factory=lambda: Backoff(first=0.5, most=10.0))
+    grpc: GrpcRetry = field(default_factory=GrpcRetry)
+
+
+@dataclass(frozen=True)
 class Settings:
     site: str
     site_name: str = ""
@@ -79,6 +96,7 @@ class Settings:
     group_commit_max: int = 256  # [store] at most this many staff commands stored in one transaction (1: off)
     group_commit_window_ms: float = 5.0  # [store] how long the oldest waiting command waits for company
     snapshot_interval: int = 50  # [store] a snapshot of a case every this many of its events (0: none)
+    retry: RetrySettings = field(default_factory=RetrySettings)
 
     @property
     def pii_key(self) -> str | None:
@@ -139,6 +157,7 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         reconcile = ReconcileSettings(**raw.get("reconcile", {}))
     except TypeError as exc:
         raise ConfigError(f"unknown setting: {exc}") from None
+    retry = _retry(raw.get("retry", {}))
     calendar_dir = raw.get("calendar", {}).get("notices_dir")
     log_format = raw.get("logging", {}).get("format", "console")
     if log_format not in ("console", "json"):
@@ -187,9 +206,38 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         group_commit_max=group_max,
         group_commit_window_ms=float(group_window),
         snapshot_interval=snapshot_interval,
+        retry=retry,
         agreements_file=(base / agreements).resolve() if (agreements := raw.get("routing", {}).get("agreements"))
         else None,
     )
+
+
+def _backoff(section: str, raw: dict[str, Any], default: Backoff) -> Backoff:
+    try:
+        backoff = Backoff(**{k: float(v) for k, v in raw.items()}) if raw else default
+        backoff.check(f"[retry.{section}]")
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[retry.{section}]: {exc}") from None
+    return backoff
+
+
+def _retry(raw: dict[str, Any]) -> RetrySettings:
+    defaults = RetrySettings()
+    unknown = set(raw) - {"relay", "index", "grpc"}
+    if unknown:
+        raise ConfigError(f"[retry] has no section {', '.join(sorted(unknown))} (relay, index, grpc)")
+    grpc_raw = dict(raw.get("grpc", {}))
+    backoff = _backoff("grpc", {k: grpc_raw.pop(k) for k in ("first", "most", "multiplier", "jitter")
+                                if k in grpc_raw}, defaults.grpc.backoff)
+    try:
+        codes = grpc_raw.pop("transient", None)
+        transient = defaults.grpc.transient if codes is None else frozenset(
+            StatusCode[str(name).upper()] for name in codes)
+        call = GrpcRetry(backoff=backoff, transient=transient, **grpc_raw)
+    except (TypeError, KeyError) as exc:
+        raise ConfigError(f"[retry.grpc]: {exc}") from None
+    return RetrySettings(relay=_backoff("relay", raw.get("relay", {}), defaults.relay),
+                         index=_backoff("index", raw.get("index", {}), defaults.index), grpc=call)
 
 
 def _partner(raw: dict[str, Any]) -> PartnerSettings:
@@ -205,7 +253,7 @@ def _partner(raw: dict[str, Any]) -> PartnerSettings:
 
 def describe(settings: Settings) -> dict[str, str]:
     """Settings as strings for a start-up log line (no secrets)."""
-    skip = ("postgres", "policy", "partners", "reconcile")
+    skip = ("postgres", "policy", "partners", "reconcile", "retry")
     out = {f.name: str(getattr(settings, f.name)) for f in fields(settings) if f.name not in skip}
     out["partners"] = ", ".join(f"{p.site}/{p.channel}" for p in settings.partners)
     if settings.store == "postgres":

@@ -7,6 +7,7 @@ id, staff id or anything from a request body.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -99,6 +100,43 @@ class SiteMetrics:
         # business counters kept as events happen
         self.supplement_requests = Counter(
             "tongban_supplement_requests_total", "One-time supplement notices issued (一次性告知).", registry=r)
+
+        self._outstanding: dict[str, int] = {}  # receipts_outstanding as counted (the relay and the inbox settle it)
+        self._outstanding_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ the observers' methods
+    # SiteMetrics is the typed observer the composition root hands the exchange and the store
+    # (adapters.exchange.observer.ExchangeObserver, hub.application.ports.StoreObserver).
+    def stored(self, events: int, seconds: float) -> None:
+        """One transaction written: its latency and size."""
+        self.append_seconds.observe(seconds)
+        self.batch_size.observe(events)
+
+    def received(self, sender: str, channel: str, events: int) -> None:
+        self.events_received.labels(sender, channel).inc(events)
+
+    def delivered(self, partner: str, channel: str, events: int, seconds: float) -> None:
+        self.delivery_seconds.labels(partner, channel).observe(seconds)
+        self.events_relayed.labels(partner, channel).inc(events)
+        self.partner_up.labels(partner, channel).set(1)
+
+    def delivery_failed(self, partner: str, channel: str) -> None:
+        self.delivery_failures.labels(partner, channel).inc()
+        self.partner_up.labels(partner, channel).set(0)
+
+    def retried(self, partner: str, channel: str) -> None:
+        self.retries.labels(partner, channel).inc()
+
+    def relay_lag(self, partner: str, channel: str, events: int, seconds: float) -> None:
+        self.relay_lag_events.labels(partner, channel).set(events)
+        self.relay_lag_seconds.labels(partner, channel).set(seconds)
+
+    def awaiting_receipts(self, partner: str, sent: int = 0, confirmed: int = 0) -> None:
+        """``sent`` more of our events went to the partner; it confirmed ``confirmed`` for the first time."""
+        with self._outstanding_lock:
+            now = max(self._outstanding.get(partner, 0) + sent - confirmed, 0)
+            self._outstanding[partner] = now
+            self.receipts_outstanding.labels(partner).set(now)
 
     def watch_cases(self, read: Callable[[], CaseCounts]) -> None:
         """Register the business collector: it reads the case read model at each scrape."""

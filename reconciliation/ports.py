@@ -1,4 +1,5 @@
-"""What reconciliation needs from the outside: a snapshot of the digest index, and the partner."""
+"""What reconciliation needs from the outside: the site's log (``hub.application.ports.SiteLog``), the
+exchange of shared events, a snapshot of the digest index, and the partner."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 from uuid import UUID
 
-from hub.application.exchange import CaseReceipt
+from hub.domain.receipts import CaseReceipt
 from hub.domain.shared import SharedEvent
 from reconciliation.messages import CaseCounts, CaseDescription, Message, Params
 
@@ -72,3 +73,16 @@ class ReconcilePeer(Protocol):
     def fetch(self, case_id: UUID, origin: str, from_seq: int) -> list[SharedEvent]: ...
 
     def deliver(self, events: Sequence[SharedEvent]) -> list[CaseReceipt]: ...
+
+
+class EventSharing(Protocol):
+    """How repairs move events: the same path the relays and the partner port use
+    (``hub.application.case_sharing.CaseSharing``), so a repaired event is checked like any other."""
+
+    def ingest(self, sender: str, events: Sequence[SharedEvent]) -> list[CaseReceipt]: ...
+
+    def resend(self, case_id: UUID, origin: str, from_seq: int) -> list[SharedEvent]: ...
+
+    def record_receipts(
+        self, partner: str, channel: str, receipts: Sequence[CaseReceipt], through: int | None
+    ) -> int: ...

@@ -16,15 +16,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from hub.application.exchange import Exchange
-from hub.application.service import CaseHub
+from hub.application.ports import SiteLog
 from hub.domain.case import Case, actor_data
 from hub.domain.errors import HubError, InvalidInput, RuleViolation
 from hub.domain.shared import SharedEvent, chain_next, chain_start
@@ -33,7 +31,7 @@ from reconciliation.classify import Action, Finding, Held, Kind, classify
 from reconciliation.discrepancy import Discrepancy, DiscrepancyRegister, Status, discrepancy_id, register_id
 from reconciliation.journal import ReconcileRun, repair_key, run_id, tracking_name
 from reconciliation.messages import CaseCounts, CaseDescription, Params
-from reconciliation.ports import DigestIndex, ReconcilePeer
+from reconciliation.ports import DigestIndex, EventSharing, ReconcilePeer
 from reconciliation.rbsr import DigestSet, Side, check_params
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -82,22 +80,21 @@ class Reconciler:
     """The initiating side. ``run`` is safe to call again after a crash: it resumes first."""
 
     def __init__(
-        self, hub: CaseHub, index: DigestIndex, policy: Policy | None = None,
+        self, log: SiteLog, sharing: EventSharing, index: DigestIndex, policy: Policy | None = None,
         now: Callable[[], datetime] | None = None,
     ) -> None:
-        self.hub, self.index = hub, index
-        self.exchange = Exchange(hub)
-        self.site = hub.site
+        self.log, self.sharing, self.index = log, sharing, index
+        self.site = log.site
         self.policy = policy or Policy()
-        self.now = now or hub.now
+        self.now = now or (lambda: datetime.now(UTC))
 
     def run(self, peer: ReconcilePeer, progress: Progress | None = None) -> Summary:
         started = time.monotonic()
         report = progress or (lambda _phase, _done, _total: None)
         partner = peer.partner
-        number = int(self.hub.recorder.max_tracking_id(tracking_name(partner)) or 0) + 1  # type: ignore[attr-defined]
+        number = self.log.tracked(tracking_name(partner)) + 1
         summary = Summary(partner, number)
-        unfinished = self.hub.find(run_id(partner, number), ReconcileRun)
+        unfinished = self.log.find(run_id(partner, number), ReconcileRun)
         if unfinished is not None:
             summary.resumed = len(unfinished.remaining)
             self._repair(peer, unfinished, summary, report)
@@ -124,7 +121,7 @@ class Reconciler:
                       "bytes_received": summary.bytes_received, "compared": summary.compared},
         )
         try:
-            self.hub.save(journal)
+            self.log.record(journal)
         except IntegrityError:
             raise RuleViolation("RECONCILE_BUSY", f"与 {partner} 的另一次对账正在进行") from None
         for f in findings:
@@ -169,7 +166,7 @@ class Reconciler:
         batch = self.policy.describe_batch
         for start in range(0, len(candidates), batch):
             chunk = candidates[start:start + batch]
-            cases = {i: self.hub.find(i, Case) for i in chunk}
+            cases = {i: self.log.find(i, Case) for i in chunk}
             asked = [CaseCounts(i, {o: c.last_seq(o) for o in (self.site, partner)} if c else {})
                      for i, c in cases.items()]
             answers = {d.case_id: d for d in peer.describe(session, asked)}
@@ -208,38 +205,38 @@ class Reconciler:
                 summary.rejected += 1
                 continue
             journal.repaired(keys=[repair_key(f)])
-            self.hub.save(journal)  # journaled one by one: a crash repeats at most one (idempotent) repair
+            self.log.record(journal)  # journaled one by one: a crash repeats at most one (idempotent) repair
             summary.repaired += 1
             report("repair", i, len(todo))
 
     def _pull(self, peer: ReconcilePeer, f: dict[str, Any]) -> None:
         case_id, origin = UUID(f["case_id"]), f["origin"]
         events = peer.fetch(case_id, origin, f["ours"] + 1)[: f["theirs"] - f["ours"]]
-        case = self.hub.find(case_id, Case)
+        case = self.log.find(case_id, Case)
         head = case.chain_head(origin, f["ours"]) if case is not None else chain_start(case_id, origin)
         for e in events:
             head = chain_next(head, e.hash())
         if len(events) != f["theirs"] - f["ours"] or head != f["claimed_head"]:
             raise ForgedClaim(case_id, origin)
-        self.exchange.ingest(peer.partner, events)
+        self.sharing.ingest(peer.partner, events)
 
     def _push(self, peer: ReconcilePeer, f: dict[str, Any]) -> None:
-        events = self.exchange.resend(UUID(f["case_id"]), self.site, f["theirs"] + 1)
+        events = self.sharing.resend(UUID(f["case_id"]), self.site, f["theirs"] + 1)
         if events:
             receipts = peer.deliver(events)
-            self.exchange.record_receipts(peer.partner, "reconcile", receipts, None)
+            self.sharing.record_receipts(peer.partner, "reconcile", receipts, None)
 
     def _open(self, peer: ReconcilePeer, f: Finding, run: int) -> int:
         """Open (or reopen) the discrepancy for a finding; 1 if it is newly open."""
-        existing = self.hub.find(discrepancy_id(peer.partner, f.case_id, f.origin, f.kind.value), Discrepancy)
+        existing = self.log.find(discrepancy_id(peer.partner, f.case_id, f.origin, f.kind.value), Discrepancy)
         if existing is not None:
             if existing.status is not Status.RESOLVED:
                 return 0
             existing.reopen(run=run, ours=f.ours, theirs=f.theirs)
-            self.hub.save(existing)
+            self.log.record(existing)
             return 1
         seq, our_event, their_event = self._first_difference(peer, f)
-        register = self.hub.find(register_id(peer.partner), DiscrepancyRegister) \
+        register = self.log.find(register_id(peer.partner), DiscrepancyRegister) \
             or DiscrepancyRegister.for_partner(peer.partner)
         opened = Discrepancy.open(
             partner=peer.partner, case_id=str(f.case_id), origin=f.origin, kind=f.kind.value, ours=f.ours,
@@ -247,14 +244,14 @@ class Reconciler:
             their_event=their_event, run=run,
         )
         register.list(discrepancy_id=str(opened.id))
-        self.hub.save(opened, register)
+        self.log.record(opened, register)
         return 1
 
     def _first_difference(
         self, peer: ReconcilePeer, f: Finding
     ) -> tuple[int, dict[str, Any] | None, dict[str, Any] | None]:
         """Both versions of the first event where the chains part (for forks and lost chains)."""
-        case = self.hub.find(f.case_id, Case)
+        case = self.log.find(f.case_id, Case)
         ours = case.shared_events(f.origin) if case is not None else []
         try:
             theirs = peer.fetch(f.case_id, f.origin, 1)
@@ -269,27 +266,24 @@ class Reconciler:
 
     def _finish(self, journal: ReconcileRun, summary: Summary) -> None:
         journal.finish(summary=summary.as_dict())
-        processing: ProcessingEvent[UUID] = ProcessingEvent(
-            tracking=Tracking(tracking_name(journal.partner), journal.number))
-        processing.collect_events(journal)
-        self.hub._record(processing)
+        self.log.record(journal, tracking=Tracking(tracking_name(journal.partner), journal.number))
 
     # ------------------------------------------------------------------ discrepancies
     def discrepancies(self, partner: str, *, open_only: bool = True) -> list[Discrepancy]:
-        register = self.hub.find(register_id(partner), DiscrepancyRegister)
-        found = [self.hub.find(UUID(i), Discrepancy) for i in (register.listed if register else [])]
+        register = self.log.find(register_id(partner), DiscrepancyRegister)
+        found = [self.log.find(UUID(i), Discrepancy) for i in (register.listed if register else [])]
         return [d for d in found if d is not None and (not open_only or d.status is not Status.RESOLVED)]
 
     def review(self, discrepancy: UUID, actor: Actor, *, resolve: str | None = None) -> Discrepancy:
         """Start the review of a discrepancy, or (with a reason) resolve it."""
-        found = self.hub.find(discrepancy, Discrepancy)
+        found = self.log.find(discrepancy, Discrepancy)
         if found is None:
             raise InvalidInput.one("discrepancy", f"差异件 {discrepancy} 不存在")
         if resolve is None:
             found.start_review(actor_data(actor))
         else:
             found.resolve(resolve, actor_data(actor))
-        self.hub.save(found)
+        self.log.record(found)
         return found
 
 

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
 
-from hub.application.service import CaseHub
+from hub.application.ports import SiteLog
 from hub.domain.case import Case
 from hub.domain.errors import HubError, InvalidInput, RuleViolation
 from reconciliation.messages import CaseCounts, CaseDescription, Message, OriginState, Params
@@ -26,10 +26,10 @@ class Responder:
     """The answering side: a snapshot per session (closed when the asker describes, or when idle)."""
 
     def __init__(
-        self, hub: CaseHub, index: DigestIndex, params: Params | None = None, idle_seconds: float = 60.0,
+        self, log: SiteLog, index: DigestIndex, params: Params | None = None, idle_seconds: float = 60.0,
         max_sessions: int = 4,
     ) -> None:
-        self.hub, self.index = hub, index
+        self.log, self.index = log, index
         self.params = params or Params()
         self.idle_seconds, self.max_sessions = idle_seconds, max_sessions
         self._sessions: dict[str, tuple[str, ExitStack, Side, float]] = {}
@@ -93,12 +93,12 @@ class Responder:
             raise InvalidInput.one("cases", "一次最多询问 1000 个办件")
         out = []
         for counts in asked:
-            case = self.hub.find(counts.case_id, Case)
-            if case is None or partner not in case.sites or self.hub.site not in case.sites:
+            case = self.log.find(counts.case_id, Case)
+            if case is None or partner not in case.sites or self.log.site not in case.sites:
                 out.append(CaseDescription(counts.case_id, False))
                 continue
             origins = {}
-            for origin in (self.hub.site, partner):
+            for origin in (self.log.site, partner):
                 n = case.last_seq(origin)
                 theirs = counts.origins.get(origin, 0)
                 at = case.chain_head(origin, theirs) if 0 < theirs <= n else ""

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from hub.application.exchange import CaseReceipt, Exchange
+from hub.application.case_sharing import CaseSharing
+from hub.domain.receipts import CaseReceipt
 from hub.domain.shared import SharedEvent
 from reconciliation.messages import CaseCounts, CaseDescription, Message, Params
 from reconciliation.responder import Responder
@@ -16,8 +17,8 @@ from reconciliation.responder import Responder
 class LocalPeer:
     def __init__(self, responder: Responder, asker: str) -> None:
         self.responder, self.asker = responder, asker
-        self.partner = responder.hub.site
-        self.exchange = Exchange(responder.hub)
+        self.partner = responder.log.site
+        self.exchange = CaseSharing(responder.log)
         self.bytes_sent = self.bytes_received = 0
 
     def reconcile(self, session: str, params: Params | None, message: Message) -> tuple[str, Params, Message]:

@@ -30,6 +30,7 @@ from adapters.reconcile.grpc_client import GrpcReconcilePeer
 from adapters.settings import ConfigError, Settings, load_settings
 from adapters.store.digest_index import ensure_digests
 from adapters.tls import TlsFiles, channel_credentials
+from hub.application.case_sharing import CaseSharing
 from hub.domain.errors import CaseNotFound, HubError, InvalidInput, NotPermitted, RuleViolation
 from hub.domain.values import Actor, Role
 from ops.logging import configure_logging
@@ -69,8 +70,8 @@ class Context:
     def __init__(self, config: str) -> None:
         self.settings: Settings = _call(lambda: load_settings(Path(config)))
         self.hub = _call(lambda: build_hub(self.settings))
-        self.reconciler = Reconciler(self.hub, _call(lambda: build_digest_index(self.settings)),
-                                     reconcile_policy(self.settings))
+        self.reconciler = Reconciler(self.hub, CaseSharing(self.hub), _call(lambda: build_digest_index(self.settings)),
+                                     reconcile_policy(self.settings), now=self.hub.now)
 
     def peer(self, partner: str) -> GrpcReconcilePeer:
         found = next((p for p in self.settings.partners if p.site == partner and p.address), None)

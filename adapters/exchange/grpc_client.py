@@ -1,13 +1,13 @@
 """The client side of ExchangeService: deliver our events to one partner, with deadlines and retries.
 
-Retries are data (RETRYABLE) and only for transient codes; a refusal (PERMISSION_DENIED,
-INVALID_ARGUMENT, FAILED_PRECONDITION) is final and is never retried.
+Retries are data (``adapters.retry.GrpcRetry``, from the site's settings) and only for transient
+codes; a refusal (PERMISSION_DENIED, INVALID_ARGUMENT, FAILED_PRECONDITION) is final and is never retried.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from uuid import UUID
 
 import grpc
@@ -20,20 +20,13 @@ from tenacity import (
     wait_random,
 )
 
-from adapters.exchange.relay import Mapped
+from adapters.exchange.channel import Mapped
+from adapters.exchange.observer import ExchangeObserver, Unobserved
 from adapters.exchange.wire import event_from, event_message, receipt_from
-from hub.application.exchange import CaseReceipt
+from adapters.retry import GrpcRetry
+from hub.domain.receipts import CaseReceipt
 from hub.domain.shared import SharedEvent
 from tongban.v1 import exchange_pb2, exchange_pb2_grpc
-
-RETRYABLE = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
-     grpc.StatusCode.ABORTED}
-)
-
-
-def is_transient(error: BaseException) -> bool:
-    return isinstance(error, grpc.RpcError) and error.code() in RETRYABLE
 
 
 class GrpcPartner:
@@ -43,10 +36,12 @@ class GrpcPartner:
 
     def __init__(
         self, site: str, partner: str, address: str, credentials: grpc.ChannelCredentials | None,
-        timeout: float = 5.0, attempts: int = 5, max_wait: float = 2.0, give_up_after: float = 30.0,
-        on_retry: Callable[[], None] | None = None,
+        timeout: float | None = None, retry: GrpcRetry | None = None, observer: ExchangeObserver | None = None,
     ) -> None:
-        self.site, self.partner, self.timeout = site, partner, timeout
+        policy = retry or GrpcRetry()
+        self.site, self.partner = site, partner
+        self.timeout = timeout if timeout is not None else policy.timeout
+        seen: ExchangeObserver = observer or Unobserved()
         options = [("grpc.ssl_target_name_override", "localhost")] if credentials else []
         self.channel = (
             grpc.secure_channel(address, credentials, options=options) if credentials
@@ -54,11 +49,13 @@ class GrpcPartner:
         )
         self.stub = exchange_pb2_grpc.ExchangeServiceStub(self.channel)
         self.most_in_flight = 0  # the most batches an ingest stream had unanswered (for operators and tests)
+        backoff = policy.backoff
         self.retrying = Retrying(
-            retry=retry_if_exception(is_transient),
-            wait=wait_exponential(multiplier=0.05, max=max_wait) + wait_random(0, 0.05),
-            stop=stop_after_attempt(attempts) | stop_after_delay(give_up_after),
-            before_sleep=(lambda _state: on_retry()) if on_retry else None,
+            retry=retry_if_exception(policy.is_transient),
+            wait=wait_exponential(multiplier=backoff.first, max=backoff.most)
+            + wait_random(0, backoff.first * backoff.jitter),
+            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.give_up_after),
+            before_sleep=lambda _state: seen.retried(partner, self.channel_name),
             reraise=True,
         )
 
@@ -78,6 +75,10 @@ class GrpcPartner:
         )
         call = self.stub.DeliverEvents.future(request, timeout=self.timeout)
         return Mapped(call, lambda response: [receipt_from(r) for r in response.receipts])
+
+    def resend(self, events: Sequence[SharedEvent], receipt: CaseReceipt) -> list[CaseReceipt]:
+        """Fill a gap: a plain delivery (the partner's (case, origin, seq) check drops what it holds)."""
+        return self.deliver(events)
 
     def ingest_stream(
         self, batches: Iterable[Sequence[SharedEvent]], in_flight: int = 4, timeout: float = 600.0

@@ -8,10 +8,12 @@ from uuid import UUID
 import grpc
 import structlog
 
+from adapters.exchange.observer import ExchangeObserver, Unobserved
 from adapters.exchange.wire import event_from, event_message, receipt_message
 from adapters.grpc.errors import translate_errors, translate_stream_errors
-from hub.application.exchange import CaseReceipt, Exchange, NotRouted
+from hub.application.case_sharing import CaseSharing, NotRouted
 from hub.domain.errors import InvalidInput, NotPermitted
+from hub.domain.receipts import CaseReceipt, ReceiptStatus
 from tongban.v1 import exchange_pb2, exchange_pb2_grpc
 
 log = structlog.get_logger("tongban.exchange")
@@ -20,10 +22,11 @@ MAX_BATCH = 1000
 
 class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     def __init__(
-        self, exchange: Exchange, identify: Callable[[grpc.ServicerContext], str | None],
-        countersign: Callable[[str, str], str] | None = None,
+        self, sharing: CaseSharing, identify: Callable[[grpc.ServicerContext], str | None],
+        countersign: Callable[[str, str], str] | None = None, observer: ExchangeObserver | None = None,
     ) -> None:
-        self.exchange = exchange
+        self.sharing = sharing
+        self.observer: ExchangeObserver = observer or Unobserved()
         self.identify = identify
         self.countersign = countersign
 
@@ -40,7 +43,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     ) -> exchange_pb2.DeliverEventsResponse:
         receipts = self._ingest(self._caller(context), request.sender_site, request.events)
         return exchange_pb2.DeliverEventsResponse(
-            receiver_site=self.exchange.site, receipts=[receipt_message(r) for r in receipts]
+            receiver_site=self.sharing.site, receipts=[receipt_message(r) for r in receipts]
         )
 
     @translate_stream_errors
@@ -53,7 +56,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         for request in requests:
             receipts = self._ingest(caller, request.sender_site, request.events)
             yield exchange_pb2.IngestEventsResponse(
-                batch_id=request.batch_id, receiver_site=self.exchange.site,
+                batch_id=request.batch_id, receiver_site=self.sharing.site,
                 receipts=[receipt_message(r) for r in receipts],
             )
 
@@ -68,12 +71,14 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
             raise InvalidInput.one("events", f"一次最多 {MAX_BATCH} 个事件")
         events = [event_from(m) for m in messages]
         try:
-            receipts = self.exchange.ingest(caller, events)
+            receipts = self.sharing.ingest(caller, events)
         except NotRouted as refused:
             log.warning("partner_refused", partner=caller, reason=refused.message, events=len(events))
             raise
+        self.observer.received(caller, "grpc", len(events))
         log.info("partner_events_received", partner=caller, events=len(events),
-                 gaps=sum(r.status == "gap" for r in receipts), forks=sum(r.status == "fork" for r in receipts))
+                 gaps=sum(r.status is ReceiptStatus.GAP for r in receipts),
+                 forks=sum(r.status is ReceiptStatus.FORK for r in receipts))
         return receipts
 
     @translate_errors
@@ -97,7 +102,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         except ValueError:
             raise InvalidInput.one("case_id", "不是有效的办件编号(UUID)") from None
         try:
-            events = self.exchange.events_for(caller, case_id, request.origin_site, request.from_seq)
+            events = self.sharing.events_for(caller, case_id, request.origin_site, request.from_seq)
         except NotRouted as refused:
             log.warning("partner_refused", partner=caller, reason=refused.message)
             raise

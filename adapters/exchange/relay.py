@@ -1,7 +1,7 @@
 """The relay: one thread per partner that follows our event log and delivers on the partner's channel.
 
-It wakes when the hub saves events (and polls as a fallback), sends what the partner has not
-receipted yet, and stores receipts with its new position atomically (Exchange.record_receipts).
+It wakes when the site saves events (and polls as a fallback), sends what the partner has not
+receipted yet, and stores receipts with its new position atomically (CaseSharing.record_receipts).
 
 Deliveries are pipelined: while the oldest batch waits for its acknowledgement, the next batches
 go out, up to ``window`` events sent and not yet receipted. Receipts are stored strictly in batch
@@ -16,60 +16,21 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
 import structlog
 
+from adapters.exchange.channel import Channel, Pending
+from adapters.exchange.observer import ExchangeObserver, Unobserved
 from adapters.following import follow
-from hub.application.exchange import CaseReceipt, Exchange, OutboundBatch
+from adapters.retry import Backoff
+from hub.application.case_sharing import CaseSharing, OutboundBatch
+from hub.domain.receipts import CaseReceipt, ReceiptStatus
 from hub.domain.shared import SharedEvent
-from ops.metrics import SiteMetrics
 
 log = structlog.get_logger("tongban.relay")
-
-
-class Pending(Protocol):
-    """A delivery under way (a concurrent.futures or gRPC future)."""
-
-    def result(self, timeout: float | None = None) -> list[CaseReceipt]: ...
-
-    def done(self) -> bool: ...
-
-    def cancel(self) -> bool: ...
-
-
-class Mapped:
-    """A future of a channel's raw answer, seen as a future of receipts (``convert`` turns one into the other)."""
-
-    def __init__(self, future: Any, convert: Callable[[Any], list[CaseReceipt]]) -> None:
-        self._future, self._convert = future, convert
-
-    def result(self, timeout: float | None = None) -> list[CaseReceipt]:
-        return self._convert(self._future.result(timeout=timeout))
-
-    def cancel(self) -> bool:
-        return bool(self._future.cancel())
-
-    def done(self) -> bool:
-        return bool(self._future.done())
-
-
-class Channel(Protocol):
-    """How events reach one partner. ``deliver`` returns the receipts it got back (maybe none yet).
-
-    A channel may also offer ``deliver_async(events) -> Pending`` to let the relay pipeline batches.
-    """
-
-    channel_name: str
-    partner: str
-
-    def deliver(self, events: Sequence[SharedEvent]) -> list[CaseReceipt]: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass
@@ -85,13 +46,14 @@ def _answered(flight: _InFlight) -> bool:
 
 class Relay:
     def __init__(
-        self, exchange: Exchange, channel: Channel, batch: int = 200, idle: float = 0.5,
-        metrics: SiteMetrics | None = None, window: int = 2000, settle_timeout: float = 60.0,
-        max_batches: int = 64,
+        self, sharing: CaseSharing, channel: Channel, batch: int = 200, idle: float = 0.5,
+        observer: ExchangeObserver | None = None, window: int = 2000, settle_timeout: float = 60.0,
+        max_batches: int = 64, backoff: Backoff | None = None,
     ) -> None:
-        self.exchange = exchange
+        self.sharing = sharing
         self.channel = channel
-        self.metrics = metrics
+        self.observer: ExchangeObserver = observer or Unobserved()
+        self.backoff = backoff or Backoff(first=0.1, most=5.0)
         self.batch = batch
         self.idle = idle
         self.window = max(window, 1)
@@ -104,6 +66,7 @@ class Relay:
         self._sent_through: int | None = None  # log position after the newest batch in flight
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"relay-{channel.partner}", daemon=True)
+        sharing.log.on_saved(self.wake.set)
 
     @property
     def unacknowledged(self) -> int:
@@ -118,7 +81,6 @@ class Relay:
         self.wake.set()
         if self._thread.is_alive():  # a site that failed to start stops relays that never ran
             self._thread.join(timeout)
-        self.channel.close()
 
     def pump(self) -> int:
         """Send what the window allows, then settle the oldest delivery; returns how many events it
@@ -138,9 +100,9 @@ class Relay:
     def _fill(self) -> None:
         partner, name = self.channel.partner, self.channel.channel_name
         if self._sent_through is None:
-            self._sent_through = self.exchange.position(partner, name)
+            self._sent_through = self.sharing.position(partner, name)
         while self.unacknowledged < self.window and len(self._in_flight) < self.max_batches:
-            batch = self.exchange.outbound(partner, self._sent_through, self.batch)
+            batch = self.sharing.outbound(partner, self._sent_through, self.batch)
             if not self._in_flight:
                 self._observe_lag(self._sent_through, batch.events)
             if batch.through == self._sent_through:
@@ -152,16 +114,18 @@ class Relay:
             self._sent_through = batch.through
 
     def _send(self, events: Sequence[SharedEvent]) -> Pending:
-        deliver_async = getattr(self.channel, "deliver_async", None)
-        if deliver_async is not None:
-            pending: Pending = deliver_async(events)
-            return pending
-        done: Future[list[CaseReceipt]] = Future()
-        try:
-            done.set_result(self.channel.deliver(events))
-        except Exception as error:
-            done.set_exception(error)
-        return done
+        return self.channel.deliver_async(events)
+
+    def fill_gap(self, receipt: CaseReceipt) -> None:
+        """A partner reported a gap out of band (a NATS receipt): send our events from the missing seq
+        again, and store whatever receipts that brings back."""
+        if receipt.origin != self.sharing.site:
+            return
+        events = self.sharing.resend(receipt.case_id, receipt.origin, receipt.missing_from)
+        if events:
+            receipts = self.channel.resend(events, receipt)
+            if receipts:
+                self._record(receipts, None, None)
 
     def _settle(self, flights: list[_InFlight]) -> int:
         """Wait for the oldest deliveries' answers, then store their receipts and the position after the
@@ -174,32 +138,31 @@ class Relay:
             try:
                 receipts += flight.pending.result(timeout=self.settle_timeout)
             except Exception:
-                if self.metrics is not None:
-                    self.metrics.delivery_failures.labels(partner, name).inc()
-                    self.metrics.partner_up.labels(partner, name).set(0)
+                self.observer.delivery_failed(partner, name)
                 raise
         batch = OutboundBatch([e for f in flights for e in f.batch.events], flights[-1].batch.through,
                               {key: head for f in flights for key, head in f.batch.heads.items()})
-        if self.metrics is not None and batch.events:
-            self.metrics.delivery_seconds.labels(partner, name).observe(time.perf_counter() - flights[0].sent_at)
-            self.metrics.events_relayed.labels(partner, name).inc(len(batch.events))
-            self.metrics.partner_up.labels(partner, name).set(1)
-        sent = getattr(self.exchange, "sent", None)
-        if sent is not None and batch.events:
-            sent(partner, len(batch.events))
+        if batch.events:
+            self.observer.delivered(partner, name, len(batch.events), time.perf_counter() - flights[0].sent_at)
+            self.observer.awaiting_receipts(partner, sent=len(batch.events))
         # A gap (pipelined batches stored out of order, or a loss) is filled before the position moves
         # past it: should filling fail, the position stays and the next pass sends the batch again.
-        for receipt in [r for r in receipts if r.status == "gap"]:
-            receipts += self.channel.deliver(self.exchange.resend(receipt.case_id, receipt.origin,
-                                                                  receipt.missing_from))
-        self.exchange.record_receipts(partner, name, receipts, batch.through, batch)
+        for receipt in [r for r in receipts if r.status is ReceiptStatus.GAP]:
+            receipts += self.channel.deliver(self.sharing.resend(receipt.case_id, receipt.origin,
+                                                                 receipt.missing_from))
+        self._record(receipts, batch.through, batch)
         for receipt in receipts:
-            if receipt.status == "fork":
+            if receipt.status is ReceiptStatus.FORK:
                 log.error("partner_reports_fork", partner=partner, case_id=str(receipt.case_id),
                           origin=receipt.origin, stored_through=receipt.stored_through)
         if batch.events:
             log.info("relayed", partner=partner, channel=name, events=len(batch.events), position=batch.through)
         return len(batch.events) or 1
+
+    def _record(self, receipts: list[CaseReceipt], through: int | None, batch: OutboundBatch | None) -> None:
+        partner, name = self.channel.partner, self.channel.channel_name
+        confirmed = self.sharing.record_receipts(partner, name, receipts, through, batch)
+        self.observer.awaiting_receipts(partner, confirmed=confirmed)
 
     def _drop_in_flight(self) -> None:
         """Forget every delivery under way: the next pump starts again from the stored position."""
@@ -210,18 +173,14 @@ class Relay:
         self._sent_through = None
 
     def _observe_lag(self, position: int, pending: Sequence[SharedEvent]) -> None:
-        if self.metrics is None:
-            return
-        partner, name = self.channel.partner, self.channel.channel_name
-        head = int(self.exchange.hub.recorder.max_notification_id() or 0)
-        self.metrics.relay_lag_events.labels(partner, name).set(max(head - position, 0))
         oldest = min((e.occurred_at for e in pending), default=None)
         age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
-        self.metrics.relay_lag_seconds.labels(partner, name).set(max(age, 0.0))
+        self.observer.relay_lag(self.channel.partner, self.channel.channel_name,
+                                max(self.sharing.head() - position, 0), max(age, 0.0))
 
     def _run(self) -> None:
-        follow(lambda: bool(self.pump()), self.wake, self._stopping, idle=self.idle, failed=self._failed,
-               first_pause=0.1, most_pause=5.0)
+        follow(lambda: bool(self.pump()), self.wake, self._stopping, idle=self.idle, backoff=self.backoff,
+               failed=self._failed)
 
     def _failed(self, error: Exception, pause: float) -> None:
         """The partner or the store is down: the position is kept, and the pump retried after ``pause``."""

@@ -12,17 +12,17 @@ from datetime import UTC
 from uuid import UUID
 
 from adapters.grpc.translate import actor_message, domain_value
-from hub.application.exchange import CaseReceipt
 from hub.domain.errors import InvalidInput
+from hub.domain.receipts import CaseReceipt, ReceiptStatus
 from hub.domain.shared import SharedEvent, canonical_json
 from tongban.v1 import case_pb2, exchange_pb2
 
 _STATUS = {
-    "stored": exchange_pb2.RECEIPT_STATUS_STORED,
-    "gap": exchange_pb2.RECEIPT_STATUS_GAP,
-    "fork": exchange_pb2.RECEIPT_STATUS_FORK,
+    ReceiptStatus.STORED: exchange_pb2.RECEIPT_STATUS_STORED,
+    ReceiptStatus.GAP: exchange_pb2.RECEIPT_STATUS_GAP,
+    ReceiptStatus.FORK: exchange_pb2.RECEIPT_STATUS_FORK,
 }
-_STATUS_NAME = {number: name for name, number in _STATUS.items()}
+_STATUS_OF = {number: status for status, number in _STATUS.items()}
 
 
 def event_message(event: SharedEvent) -> exchange_pb2.SharedEvent:
@@ -99,6 +99,14 @@ def receipt_from(message: exchange_pb2.Receipt) -> CaseReceipt:
         origin=message.origin_site,
         stored_through=message.stored_through_seq,
         chain_head=message.chain_head,
-        status=_STATUS_NAME.get(message.status, "stored"),
+        status=receipt_status(message.status),
         missing_from=message.missing_from_seq,
     )
+
+
+def receipt_status(number: int) -> ReceiptStatus:
+    """A receipt's status; UNSPECIFIED or a number we do not know is refused, never read as stored."""
+    status = _STATUS_OF.get(number)
+    if status is None:
+        raise InvalidInput.one("receipts.status", f"未知的回执状态 {number}")
+    return status

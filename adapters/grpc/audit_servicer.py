@@ -18,9 +18,10 @@ import structlog
 from adapters.grpc.errors import translate_errors
 from adapters.grpc.translate import actor_message, case_message, wire_enum
 from hub.application.audit import overdue, trace
-from hub.application.exchange import Exchange
-from hub.application.ports import CaseQuery
-from hub.application.service import CaseHub
+from hub.application.case_clocks import CaseClocks
+from hub.application.case_sharing import CaseSharing
+from hub.application.ports import CaseQuery, SiteLog
+from hub.application.read_model import CaseReadModel
 from hub.domain.errors import InvalidInput, NotPermitted
 from hub.domain.identifiers import LOCAL_TZ
 from hub.domain.values import Party
@@ -75,13 +76,13 @@ def _only_auditors(handler: Any, identify: Callable[[Any], Identity | None], met
 
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     def __init__(
-        self, hub: CaseHub, identify: Callable[[Any], Identity | None],
+        self, log: SiteLog, read_model: CaseReadModel, clocks: CaseClocks, identify: Callable[[Any], Identity | None],
         verify: Callable[[UUID | None], tuple[int, list[Any]]],
         export: Callable[[UUID], str] | None = None,
     ) -> None:
         self.export = export
-        self.hub = hub
-        self.exchange = Exchange(hub)
+        self.log, self.read_model, self.clocks = log, read_model, clocks
+        self.sharing = CaseSharing(log)
         self.identify = identify
         self.verify = verify
 
@@ -96,7 +97,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             parsed = UUID(case_id)
         except ValueError:
             raise InvalidInput.one("case_id", "不是有效的办件编号(UUID)") from None
-        case = self.hub.get_case(parsed)
+        case = self.log.get_case(parsed)
         if who[0] == "site" and who[1] not in case.sites:
             log.warning("audit_read_refused", caller=who[1], case_id=case_id)
             raise NotPermitted(f"办件 {case_id} 未与站点 {who[1]} 共享")
@@ -105,10 +106,10 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     @translate_errors
     def TraceCase(self, request: audit_pb2.TraceCaseRequest, context: grpc.ServicerContext) -> Any:
         case = self._case(self._caller(context), request.case_id)
-        clocks = self.hub.clocks(case)
-        receipts = self.exchange.receipts(case.id)
+        clocks = self.clocks(case)
+        receipts = self.sharing.receipts(case.id)
         steps = []
-        for item in trace(case, clocks, receipts, self.hub.site):
+        for item in trace(case, clocks, receipts, self.log.site):
             e = item.event
             step = audit_pb2.TraceStep(
                 order=item.order, step=e.type, step_label=item.label, site=e.origin, seq=e.seq,
@@ -132,10 +133,10 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         after: str | None = None
         today = datetime.now(LOCAL_TZ).date()
         while True:
-            rows = self.hub.list_cases(CaseQuery(as_of=today, partner=partner, page_size=500, after=after))
+            rows = self.read_model.list_cases(CaseQuery(as_of=today, partner=partner, page_size=500, after=after))
             for row in rows:
-                case = self.hub.get_case(UUID(row.case_id))
-                clocks = self.hub.clocks(case)
+                case = self.log.get_case(UUID(row.case_id))
+                clocks = self.clocks(case)
                 for issue_id, issue in case.issues.items():
                     if not issue["resolved"]:
                         holder = issue["responsible"] or issue["raised_by_party"]

@@ -16,9 +16,12 @@ import grpc
 from adapters.grpc.errors import translate_errors
 from adapters.grpc.translate import case_message, history_message, receipt_message, request_data, summary_message
 from hub.application import commands as c
-from hub.application.exchange import Exchange
+from hub.application.case_clocks import CaseClocks
+from hub.application.case_hub import CaseHub
+from hub.application.case_sharing import CaseSharing
+from hub.application.history import case_history
 from hub.application.ports import CaseQuery, DueFilter
-from hub.application.service import CaseHub
+from hub.application.read_model import CaseReadModel
 from hub.domain.errors import InvalidInput
 from hub.domain.identifiers import LOCAL_TZ
 from hub.domain.lifecycle import CaseState
@@ -50,14 +53,18 @@ class Writer(Protocol):
 
 
 class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
-    def __init__(self, hub: CaseHub, metrics: SiteMetrics | None = None, writer: Writer | None = None) -> None:
+    def __init__(
+        self, hub: CaseHub, read_model: CaseReadModel, clocks: CaseClocks, metrics: SiteMetrics | None = None,
+        writer: Writer | None = None,
+    ) -> None:
         self.hub = hub
+        self.read_model, self.clocks = read_model, clocks
         self.metrics = metrics
         self.writer: Writer = writer or hub
         self.reference = c.ReferenceData(hub.catalogue, hub.regions)
 
     def _case(self, case: Any, as_of: datetime | None = None) -> case_pb2.Case:
-        return case_message(case, self.hub.clocks(case, as_of))
+        return case_message(case, self.clocks(case, as_of))
 
     @translate_errors
     def ReceiveCase(self, request: svc.ReceiveCaseRequest, context: grpc.ServicerContext) -> svc.ReceiveCaseResponse:
@@ -75,8 +82,8 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
         self, request: svc.GetCaseHistoryRequest, context: grpc.ServicerContext
     ) -> svc.GetCaseHistoryResponse:
         case_id = _case_id(request.case_id)
-        entries = [history_message(item) for item in self.hub.history(case_id)]
-        receipts = [receipt_message(r) for r in Exchange(self.hub).receipts(case_id)]
+        entries = [history_message(item) for item in case_history(self.hub, case_id)]
+        receipts = [receipt_message(r) for r in CaseSharing(self.hub).receipts(case_id)]
         return svc.GetCaseHistoryResponse(
             case=self._case(self.hub.get_case(case_id), _as_of(request)), entries=entries, receipts=receipts
         )
@@ -106,7 +113,7 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
             page_size=page_size,
             after=_decode_token(request.page_token),
         )
-        rows = self.hub.list_cases(query)
+        rows = self.read_model.list_cases(query)
         token = _encode_token(rows[-1].case_id) if len(rows) == page_size else ""
         return svc.ListCasesResponse(cases=[summary_message(r, as_of) for r in rows], next_page_token=token)
 

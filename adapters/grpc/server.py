@@ -1,7 +1,12 @@
-"""The site's gRPC server: CaseService plus standard health checking and reflection."""
+"""gRPC servers of a site: the staff port (CaseService, health, reflection) and the mutual-TLS ports.
+
+The composition root (adapters/bootstrap.py) builds every servicer and hands it here; a server owns
+only itself: stopping it drains in-flight calls and closes nothing it did not build.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from concurrent import futures
 
 import grpc
@@ -9,10 +14,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from adapters.grpc.case_servicer import CaseServicer
-from adapters.grpc.interceptors import LoggingInterceptor
-from hub.application.group_commit import GroupCommitter
-from hub.application.service import CaseHub
-from ops.metrics import SiteMetrics
 from tongban.v1 import case_service_pb2, case_service_pb2_grpc
 
 CASE_SERVICE = case_service_pb2.DESCRIPTOR.services_by_name["CaseService"].full_name
@@ -21,25 +22,60 @@ LIVENESS = "liveness"
 READINESS = ("", "readiness", CASE_SERVICE)
 
 
+def grpc_server(
+    name: str, workers: int, interceptors: Sequence[grpc.ServerInterceptor], *,
+    max_receive: int | None = MAX_MESSAGE_BYTES, max_send: int | None = None,
+) -> grpc.Server:
+    """A server whose port is never shared with another by accident (no SO_REUSEPORT). Message limits
+    left None keep gRPC's defaults (4 MiB in, unlimited out)."""
+    options: list[tuple[str, int]] = [("grpc.so_reuseport", 0)]
+    if max_receive is not None:
+        options.append(("grpc.max_receive_message_length", max_receive))
+    if max_send is not None:
+        options.append(("grpc.max_send_message_length", max_send))
+    return grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name),
+        interceptors=list(interceptors), options=options,
+    )
+
+
+class PortServer:
+    """A built server on its bound ``port``, started and stopped with the site."""
+
+    def __init__(self, server: grpc.Server, port: int) -> None:
+        self.server, self.port = server, port
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self, grace: float = 5.0) -> None:
+        self.server.stop(grace).wait()
+
+
+def secure_server(
+    name: str, listen: str, credentials: grpc.ServerCredentials, workers: int,
+    interceptors: Sequence[grpc.ServerInterceptor], register: Sequence[Callable[[grpc.Server], None]],
+    max_receive: int | None = None,
+) -> PortServer:
+    server = grpc_server(name, workers, interceptors, max_receive=max_receive)
+    for add in register:
+        add(server)
+    port = server.add_secure_port(listen, credentials)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    return PortServer(server, port)
+
+
 class SiteServer:
-    """A started gRPC server bound to ``port``; ``stop`` drains in-flight calls first."""
+    """The staff port, bound to ``port`` (plaintext, loopback in the demo); ``stop`` drains first."""
 
     def __init__(
-        self, hub: CaseHub, listen: str, workers: int = 16, metrics: SiteMetrics | None = None,
-        committer: GroupCommitter | None = None,
+        self, servicer: CaseServicer, listen: str, workers: int = 16,
+        interceptors: Sequence[grpc.ServerInterceptor] = (),
     ) -> None:
-        self.hub = hub
-        self.committer = committer
-        self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-            interceptors=[LoggingInterceptor(hub.site, metrics)],
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),
-            ],
-        )
-        case_service_pb2_grpc.add_CaseServiceServicer_to_server(CaseServicer(hub, metrics, committer), self.server)
+        self.servicer = servicer
+        self.server = grpc_server("rpc", workers, interceptors, max_send=MAX_MESSAGE_BYTES)
+        case_service_pb2_grpc.add_CaseServiceServicer_to_server(servicer, self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -69,6 +105,3 @@ class SiteServer:
         self._stopped = True
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
-        if self.committer is not None:
-            self.committer.close()
-        self.hub.close()

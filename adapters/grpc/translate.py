@@ -18,8 +18,8 @@ from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from hub.application.history import HistoryItem
 from hub.application.ports import CaseRow
-from hub.application.service import HistoryItem
 from hub.domain.case import Case, actor_data
 from hub.domain.deadlines import Clock, ClockStatus, deemed_accepted
 from hub.domain.lifecycle import CaseState

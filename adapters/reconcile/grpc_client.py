@@ -16,7 +16,7 @@ from adapters.reconcile.wire import (
     range_from,
     range_message,
 )
-from hub.application.exchange import CaseReceipt
+from hub.domain.receipts import CaseReceipt
 from hub.domain.shared import SharedEvent
 from reconciliation.messages import CaseCounts, CaseDescription, Message, Params
 from tongban.v1 import reconcile_pb2 as pb

@@ -3,7 +3,7 @@
 Three tables beside the events: ``recon_digest`` (partner, case key, pair digest), and
 ``recon_day`` and ``recon_hour`` (partner, day or hour, count, XOR of digests as two signed 64-bit
 halves). CaseHub hands each save's
-digest changes to the recorder (``digests=`` in the save's kwargs); the recorders below write them
+digest changes to the recorder (``JoinedDigests`` in the save's kwargs); the recorders below write them
 with the events, so the index is never ahead of or behind the log. The totals are updated by XOR
 delta, so a save costs O(1) and never reads them back.
 
@@ -30,9 +30,9 @@ from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 from psycopg import sql
 
 from adapters.store.arrays import columns
-from hub.application.service import CaseHub
+from hub.application.case_hub import CaseHub
 from hub.domain.case import Case
-from hub.domain.digests import DigestChange, digest_changes, join_xor, split_xor, xor
+from hub.domain.digests import DigestChange, JoinedDigests, digest_changes, join_xor, split_xor, xor
 from reconciliation import paged
 from reconciliation.ports import Bounds, Cut, Item, Segment, Total
 
@@ -85,7 +85,7 @@ def _uuid(value: UUID | str) -> UUID:
 
 
 def _digests(kwargs: dict[str, Any]) -> Sequence[DigestChange]:
-    return kwargs.get("digests") or ()
+    return JoinedDigests.carried_by(kwargs)
 
 
 def _batches(changes: Iterable[DigestChange], size: int = 1000) -> Iterator[list[DigestChange]]:
@@ -231,6 +231,11 @@ class MemoryDigestRecorder(POPOProcessRecorder):
     def has_digests(self) -> bool:
         return any(self.digests.values())
 
+    @property
+    def database_lock(self) -> Any:
+        """The lock the in-memory recorder holds while it writes: a snapshot reads under it."""
+        return self._database_lock
+
     def replace_digests(self, changes: Iterable[DigestChange]) -> None:
         with self._database_lock:
             self.digests, self.day_totals, self.hour_totals = {}, {}, {}
@@ -260,9 +265,9 @@ def ensure_digests(hub: CaseHub, *, force: bool = False) -> bool:
     """Build the digest index from the event log if it is empty but cases exist (a store that
     predates it, or restored without it), or always with ``force`` (after a restore from backup).
     Run it before the site serves: a case saved while it runs could be missed. True if rebuilt."""
-    recorder: Any = hub.recorder
-    if not hasattr(recorder, "replace_digests"):
-        return False
+    recorder = hub.recorder
+    if not isinstance(recorder, SqliteDigestRecorder | PostgresDigestRecorder | MemoryDigestRecorder):
+        return False  # a store that keeps no digest index (the library's plain recorders)
     if not force and (recorder.has_digests() or not recorder.max_notification_id()):
         return False
     recorder.replace_digests(all_digests(hub))
@@ -294,7 +299,7 @@ class MemoryDigestIndex:
 
     @contextmanager
     def snapshot(self, partner: str) -> Iterator[_ListSnapshot]:
-        with self.recorder._database_lock:
+        with self.recorder.database_lock:
             items = sorted(self.recorder.digests.get(partner, {}).items())
             days, hours = (sorted((u, n, fp) for u, (n, fp) in totals.get(partner, {}).items() if n)
                            for totals in (self.recorder.day_totals, self.recorder.hour_totals))

@@ -27,8 +27,8 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from hub.application.case_hub import CaseHub
 from hub.application.commands import CaseCommand, ReceiveCase
-from hub.application.service import CaseHub
 from hub.domain.case import Case
 from hub.domain.errors import HubError
 

@@ -1,18 +1,26 @@
-"""Ports: what the application needs from the outside, as protocols the adapters satisfy.
+"""Ports: what the application needs from the outside, and what it offers the parts that follow it.
 
 The catalogue and region directory are implemented in routing/ (pure data); the case index
-(the read model behind list queries) in adapters/store/. Nothing here knows how.
+(the read model behind list queries) in adapters/store/. ``SiteLog`` is the site's event log as the
+exchange, the reconciler, the audit chain and the read model see it (``SiteStore`` implements it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, TypeVar
+from uuid import UUID
 
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import Notification, Tracking
+
+from hub.domain.case import Case
 from hub.domain.values import Mode, ServiceItem
+
+T = TypeVar("T")
 
 
 class Catalogue(Protocol):
@@ -111,3 +119,57 @@ class CaseIndex(Protocol):
     def close(self) -> None:
         """Release the index's connections; a second close does nothing (the hub closes its index)."""
         ...
+
+
+class SiteLog(Protocol):
+    """The site's event log: read in order, extended atomically, followed from a tracked position.
+
+    Positions are notification ids: gap-free in practice, increasing always. ``record`` stores the new
+    events of every aggregate given and (if given) a tracking position in ONE transaction: a follower
+    that records what it did together with how far it read never does it twice after a crash.
+    """
+
+    @property
+    def site(self) -> str: ...
+
+    def head(self) -> int:
+        """The newest position (0: an empty log)."""
+        ...
+
+    def read(self, start: int, limit: int, stop: int | None = None) -> Sequence[Notification]:
+        """Up to ``limit`` entries from position ``start`` on (to ``stop`` inclusive, if given)."""
+        ...
+
+    def decode(self, notification: Notification) -> object:
+        """The domain event an entry holds (decrypted and upcast)."""
+        ...
+
+    def tracked(self, name: str) -> int:
+        """The last position recorded under ``name`` (0: none)."""
+        ...
+
+    def record(self, *aggregates: Aggregate, tracking: Tracking | None = None) -> None: ...
+
+    def find(self, aggregate_id: UUID, kind: type[T]) -> T | None:
+        """The stored aggregate with this id if it is a ``kind``, else None."""
+        ...
+
+    def get_case(self, case_id: UUID) -> Case:
+        """The case (CaseNotFound if there is none)."""
+        ...
+
+    def events_of(
+        self, aggregate_id: UUID, *, after: int | None = None, limit: int | None = None
+    ) -> Iterator[Aggregate.Event]:
+        """One aggregate's stored events, oldest first, after version ``after``."""
+        ...
+
+    def on_saved(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every transaction (followers wake instead of polling hard)."""
+        ...
+
+
+class StoreObserver(Protocol):
+    """Told of every transaction the site writes (the adapters count; the application does not)."""
+
+    def stored(self, events: int, seconds: float) -> None: ...

@@ -42,6 +42,7 @@ from hub.domain.values import (
     ServiceItem,
 )
 
+CASE_TOPIC_PREFIX = "tongban.case:"  # every stored case event's topic starts so: how the log is filtered
 JOINT_LEGAL_DAYS = 45  # 多地联办: 45 working days (+15 extension) per DOMAIN.md
 _LEGACY_IDS = uuid5(NAMESPACE_URL, "urn:tongban:legacy-event")
 _NOT_DATA = frozenset(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 from uuid import UUID
 
 DIGEST_VERSION = 1
@@ -106,3 +107,29 @@ def digest_changes(
         if old != new:
             changes.append(DigestChange(partner, case_id, old, new))
     return changes
+
+
+@dataclass(frozen=True)
+class JoinedDigests:
+    """The digest changes that join a save, written by the recorder in the save's own transaction.
+
+    They ride the event store library's save keyword arguments (its one way to hand a recorder more
+    than events) under the one key ``KEY``; both ends go through this class, so neither spells the key
+    nor trusts what it finds there.
+    """
+
+    changes: tuple[DigestChange, ...]
+    KEY: ClassVar[str] = "joined_digests"
+
+    def as_kwargs(self) -> dict[str, JoinedDigests]:
+        return {self.KEY: self}
+
+    @classmethod
+    def carried_by(cls, kwargs: Mapping[str, object]) -> tuple[DigestChange, ...]:
+        """The changes a save carries (none: the save had no shared case events)."""
+        joined = kwargs.get(cls.KEY)
+        if joined is None:
+            return ()
+        if not isinstance(joined, cls):
+            raise TypeError(f"{cls.KEY} must be JoinedDigests, not {type(joined).__name__}")
+        return joined.changes

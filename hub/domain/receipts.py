@@ -9,12 +9,35 @@ partner, and an event less per case is a log entry, a chain link and a row less 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import TypedDict, Unpack
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
 _NAMESPACE = uuid5(NAMESPACE_URL, "urn:tongban:delivery-ledger")
+
+
+class ReceiptStatus(StrEnum):
+    """What the receiver did with a (case, origin)'s events. A value not listed here is refused where it
+    is parsed (``ReceiptStatus(value)`` raises), never read as "stored"."""
+
+    STORED = "stored"  # stored (or already held) through ``stored_through``
+    GAP = "gap"  # stopped before a missing seq: resend from ``missing_from``
+    FORK = "fork"  # an event under a seq it already holds differs: a discrepancy, never overwritten
+
+
+@dataclass(frozen=True)
+class CaseReceipt:
+    """What the receiving site stored for one (case, origin) after a delivery."""
+
+    case_id: UUID
+    origin: str
+    stored_through: int
+    chain_head: str
+    status: ReceiptStatus = ReceiptStatus.STORED
+    missing_from: int = 0
 
 
 def ledger_id(case_id: UUID, partner: str) -> UUID:
@@ -59,7 +82,7 @@ class Receipt(TypedDict):
     stored_through: int
     chain_head: str
     matched: bool
-    status: str
+    status: str  # a ReceiptStatus value: the ledger's stored form is the plain string
     channel: str
 
 

@@ -51,7 +51,7 @@ from adapters.exchange.grpc_client import GrpcPartner
 from adapters.reconcile.grpc_client import GrpcReconcilePeer
 from adapters.reconcile.grpc_service import ReconcileServicer
 from adapters.store.digest_index import SqliteDigestIndex, SqliteDigestRecorder
-from hub.application.service import CaseHub
+from hub.application.case_hub import CaseHub
 from hub.domain.digests import DAY_MS, DigestChange
 from reconciliation.messages import Message, Params
 from reconciliation.rbsr import Differences, DigestSet, Side, check_params

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.settings import PostgresSettings, ReconcileSettings
-from hub.application.exchange import Exchange
+from hub.application.case_sharing import CaseSharing
 from ops.bench import end_to_end, store_path
 from ops.bench.common import Figure, create_schema, rss_mb, run_bench, table, write_results
 from ops.bench.workload import HANDLING, RECEIVING, receipts_of
@@ -34,7 +34,7 @@ FLAT_TOLERANCE = 0.10  # RSS "flat": the last window within 10% (or 20 MB) of th
 def preload(pg: PostgresSettings, site: str, sender: str, cases: int, batch: int = 500) -> float:
     """Store ``cases`` partner cases at ``site``; returns the rate it managed."""
     hub = store_path.hub_on(pg, site)
-    exchange = Exchange(hub)
+    exchange = CaseSharing(hub)
     started = time.perf_counter()
     events = receipts_of(cases, sender, site)
     done = 0

@@ -1,5 +1,5 @@
 """The site's store path, in process on PostgreSQL: the same partner events stored one per save, in
-batches (Exchange.ingest, as a partner delivery or a bulk load), and staff receipts group-committed."""
+batches (CaseSharing.ingest, as a partner delivery or a bulk load), and staff receipts group-committed."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from adapters.bootstrap import build_hub
 from adapters.grpc.translate import request_data
 from adapters.settings import PostgresSettings, Settings
 from hub.application import commands as c
-from hub.application.exchange import Exchange
+from hub.application.case_hub import CaseHub
+from hub.application.case_sharing import CaseSharing
 from hub.application.group_commit import GroupCommitter
-from hub.application.service import CaseHub
 from hub.domain.case import Case
 from hub.domain.shared import SharedEvent
 from ops.bench.common import Figure, percentile, rss_mb
@@ -41,7 +41,7 @@ def stored_shape(hub: CaseHub, event: SharedEvent) -> StoredShape:
 
 
 def ingest_one_per_save(hub: CaseHub, events: Sequence[SharedEvent]) -> Figure:
-    exchange = Exchange(hub)
+    exchange = CaseSharing(hub)
     latencies: list[float] = []
     started = time.perf_counter()
     for event in events:
@@ -49,12 +49,12 @@ def ingest_one_per_save(hub: CaseHub, events: Sequence[SharedEvent]) -> Figure:
         exchange.ingest(RECEIVING, [event])
         latencies.append(time.perf_counter() - t)
     seconds = time.perf_counter() - started
-    return Figure("hub store: one event per save", "Exchange.ingest, 1 event per transaction", len(events),
+    return Figure("hub store: one event per save", "CaseSharing.ingest, 1 event per transaction", len(events),
                   seconds, percentile(latencies, 50), percentile(latencies, 99), rss_mb())
 
 
 def ingest_batched(hub: CaseHub, events: Sequence[SharedEvent], batch: int) -> Figure:
-    exchange = Exchange(hub)
+    exchange = CaseSharing(hub)
     latencies: list[float] = []
     started = time.perf_counter()
     for i in range(0, len(events), batch):
@@ -62,7 +62,7 @@ def ingest_batched(hub: CaseHub, events: Sequence[SharedEvent], batch: int) -> F
         exchange.ingest(RECEIVING, events[i:i + batch])
         latencies.append(time.perf_counter() - t)
     seconds = time.perf_counter() - started
-    return Figure("hub store: batched ingest", f"Exchange.ingest, {batch} events per transaction", len(events),
+    return Figure("hub store: batched ingest", f"CaseSharing.ingest, {batch} events per transaction", len(events),
                   seconds, percentile(latencies, 50), percentile(latencies, 99), rss_mb(),
                   extra={"batch": batch, "latency_is": "per transaction"})
 

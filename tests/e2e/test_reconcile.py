@@ -23,7 +23,7 @@ from adapters.launcher import SiteProcess, link, make_certs
 from adapters.ports import free_port
 from adapters.settings import PostgresSettings, load_settings
 from adapters.tls import TlsFiles, channel_credentials
-from hub.application.exchange import Exchange
+from hub.application.case_sharing import CaseSharing
 from hub.domain.case import Case
 from hub.domain.lifecycle import Step
 from hub.domain.shared import SharedEvent
@@ -62,7 +62,7 @@ def reconcile_json(process: SiteProcess, *args: str) -> Any:
 def store_at(process: SiteProcess, event: SharedEvent) -> None:
     """Store a partner's event at ``process``'s site directly, as if it had been delivered."""
     hub = build_hub(load_settings(process.config_path))
-    Exchange(hub).ingest(SZ, [event])
+    CaseSharing(hub).ingest(SZ, [event])
     hub.close()
 
 

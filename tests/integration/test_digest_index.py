@@ -16,10 +16,9 @@ from eventsourcing.persistence import IntegrityError
 from adapters.bootstrap import build_digest_index, build_hub
 from adapters.settings import PostgresSettings, Settings
 from adapters.store.digest_index import MemoryDigestIndex, ensure_digests
-from adapters.store.memory_index import MemoryCaseIndex
 from hub.application import commands as c
-from hub.application.exchange import Exchange
-from hub.application.service import CaseHub
+from hub.application.case_hub import CaseHub
+from hub.application.case_sharing import CaseSharing
 from hub.domain.digests import DAY_MS, HOUR_MS, bucket_of, pair_digest, xor
 from hub.domain.values import Actor
 from reconciliation.ports import DigestIndex
@@ -34,7 +33,7 @@ MEMORY_STORE = "adapters.store.digest_index:MemoryDigestFactory"
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[CaseHub, DigestIndex]]:
     if request.param == "memory":
         hub = CaseHub(site=RECEIVING, catalogue=Catalogue.load(), regions=RegionDirectory.load(),
-                      index=MemoryCaseIndex(), env={"PERSISTENCE_MODULE": MEMORY_STORE})
+                      env={"PERSISTENCE_MODULE": MEMORY_STORE})
         yield hub, MemoryDigestIndex(hub.recorder)  # type: ignore[arg-type]
         return
     settings = Settings(site=RECEIVING, data_dir=tmp_path / "data")
@@ -85,11 +84,11 @@ def populate(hub: CaseHub) -> list[Any]:
         case, _ = hub.receive(c.parse(c.ReceiveCase, receive_request(f"d-{i}")))
         step(hub, c.ForwardCase, case.id, CLERK)
         ids.append(case.id)
-    partner = CaseHub(site=HANDLING, catalogue=hub.catalogue, regions=hub.regions, index=MemoryCaseIndex(),
+    partner = CaseHub(site=HANDLING, catalogue=hub.catalogue, regions=hub.regions,
                       env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    Exchange(partner).ingest(RECEIVING, [e for i in ids for e in hub.get_case(i).shared_events()])
+    CaseSharing(partner).ingest(RECEIVING, [e for i in ids for e in hub.get_case(i).shared_events()])
     step(partner, c.SignCase, ids[0], HANDLER)
-    Exchange(hub).ingest(HANDLING, partner.get_case(ids[0]).shared_events(HANDLING))  # the partner's event
+    CaseSharing(hub).ingest(HANDLING, partner.get_case(ids[0]).shared_events(HANDLING))  # the partner's event
     return ids
 
 

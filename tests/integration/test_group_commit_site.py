@@ -11,31 +11,24 @@ import pytest
 
 from adapters.bootstrap import build_hub
 from adapters.grpc.errors import error_info
-from adapters.grpc.server import SiteServer
 from adapters.settings import Settings
 from hub.application.group_commit import GroupCommitter
 from hub.domain.values import IssueKind
 from tests.builders import CLERK
-from tests.integration.conftest import RunningSite
+from tests.integration.conftest import RunningSite, start_site
 from tests.integration.test_grpc_site import WIRE_CLERK, receive_request
 from tests.threads import together
 from tongban.v1 import case_pb2 as pb
 from tongban.v1 import case_service_pb2 as svc
-from tongban.v1 import case_service_pb2_grpc
 
 CALLERS = 12
 
 
 @pytest.fixture
 def batched(site_settings: Settings) -> Iterator[tuple[RunningSite, list[tuple[int, bool]]]]:
-    hub = build_hub(site_settings)
     sizes: list[tuple[int, bool]] = []
-    committer = GroupCommitter(hub, max_batch=CALLERS, window=60.0, on_flush=lambda n, fell: sizes.append((n, fell)))
-    server = SiteServer(hub, "127.0.0.1:0", workers=CALLERS + 4, committer=committer)
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
-    grpc.channel_ready_future(channel).result(timeout=10)
-    site = RunningSite(site_settings, server, channel, case_service_pb2_grpc.CaseServiceStub(channel))
+    site = start_site(site_settings, workers=CALLERS + 4, committer=lambda hub: GroupCommitter(
+        hub, max_batch=CALLERS, window=60.0, on_flush=lambda n, fell: sizes.append((n, fell))))
     yield site, sizes
     site.stop()
 

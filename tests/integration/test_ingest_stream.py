@@ -18,11 +18,10 @@ from adapters.exchange.grpc_service import ExchangeServicer
 from adapters.exchange.relay import Relay
 from adapters.launcher import make_certs
 from adapters.settings import PostgresSettings, Settings
-from adapters.store.memory_index import MemoryCaseIndex
 from adapters.tls import TlsFiles, channel_credentials, peer_site, server_credentials
 from hub.application import commands as c
-from hub.application.exchange import Exchange
-from hub.application.service import CaseHub
+from hub.application.case_hub import CaseHub
+from hub.application.case_sharing import CaseSharing
 from hub.domain.shared import SharedEvent
 from routing.catalogue import Catalogue
 from routing.regions import RegionDirectory
@@ -57,7 +56,7 @@ def receiver(request: pytest.FixtureRequest, tmp_path: Path, certs: Path) -> Ite
         settings = replace(settings, store="postgres", postgres=postgres)
     hub = build_hub(settings)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.so_reuseport", 0)])
-    exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(Exchange(hub), peer_site), server)
+    exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(CaseSharing(hub), peer_site), server)
     port = server.add_secure_port("127.0.0.1:0", server_credentials(TlsFiles.for_site(certs, HANDLING)))
     server.start()
     yield Receiver(hub, f"127.0.0.1:{port}", certs)
@@ -68,7 +67,7 @@ def receiver(request: pytest.FixtureRequest, tmp_path: Path, certs: Path) -> Ite
 @pytest.fixture
 def sender() -> CaseHub:
     return CaseHub(site=RECEIVING, catalogue=Catalogue.load(), regions=RegionDirectory.load(),
-                   index=MemoryCaseIndex(), env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+                   env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
 
 
 def opened(hub: CaseHub, count: int, handling_site: str = HANDLING) -> list[SharedEvent]:
@@ -151,7 +150,7 @@ def test_the_pipelined_relay_delivers_every_case_once_and_stores_matching_receip
     receiver: Receiver, sender: CaseHub
 ) -> None:
     events = opened(sender, 40)
-    exchange = Exchange(sender)
+    exchange = CaseSharing(sender)
     relay = Relay(exchange, receiver.client(), batch=9, window=12)  # 3 cases a batch, 4 batches in flight
     most_unacknowledged = 0
     while relay.pump():

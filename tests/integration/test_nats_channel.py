@@ -46,9 +46,10 @@ from adapters.nats.server import NatsServer
 from adapters.ports import free_port
 from adapters.settings import Settings
 from hub.application import commands as c
-from hub.application.exchange import CaseReceipt, Exchange
-from hub.application.service import CaseHub
+from hub.application.case_hub import CaseHub
+from hub.application.case_sharing import CaseSharing
 from hub.domain.errors import CaseNotFound
+from hub.domain.receipts import CaseReceipt
 from hub.domain.shared import SharedEvent
 from tests.builders import CLERK, HANDLING, OTHER, RECEIVING, actor_data, receive_request
 from tests.nats_fixtures import nats_server  # noqa: F401
@@ -118,7 +119,7 @@ class Probe:
         self.loop.stop()
 
 
-class FlakyExchange(Exchange):
+class FlakyExchange(CaseSharing):
     """B's exchange whose store fails while ``failing`` is set (a fake, not a mock)."""
 
     def __init__(self, hub: CaseHub) -> None:
@@ -143,15 +144,15 @@ class Net:
         self.a = build_hub(Settings(site=RECEIVING, data_dir=tmp_path / "a"))
         self.b = build_hub(Settings(site=HANDLING, data_dir=tmp_path / "b"))
         self.to_b = NatsPartner(RECEIVING, HANDLING, self.url)
-        self.relay = Relay(Exchange(self.a), self.to_b)
+        self.relay = Relay(CaseSharing(self.a), self.to_b)
         self.resending = True
         self.resent: list[CaseReceipt] = []
         self.probe = Probe(self.url)
         self.inboxes: list[NatsInbox] = []
 
-    def start(self, exchange_b: Exchange | None = None, max_deliver: int = 5) -> None:
-        self.inbox_b = NatsInbox(exchange_b or Exchange(self.b), self.url, max_deliver=max_deliver, redelivery=FAST)
-        self.inbox_a = NatsInbox(Exchange(self.a), self.url, resend=self._resend, redelivery=FAST)
+    def start(self, exchange_b: CaseSharing | None = None, max_deliver: int = 5) -> None:
+        self.inbox_b = NatsInbox(exchange_b or CaseSharing(self.b), self.url, max_deliver=max_deliver, redelivery=FAST)
+        self.inbox_a = NatsInbox(CaseSharing(self.a), self.url, resend=self._resend, redelivery=FAST)
         for inbox in (self.inbox_b, self.inbox_a):
             inbox.start()
             self.inboxes.append(inbox)
@@ -159,7 +160,8 @@ class Net:
     def _resend(self, receipt: CaseReceipt) -> None:
         if self.resending:
             self.resent.append(receipt)
-            self.to_b.resend(Exchange(self.a), receipt)
+            self.to_b.resend(CaseSharing(self.a).resend(receipt.case_id, receipt.origin, receipt.missing_from),
+                             receipt)
 
     def new_case(self, n: int = 1) -> UUID:
         case, _ = self.a.receive(c.parse(c.ReceiveCase, receive_request(f"req-{n}")))
@@ -189,7 +191,7 @@ class Net:
 
     def receipted(self, case_id: UUID) -> bool:
         """A holds B's receipt for everything A sent, and every receipt matched A's chain."""
-        receipts = Exchange(self.a).receipts(case_id)
+        receipts = CaseSharing(self.a).receipts(case_id)
         through = self.a.get_case(case_id).last_seq(RECEIVING)
         return bool(receipts) and all(r["matched"] for r in receipts) and any(
             r["stored_through"] == through and r["status"] == "stored" for r in receipts
@@ -258,7 +260,7 @@ def test_an_event_that_overtakes_the_one_before_waits_for_it(net: Net) -> None:
     case_id = net.new_case()
     first, second = net.a.get_case(case_id).shared_events()
     net.probe.event(second)
-    eventually(lambda: any(r["status"] == "gap" for r in Exchange(net.a).receipts(case_id)),
+    eventually(lambda: any(r["status"] == "gap" for r in CaseSharing(net.a).receipts(case_id)),
                what="B reports the gap to A")
     with pytest.raises(CaseNotFound):
         net.b.get_case(case_id)  # seq 2 was not stored on its own
@@ -355,7 +357,7 @@ def test_an_unreachable_server_fails_fast_and_leaks_nothing(tmp_path: Path) -> N
             partner.deliver(hub.get_case(case.id).shared_events())
         assert time.monotonic() - started < 10  # its 2 s timeout, not the client's minutes of reconnecting
         partner.close()
-        inbox = NatsInbox(Exchange(hub), url)
+        inbox = NatsInbox(CaseSharing(hub), url)
         with pytest.raises(NatsUnavailable):
             inbox.start(wait=1.0)
         with pytest.raises(NatsUnavailable):
@@ -446,10 +448,10 @@ def test_receipts_fetched_together_are_recorded_together_and_only_the_bad_one_is
         receipt = dataclasses.replace(genuine, stored_through=through - 1) if n == 2 else genuine
         net.probe.publish(subject(RECEIVING, "receipts"), receipt_message(receipt).SerializeToString(),
                           {MSG_ID: f"receipt-{n}", SENDER: sender})
-    inbox = NatsInbox(Exchange(net.a), net.url, redelivery=FAST)
+    inbox = NatsInbox(CaseSharing(net.a), net.url, redelivery=FAST)
     inbox.start()
     net.inboxes.append(inbox)
     eventually(lambda: len(net.parked(RECEIVING)) == 1, what="the receipt from a site outside the case parked")
     assert net.parked(RECEIVING)[0].reason.startswith("NOT_ROUTED")
-    eventually(lambda: len(Exchange(net.a).receipts(case_id)) == 2, what="both of B's receipts recorded")
-    assert {r["stored_through"] for r in Exchange(net.a).receipts(case_id)} == {through, through - 1}
+    eventually(lambda: len(CaseSharing(net.a).receipts(case_id)) == 2, what="both of B's receipts recorded")
+    assert {r["stored_through"] for r in CaseSharing(net.a).receipts(case_id)} == {through, through - 1}

@@ -12,9 +12,10 @@ import structlog
 from eventsourcing.cryptography import AESCipher
 from psycopg import sql
 
-from adapters.bootstrap import build_hub
+from adapters.bootstrap import build_clocks, build_hub, build_index
 from adapters.settings import PostgresSettings, Settings
 from hub.application import commands as c
+from hub.application.read_model import CaseReadModel
 from ops.logging import configure_logging
 from tests.builders import ID_NUMBER, RECEIVING, receive_request
 from tests.integration.conftest import start_site
@@ -36,10 +37,12 @@ def test_sqlite_store_holds_pii_only_encrypted_when_keyed(
         monkeypatch.setenv("TONGBAN_PII_KEY", AESCipher.create_key(32))
     else:
         monkeypatch.delenv("TONGBAN_PII_KEY", raising=False)
-    hub = build_hub(Settings(site=RECEIVING, data_dir=tmp_path))
+    settings = Settings(site=RECEIVING, data_dir=tmp_path)
+    hub, index = build_hub(settings), build_index(settings)
     case, _ = hub.receive(c.parse(c.ReceiveCase, receive_request()))
-    hub.refresh_index()
+    CaseReadModel(hub, index, build_clocks(settings, hub)).refresh()
     assert hub.get_case(case.id).applicant["id_number"] == ID_NUMBER
+    index.close()
     hub.close()
     raw = raw_sqlite(tmp_path)
     assert (ID_NUMBER.encode() in raw) is not encrypted

@@ -20,7 +20,9 @@ from eventsourcing.persistence import StoredEvent
 
 from adapters.bootstrap import build_hub
 from adapters.settings import Settings
-from hub.application.service import CaseHub
+from hub.application.case_clocks import CaseClocks
+from hub.application.case_hub import CaseHub
+from hub.application.history import case_history
 from hub.domain.case import STEP_EVENTS, Case
 from hub.domain.lifecycle import CaseState
 from tests.builders import RECEIVING
@@ -67,9 +69,9 @@ def test_recorded_cases_replay_to_their_recorded_outcome(replayed: tuple[CaseHub
     assert full.committed_days == 20 and full.issues["Q1"]["responsible"] == "courier"
     assert full.rating is not None and full.rating["feedback"] == {"satisfied": True, "note": ""}
     assert full.applicant["id_number"] == "410402199003072416"
-    clocks = Counter(c.code for c in hub.clocks(full))
+    clocks = Counter(c.code for c in CaseClocks(now=hub.now)(full))
     assert clocks["committed"] == 1 and clocks["issue"] == 1 and clocks["rectification"] == 1
-    history = hub.history(full.id)
+    history = case_history(hub, full.id)
     assert [h.version for h in history] == list(range(1, 22))
     assert history[0].details["applicant"].endswith("2416") and "199003" not in history[0].details["applicant"]
 

@@ -11,7 +11,7 @@ import pytest
 from adapters.bootstrap import build_hub
 from adapters.settings import PostgresSettings, Settings
 from hub.application import commands as c
-from hub.application.service import CaseHub
+from hub.application.case_hub import CaseHub
 from hub.domain.case import Case
 from hub.domain.checkpoint_ledger import CheckpointLedger
 from hub.domain.lifecycle import CaseState

@@ -23,7 +23,7 @@ from adapters.bootstrap import build_hub, conninfo
 from adapters.settings import PostgresSettings, Settings
 from adapters.store.audit_chain_store import ChainStore, MemoryChainStore, PostgresChainStore, SqliteChainStore
 from hub.application import commands as c
-from hub.application.service import CaseHub
+from hub.application.case_hub import CaseHub
 from hub.domain.audit_chain import Finding
 from tests.builders import CLERK, RECEIVING, actor_data, receive_request
 

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from hub.application import commands as c
-from hub.application.exchange import Exchange, NotRouted
-from hub.application.service import CaseHub
+from hub.application.case_hub import CaseHub
+from hub.application.case_sharing import CaseSharing, NotRouted
 from hub.domain.receipts import DeliveryLedger, ledger_id
 from tests.builders import CLERK, HANDLER, HANDLING, OTHER, RECEIVING, actor_data, receive_request
 from tests.memory_sites import hub, relay, step
@@ -36,7 +36,7 @@ def test_a_case_flows_both_ways_and_both_sites_hold_the_same_events(sites: tuple
     assert [e.hash() for e in ours.shared_events()] == [e.hash() for e in theirs.shared_events()]
     assert ours.state == theirs.state and ours.state.value == "in_review"
     assert ours.chain_head(HANDLING) == theirs.chain_head(HANDLING)
-    receipts = Exchange(a).receipts(case.id)
+    receipts = CaseSharing(a).receipts(case.id)
     assert receipts and all(r["matched"] for r in receipts)
     assert receipts[-1]["stored_through"] == 3  # a's third event reached b
     assert relay(a, b) == 0 and relay(b, a) == 0  # positions moved: nothing is sent twice
@@ -48,7 +48,7 @@ def test_duplicates_are_ignored_and_gaps_reported(sites: tuple[CaseHub, CaseHub]
     step(a, c.ForwardCase, case.id, actor_data(CLERK))
     step(a, c.RaiseIssue, case.id, actor_data(CLERK), kind="dispute", description="争议")
     events = a.get_case(case.id).shared_events(RECEIVING)
-    into = Exchange(b)
+    into = CaseSharing(b)
     first = into.ingest(RECEIVING, [events[0], events[2]])  # seq 2 lost on the way
     assert (first[0].status, first[0].stored_through, first[0].missing_from) == ("gap", 1, 2)
     again = into.ingest(RECEIVING, [events[0], events[1], events[1], events[2]])
@@ -60,9 +60,9 @@ def test_a_forged_duplicate_is_reported_as_a_fork(sites: tuple[CaseHub, CaseHub]
     a, b = sites
     case, _ = a.receive(c.parse(c.ReceiveCase, receive_request()))
     received = a.get_case(case.id).shared_events()[0]
-    Exchange(b).ingest(RECEIVING, [received])
+    CaseSharing(b).ingest(RECEIVING, [received])
     forged = dataclasses.replace(received, data={**received.data, "note": "篡改"})
-    assert Exchange(b).ingest(RECEIVING, [forged])[0].status == "fork"
+    assert CaseSharing(b).ingest(RECEIVING, [forged])[0].status == "fork"
 
 
 def test_events_for_a_case_not_routed_with_the_sender_are_refused(sites: tuple[CaseHub, CaseHub]) -> None:
@@ -70,12 +70,12 @@ def test_events_for_a_case_not_routed_with_the_sender_are_refused(sites: tuple[C
     case, _ = a.receive(c.parse(c.ReceiveCase, receive_request()))
     events = a.get_case(case.id).shared_events()
     with pytest.raises(NotRouted):
-        Exchange(b).ingest(OTHER, events)  # a third site replays A's events as its own
+        CaseSharing(b).ingest(OTHER, events)  # a third site replays A's events as its own
     stranger = hub(OTHER)
     with pytest.raises(NotRouted):
-        Exchange(stranger).ingest(RECEIVING, events)  # the case is not handled by that site
+        CaseSharing(stranger).ingest(RECEIVING, events)  # the case is not handled by that site
     with pytest.raises(NotRouted):
-        Exchange(a).events_for(OTHER, case.id, RECEIVING, 1)
+        CaseSharing(a).events_for(OTHER, case.id, RECEIVING, 1)
     assert stranger.recorder.max_notification_id() in (None, 0)
 
 
@@ -83,9 +83,9 @@ def test_record_receipts_counts_only_our_events_confirmed_for_the_first_time(sit
     """What the outstanding-receipts gauge is settled by: read from the delivery ledgers, so a repeated
     receipt or one for the partner's own events counts nothing, and no per-case memory is kept beside them."""
     a, b = sites
-    at_a, at_b = Exchange(a), Exchange(b)
+    at_a, at_b = CaseSharing(a), CaseSharing(b)
 
-    def deliver(source: Exchange, target: Exchange) -> int:
+    def deliver(source: CaseSharing, target: CaseSharing) -> int:
         batch = source.outbound(target.site, source.position(target.site, "grpc"))
         receipts = target.ingest(source.site, batch.events)
         covered = source.record_receipts(target.site, "grpc", receipts, batch.through)
@@ -112,7 +112,7 @@ def test_a_ledger_opens_with_its_first_receipt_in_one_event_and_old_ledgers_stil
     relay(a, b)
     stored = list(a.events.get(ledger_id(case.id, HANDLING)))
     assert [type(e).__name__ for e in stored] == ["LedgerOpened"]
-    [receipt] = Exchange(a).receipts(case.id)
+    [receipt] = CaseSharing(a).receipts(case.id)
     assert receipt["stored_through"] == 1 and receipt["matched"] and receipt["recorded_at"] == stored[0].timestamp
 
     old = DeliveryLedger(id=ledger_id(case.id, OTHER), case_id=str(case.id), partner=OTHER, first=None)

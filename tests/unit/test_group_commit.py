@@ -9,10 +9,9 @@ from uuid import UUID
 import pytest
 
 from adapters.settings import ConfigError, settings_from
-from adapters.store.memory_index import MemoryCaseIndex
 from hub.application import commands as c
+from hub.application.case_hub import CaseHub
 from hub.application.group_commit import CommitterClosed, GroupCommitter
-from hub.application.service import CaseHub
 from hub.domain.errors import ConcurrentUpdate, IllegalStep
 from hub.domain.lifecycle import CaseState
 from hub.domain.values import IssueKind
@@ -40,7 +39,7 @@ class RacingHub(CaseHub):
 
 @pytest.fixture
 def hub() -> CaseHub:
-    return CaseHub(site=RECEIVING, catalogue=CATALOGUE, regions=REGIONS, index=MemoryCaseIndex(),
+    return CaseHub(site=RECEIVING, catalogue=CATALOGUE, regions=REGIONS,
                    env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
 
 
@@ -146,7 +145,7 @@ def test_a_repeated_request_id_in_one_batch_opens_one_case(
 @pytest.fixture
 def racing() -> tuple[CaseHub, UUID, UUID]:
     """A hub where a rival writes to the first of two cases just before the next batch is saved."""
-    hub = RacingHub(site=RECEIVING, catalogue=CATALOGUE, regions=REGIONS, index=MemoryCaseIndex(),
+    hub = RacingHub(site=RECEIVING, catalogue=CATALOGUE, regions=REGIONS,
                     env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     raced, _ = hub.receive(receive("r-1"))
     calm, _ = hub.receive(receive("r-2"))

@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.store.digest_index import MemoryDigestIndex, MemoryDigestRecorder
-from adapters.store.memory_index import MemoryCaseIndex
 from hub.application import commands as c
-from hub.application.exchange import CaseReceipt, Exchange
-from hub.application.service import CaseHub
+from hub.application.case_hub import CaseHub
+from hub.application.case_sharing import CaseSharing
 from hub.domain.case import Case
 from hub.domain.errors import CaseNotFound, InvalidInput, RuleViolation
+from hub.domain.receipts import CaseReceipt
 from hub.domain.shared import SharedEvent
 from hub.domain.values import Actor, Role
 from reconciliation.discrepancy import Status
@@ -38,7 +38,7 @@ AUDITOR = Actor("PDS-SUP-1", Role.SUPERVISOR, RECEIVING, "赵审")
 
 
 def hub(site: str) -> CaseHub:
-    return CaseHub(site=site, catalogue=CATALOGUE, regions=REGIONS, index=MemoryCaseIndex(),
+    return CaseHub(site=site, catalogue=CATALOGUE, regions=REGIONS,
                    env={"PERSISTENCE_MODULE": "adapters.store.digest_index:MemoryDigestFactory"})
 
 
@@ -48,7 +48,7 @@ def index(h: CaseHub) -> MemoryDigestIndex:
 
 
 def relay(source: CaseHub, target: CaseHub) -> None:
-    out, into = Exchange(source), Exchange(target)
+    out, into = CaseSharing(source), CaseSharing(target)
     batch = out.outbound(target.site, out.position(target.site, "grpc"))
     receipts = into.ingest(source.site, batch.events) if batch.events else []
     out.record_receipts(target.site, "grpc", receipts, batch.through)
@@ -69,7 +69,7 @@ def open_cases(a: CaseHub, n: int, prefix: str = "r") -> list[UUID]:
 
 def run(a: CaseHub, b: CaseHub, later: timedelta = LATER, peer: LocalPeer | None = None, **policy: object
         ) -> Summary:
-    reconciler = Reconciler(a, index(a), Policy(**policy), now=lambda: datetime.now(UTC) + later)  # type: ignore
+    reconciler = Reconciler(a, CaseSharing(a), index(a), Policy(**policy), now=lambda: datetime.now(UTC) + later)  # type: ignore
     return reconciler.run(peer or LocalPeer(Responder(b, index(b)), a.site))
 
 
@@ -152,10 +152,10 @@ def test_a_fork_is_opened_with_both_versions_and_never_twice(sites: tuple[CaseHu
     step(b, c.SignCase, case_id, HANDLER)
     signed = b.get_case(case_id).shared_events(HANDLING)[0]
     forged = dataclasses.replace(signed, event_id="forged", actor={**signed.actor, "staff_id": "SZ-9"})
-    Exchange(a).ingest(HANDLING, [forged])  # a holds another event under b's seq 1
+    CaseSharing(a).ingest(HANDLING, [forged])  # a holds another event under b's seq 1
     summary = run(a, b)
     assert summary.by_kind == {"fork": 1} and summary.opened == 1 and summary.repaired == 0
-    reconciler = Reconciler(a, index(a))
+    reconciler = Reconciler(a, CaseSharing(a), index(a))
     [opened] = reconciler.discrepancies(HANDLING)
     assert (opened.kind, opened.origin, opened.first_differing_seq) == ("fork", HANDLING, 1)
     assert opened.our_event and opened.their_event
@@ -184,7 +184,7 @@ def test_a_site_that_lost_its_own_events_gets_a_discrepancy_not_a_repair() -> No
     restored.save(case)
     summary = run(restored, b)
     assert summary.by_kind == {"own_data_loss": 1} and summary.repaired == 0
-    [opened] = Reconciler(restored, index(restored)).discrepancies(HANDLING)
+    [opened] = Reconciler(restored, CaseSharing(restored), index(restored)).discrepancies(HANDLING)
     assert (opened.lost_by, opened.ours, opened.theirs, opened.first_differing_seq) == (RECEIVING, 1, 2, 2)
     assert restored.get_case(case_id).version == 1
     assert run(b, restored).by_kind == {"own_data_loss": 1}  # the partner sees who lost what, too
@@ -287,7 +287,7 @@ ACTIONS = st.lists(st.tuples(st.sampled_from(["open", "forward", "sign", "issue"
 
 def lossy_relay(source: CaseHub, target: CaseHub, drop: int) -> None:
     """One relay pass that loses the ``drop``-th event on the way (the position still advances)."""
-    out, into = Exchange(source), Exchange(target)
+    out, into = CaseSharing(source), CaseSharing(target)
     position = out.position(target.site, "grpc")
     batch = out.outbound(target.site, position)
     if batch.through == position:

@@ -9,8 +9,10 @@ import pytest
 
 from adapters.exchange.relay import Relay
 from hub.application import commands as c
-from hub.application.exchange import CASE_TOPICS, CaseReceipt, Exchange
-from hub.application.service import CaseHub
+from hub.application.case_hub import CaseHub
+from hub.application.case_sharing import CaseSharing
+from hub.domain.case import CASE_TOPIC_PREFIX
+from hub.domain.receipts import CaseReceipt
 from hub.domain.shared import SharedEvent
 from tests.builders import CLERK, HANDLING, RECEIVING, actor_data, receive_request
 from tests.memory_sites import hub, step
@@ -45,7 +47,7 @@ class WindowedPartner:
     partner = HANDLING
 
     def __init__(self, partner_hub: CaseHub) -> None:
-        self.partner_exchange = Exchange(partner_hub)
+        self.partner_exchange = CaseSharing(partner_hub)
         self.outstanding = 0
         self.most_outstanding = 0
         self.open: list[Later] = []
@@ -83,19 +85,20 @@ def drain(relay: Relay) -> list[int]:
     """Pump until idle; the stored position after each pump."""
     positions = []
     while relay.pump():
-        positions.append(relay.exchange.position(HANDLING, "grpc"))
+        positions.append(relay.sharing.position(HANDLING, "grpc"))
     return positions
 
 
 def test_batches_are_pipelined_up_to_the_window(sites: tuple[CaseHub, CaseHub, WindowedPartner]) -> None:
     a, b, partner = sites
-    relay = Relay(Exchange(a), partner, batch=6, window=4)  # 6 log entries = 2 cases and their 4 claims
+    relay = Relay(CaseSharing(a), partner, batch=6, window=4)  # 6 log entries = 2 cases and their 4 claims
     drain(relay)
     assert partner.most_outstanding == 4  # two batches of two events in flight at once, never more
     assert sum(len(s) for s in partner.sent) == 10
     assert len(b.recorder.select_notifications(start=1, limit=100)) == 10
-    case_id = next(n.originator_id for n in a.recorder.select_notifications(1, 100) if n.topic.startswith(CASE_TOPICS))
-    receipts = Exchange(a).receipts(case_id)
+    case_id = next(n.originator_id for n in a.recorder.select_notifications(1, 100)
+                   if n.topic.startswith(CASE_TOPIC_PREFIX))
+    receipts = CaseSharing(a).receipts(case_id)
     assert len(receipts) == 1 and receipts[0]["matched"] and receipts[0]["stored_through"] == 1
 
 
@@ -103,7 +106,7 @@ def test_batches_are_pipelined_up_to_the_window(sites: tuple[CaseHub, CaseHub, W
 def filled(sites: tuple[CaseHub, CaseHub, WindowedPartner]) -> tuple[Relay, WindowedPartner]:
     """A relay with all ten cases in flight, one delivery each, none answered yet."""
     a, _b, partner = sites
-    relay = Relay(Exchange(a), partner, batch=3, window=10)
+    relay = Relay(CaseSharing(a), partner, batch=3, window=10)
     relay._fill()
     assert len(partner.open) == 10
     return relay, partner
@@ -118,7 +121,7 @@ def test_later_answers_never_move_the_position_past_an_earlier_delivery(
     partner.fail_next = True  # ... which fails
     with pytest.raises(ConnectionError):
         relay.pump()
-    assert relay.exchange.position(HANDLING, "grpc") == 0
+    assert relay.sharing.position(HANDLING, "grpc") == 0
 
 
 def test_deliveries_answered_meanwhile_are_stored_in_one_transaction(filled: tuple[Relay, WindowedPartner]) -> None:
@@ -133,13 +136,13 @@ def test_a_failed_delivery_drops_the_window_and_resends_from_the_stored_position
     sites: tuple[CaseHub, CaseHub, WindowedPartner]
 ) -> None:
     a, b, partner = sites
-    relay = Relay(Exchange(a), partner, batch=3, window=10)
+    relay = Relay(CaseSharing(a), partner, batch=3, window=10)
     assert relay.pump() == 1  # the first batch (one case) settled
-    stored = relay.exchange.position(HANDLING, "grpc")
+    stored = relay.sharing.position(HANDLING, "grpc")
     partner.fail_next = True
     with pytest.raises(ConnectionError):
         relay.pump()
-    assert relay.exchange.position(HANDLING, "grpc") == stored and relay.unacknowledged == 0
+    assert relay.sharing.position(HANDLING, "grpc") == stored and relay.unacknowledged == 0
     resent_from = len(partner.sent)
     drain(relay)
     first_again = partner.sent[resent_from]
@@ -152,12 +155,12 @@ def test_receipts_for_a_batch_resent_after_a_crash_are_stored_though_its_ledgers
     sites: tuple[CaseHub, CaseHub, WindowedPartner]
 ) -> None:
     a, b, _partner = sites
-    exchange = Exchange(a)
+    exchange = CaseSharing(a)
     batch = exchange.outbound(HANDLING, 0)
-    receipts = Exchange(b).ingest(RECEIVING, batch.events)
+    receipts = CaseSharing(b).ingest(RECEIVING, batch.events)
     exchange.record_receipts(HANDLING, "grpc", receipts, None, batch)  # receipts stored, then a crash
     assert batch.opened and len(batch.heads) == len(batch.events)
-    again = Exchange(b).ingest(RECEIVING, batch.events)  # the same batch once more after the restart
+    again = CaseSharing(b).ingest(RECEIVING, batch.events)  # the same batch once more after the restart
     exchange.record_receipts(HANDLING, "grpc", again, batch.through, batch)
     assert exchange.position(HANDLING, "grpc") == batch.through
     assert all(len(exchange.receipts(e.case_id)) == 2 for e in batch.events)
@@ -169,7 +172,7 @@ def test_a_backlog_with_nothing_for_the_partner_moves_the_position_as_it_is_read
     """Claims are never sent, so most one-entry batches are empty: they still count against the
     batches in flight, and the stored position climbs step by step instead of once at the end."""
     a, _b, partner = sites
-    relay = Relay(Exchange(a), partner, batch=1, window=1000, max_batches=3)
+    relay = Relay(CaseSharing(a), partner, batch=1, window=1000, max_batches=3)
     relay._fill()
     assert len(relay._in_flight) == 3
     positions = drain(relay)
@@ -182,15 +185,16 @@ def test_a_gap_is_filled_before_the_position_moves_past_it(sites: tuple[CaseHub,
     answered "gap". The missing events are sent again before the position is stored, so a failure
     while filling the gap leaves the position before it, and the next pass sends them once more."""
     a, b, partner = sites
-    case_id = next(n.originator_id for n in a.recorder.select_notifications(1, 100) if n.topic.startswith(CASE_TOPICS))
+    case_id = next(n.originator_id for n in a.recorder.select_notifications(1, 100)
+                   if n.topic.startswith(CASE_TOPIC_PREFIX))
     step(a, c.ForwardCase, case_id, actor_data(CLERK))
-    relay = Relay(Exchange(a), partner, batch=3, window=100)
+    relay = Relay(CaseSharing(a), partner, batch=3, window=100)
     relay._fill()
     partner.open[-1].answer()  # the forward reaches B first
     partner.fail_next_resend = True
     with pytest.raises(ConnectionError):
         drain(relay)
-    assert relay.exchange.position(HANDLING, "grpc") < a.recorder.max_notification_id()
+    assert relay.sharing.position(HANDLING, "grpc") < a.recorder.max_notification_id()
     drain(relay)
     assert b.get_case(case_id).version == 2  # received and forwarded: nothing lost
-    assert relay.exchange.position(HANDLING, "grpc") == a.recorder.max_notification_id()
+    assert relay.sharing.position(HANDLING, "grpc") == a.recorder.max_notification_id()

@@ -45,10 +45,12 @@ from adapters.exchange.nats_channel.common import (
     stream_name,
     subject,
 )
+from adapters.exchange.observer import ExchangeObserver, Unobserved
 from adapters.exchange.wire import event_from, receipt_from, receipt_message
 from adapters.nats.loop import LoopThread
-from hub.application.exchange import CaseReceipt, Exchange, NotRouted
+from hub.application.case_sharing import CaseSharing, NotRouted
 from hub.domain.errors import ConcurrentUpdate, HubError
+from hub.domain.receipts import CaseReceipt
 from hub.domain.shared import SharedEvent
 from tongban.v1 import exchange_pb2
 
@@ -108,7 +110,7 @@ class NatsInbox:
     """This site's side of the NATS channel: apply partners' events, record their receipts.
 
     Two durable pull consumers on the site's own stream. ``hub-events`` applies events per sender
-    and batch (``Exchange.ingest``) and answers each with receipts; ``hub-receipts`` records the
+    and batch (``CaseSharing.ingest``) and answers each with receipts; ``hub-receipts`` records the
     partners' receipts and, on a gap, calls ``resend`` so the missing events go out again. A message
     is acknowledged only after the hub stored it and its receipt was published; everything that can
     succeed later comes back (``nak``), what never can is parked.
@@ -118,11 +120,12 @@ class NatsInbox:
     """
 
     def __init__(
-        self, exchange: Exchange, nats_url: str, resend: Callable[[CaseReceipt], None] | None = None,
+        self, sharing: CaseSharing, nats_url: str, resend: Callable[[CaseReceipt], None] | None = None,
         max_deliver: int = 5, *, batch: int = 100, fetch_timeout: float = 1.0, ack_wait: float = 10.0,
-        redelivery: Redelivery | None = None, timeout: float = 5.0,
+        redelivery: Redelivery | None = None, timeout: float = 5.0, observer: ExchangeObserver | None = None,
     ) -> None:
-        self.exchange, self.site = exchange, _checked(exchange.site)
+        self.sharing, self.site = sharing, _checked(sharing.site)
+        self.observer: ExchangeObserver = observer or Unobserved()
         self.resend, self.max_deliver = resend, max_deliver
         self.batch, self.fetch_timeout, self.ack_wait = batch, fetch_timeout, ack_wait
         self.redelivery = redelivery or Redelivery()
@@ -292,7 +295,7 @@ class NatsInbox:
         for msg, event in items:
             by_case[event.case_id].append((msg, event))
         try:
-            receipts = self.exchange.ingest(sender, [e for _m, e in items])
+            receipts = self._store(sender, [e for _m, e in items])
             return self._verdicts(sender, by_case, receipts), receipts
         except HubError as error:
             if _retryable(error):
@@ -303,7 +306,7 @@ class NatsInbox:
         receipts = []
         for case_id, case_items in by_case.items():
             try:
-                got = self.exchange.ingest(sender, [e for _m, e in case_items])
+                got = self._store(sender, [e for _m, e in case_items])
             except HubError as error:
                 if _retryable(error):
                     raise
@@ -313,6 +316,11 @@ class NatsInbox:
             receipts.extend(got)
         return verdicts, receipts
 
+    def _store(self, sender: str, events: list[SharedEvent]) -> list[CaseReceipt]:
+        receipts = self.sharing.ingest(sender, events)
+        self.observer.received(sender, "nats", len(events))
+        return receipts
+
     def _verdicts(
         self, sender: str, by_case: dict[UUID, list[tuple[Msg, SharedEvent]]], receipts: list[CaseReceipt]
     ) -> list[tuple[Msg, _Verdict]]:
@@ -320,7 +328,7 @@ class NatsInbox:
         for receipt in receipts:
             stored: list[SharedEvent] = []
             if receipt.status == "fork":
-                stored = self.exchange.hub.get_case(receipt.case_id).shared_events(sender)
+                stored = self.sharing.log.get_case(receipt.case_id).shared_events(sender)
             for msg, event in by_case.get(receipt.case_id, []):
                 if event.seq > receipt.stored_through:
                     out.append((msg, _GAP))
@@ -396,12 +404,13 @@ class NatsInbox:
         """Runs on the worker thread. One transaction; a redelivered receipt is not recorded twice."""
         fresh = []
         for receipt, redelivered in items:
-            if partner == self.site or partner not in self.exchange.sites_of(receipt.case_id):
+            if partner == self.site or partner not in self.sharing.sites_of(receipt.case_id):
                 raise NotRouted(f"办件 {receipt.case_id} 未在 {partner} 与本站 {self.site} 之间流转", partner)
             if not (redelivered and self._recorded(partner, receipt)):
                 fresh.append(receipt)
         if fresh:
-            self.exchange.record_receipts(partner, "nats", fresh, None)
+            confirmed = self.sharing.record_receipts(partner, "nats", fresh, None)
+            self.observer.awaiting_receipts(partner, confirmed=confirmed)
 
     def _act_on(self, partner: str, receipt: CaseReceipt) -> None:
         """Runs on the worker thread."""
@@ -415,7 +424,7 @@ class NatsInbox:
         return any(
             (x["partner"], x["origin"], x["stored_through"], x["chain_head"], x["status"], x["channel"])
             == (partner, r.origin, r.stored_through, r.chain_head, r.status, "nats")
-            for x in self.exchange.receipts(r.case_id)
+            for x in self.sharing.receipts(r.case_id)
         )
 
     # ---------------------------------------------------------- ack, nak, park

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from nats.errors import Error as NatsError
 from nats.js.api import PubAck
 
+from adapters.exchange.channel import Mapped
 from adapters.exchange.nats_channel.common import (
     MSG_ID,
     SENDER,
@@ -18,10 +19,9 @@ from adapters.exchange.nats_channel.common import (
     stream_name,
     subject,
 )
-from adapters.exchange.relay import Mapped
 from adapters.exchange.wire import event_message
 from adapters.nats.loop import LoopThread
-from hub.application.exchange import CaseReceipt, Exchange
+from hub.domain.receipts import CaseReceipt
 from hub.domain.shared import SharedEvent
 
 
@@ -57,18 +57,17 @@ class NatsPartner:
         messages = [(e.event_id, event_message(e).SerializeToString()) for e in events]
         return Mapped(self._loop.submit(self._publish(messages)), lambda _acked: [])
 
-    def resend(self, exchange: Exchange, receipt: CaseReceipt) -> None:
-        """Fill the gap a partner reported (wire it as NatsInbox's ``resend``): our events from the missing seq.
+    def resend(self, events: Sequence[SharedEvent], receipt: CaseReceipt) -> list[CaseReceipt]:
+        """Fill the gap a partner reported (the relay's ``fill_gap``, wired as NatsInbox's ``resend``): our
+        events from the missing seq. Their receipts come back through the inbox, so none are returned.
 
         They go out under message ids of their own, ``<event_id>:gap:<stored_through>``: under the
         plain event id the server would drop them as repeats for 10 minutes, while the originals may
         be parked, or may have lost the id to a message that was parked. The same gap reported twice
         still sends one copy.
         """
-        if receipt.origin != self.site:
-            return
-        events = exchange.resend(receipt.case_id, receipt.origin, receipt.missing_from)
         self._send(events, f":gap:{receipt.stored_through}")
+        return []
 
     def _send(self, events: Sequence[SharedEvent], id_suffix: str) -> None:
         if not events:

@@ -1,4 +1,4 @@
-"""Point-to-point exchange of shared case events with partner sites, independent of the channel.
+"""CaseSharing: a site's shared case events, going to and coming from its partners, whatever the channel.
 
 Outbound: a relay per partner follows this site's notification log from its last position and
 takes the events this site originated for cases shared with that partner. When the partner's
@@ -17,19 +17,17 @@ import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import cast
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 
-from hub.application.service import CaseHub, Processing
-from hub.domain.case import Case, shared_form
+from hub.application.ports import SiteLog
+from hub.domain.case import CASE_TOPIC_PREFIX, Case, shared_form
 from hub.domain.case_state import receipt_sites
 from hub.domain.errors import NotPermitted, RuleViolation
-from hub.domain.receipts import DeliveryLedger, ledger_id, record_receipt
+from hub.domain.receipts import CaseReceipt, DeliveryLedger, ReceiptStatus, ledger_id, record_receipt
 from hub.domain.shared import SharedEvent, chain_next, chain_start
 
-CASE_TOPICS = "tongban.case:"
 _INGEST_ATTEMPTS = 5
 
 
@@ -41,18 +39,6 @@ class NotRouted(NotPermitted):
     def __init__(self, message: str, sender: str) -> None:
         super().__init__(message)
         self.sender = sender
-
-
-@dataclass(frozen=True)
-class CaseReceipt:
-    """What the receiving site stored for one (case, origin) after a delivery."""
-
-    case_id: UUID
-    origin: str
-    stored_through: int
-    chain_head: str
-    status: str = "stored"  # stored | gap | fork
-    missing_from: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,21 +59,23 @@ def relay_name(partner: str, channel: str) -> str:
     return f"relay:{partner}:{channel}"
 
 
-class Exchange:
-    def __init__(self, hub: CaseHub, sites_cache: int = 50_000) -> None:
-        self.hub = hub
-        self.site: str = hub.site
+class CaseSharing:
+    """Outbound batches and their receipts, inbound ingest, and events asked for again, over ``log``."""
+
+    def __init__(self, log: SiteLog, sites_cache: int = 50_000) -> None:
+        self.log = log
+        self.site: str = log.site
         self._sites: dict[UUID, tuple[str, ...]] = {}  # a case's sites never change: remembered, bounded
         self._sites_cache = sites_cache
         self._sites_lock = threading.Lock()
 
     # ------------------------------------------------------------------ outbound
-    @property
-    def recorder(self) -> ProcessRecorder:
-        return cast(ProcessRecorder, self.hub.recorder)
-
     def position(self, partner: str, channel: str) -> int:
-        return int(self.recorder.max_tracking_id(relay_name(partner, channel)) or 0)
+        return self.log.tracked(relay_name(partner, channel))
+
+    def head(self) -> int:
+        """The newest position of our log (how far a relay could go)."""
+        return self.log.head()
 
     def outbound(self, partner: str, after: int, limit: int = 200) -> OutboundBatch:
         """Events this site originated, for cases shared with ``partner``, after log position ``after``.
@@ -95,21 +83,21 @@ class Exchange:
         Read from the log's own records: a case is loaded only to learn its sites the first time (or to
         derive a v1 event's identity), so a burst of new cases costs no read per case.
         """
-        notifications = self.hub.recorder.select_notifications(start=after + 1, limit=limit)
+        notifications = self.log.read(start=after + 1, limit=limit)
         if not notifications:
             return OutboundBatch([], after)
         events: list[SharedEvent] = []
         heads: dict[tuple[UUID, str, int], str] = {}
         v1_cases: dict[UUID, Case] = {}  # loaded once per batch, for v1 events only
         for n in notifications:
-            if not n.topic.startswith(CASE_TOPICS):
+            if not n.topic.startswith(CASE_TOPIC_PREFIX):
                 continue
             case_id = UUID(str(n.originator_id))
-            event = self.hub.mapper.to_domain_event(n)
+            event = self.log.decode(n)
             shared = shared_form(event) if isinstance(event, Case.Event) else None
             if shared is None:
                 if case_id not in v1_cases:
-                    v1_cases[case_id] = self.hub.get_case(case_id)
+                    v1_cases[case_id] = self.log.get_case(case_id)
                 entry = next((e for e in v1_cases[case_id].log if e.version == n.originator_version), None)
                 if entry is None:
                     continue
@@ -131,7 +119,7 @@ class Exchange:
             if event is not None and event.type == "CaseReceived":
                 sites = receipt_sites(event.data)
             else:
-                sites = self.hub.get_case(case_id).sites
+                sites = self.log.get_case(case_id).sites
             with self._sites_lock:
                 if len(self._sites) >= self._sites_cache:
                     for old in list(self._sites)[: self._sites_cache // 2]:
@@ -141,7 +129,7 @@ class Exchange:
 
     def resend(self, case_id: UUID, origin: str, from_seq: int) -> list[SharedEvent]:
         """Events of one origin from ``from_seq`` on, to fill a gap the partner reported."""
-        return self.hub.get_case(case_id).shared_events(origin)[from_seq - 1:]
+        return self.log.get_case(case_id).shared_events(origin)[from_seq - 1:]
 
     def record_receipts(
         self, partner: str, channel: str, receipts: Sequence[CaseReceipt], through: int | None,
@@ -172,37 +160,32 @@ class Exchange:
         for receipt in receipts:
             ledger = ledgers.get(receipt.case_id)
             if ledger is None and receipt.case_id not in opened:
-                ledger = self.hub.find(ledger_id(receipt.case_id, partner), DeliveryLedger)
+                ledger = self.log.find(ledger_id(receipt.case_id, partner), DeliveryLedger)
             ours = heads.get((receipt.case_id, receipt.origin, receipt.stored_through))
             if ours is None:
                 if receipt.case_id not in cases:
-                    cases[receipt.case_id] = self.hub.get_case(receipt.case_id)
+                    cases[receipt.case_id] = self.log.get_case(receipt.case_id)
                 ours = cases[receipt.case_id].chain_head(receipt.origin, receipt.stored_through)
             if receipt.origin == self.site:
                 before = ledger.stored_through(self.site) if ledger is not None else 0
                 covered += max(receipt.stored_through - before, 0)
             ledger = record_receipt(
                 ledger, receipt.case_id, partner, origin=receipt.origin, stored_through=receipt.stored_through,
-                chain_head=receipt.chain_head, matched=ours == receipt.chain_head, status=receipt.status,
+                chain_head=receipt.chain_head, matched=ours == receipt.chain_head, status=receipt.status.value,
                 channel=channel,
             )
             ledgers[receipt.case_id] = ledger
         tracking = Tracking(relay_name(partner, channel), through) if through is not None else None
-        processing = Processing(tracking=tracking)
-        processing.collect_events(*ledgers.values())
-        if processing.events:
-            self.hub._record(processing)
-        elif tracking is not None:
-            self.recorder.insert_tracking(tracking)
+        self.log.record(*ledgers.values(), tracking=tracking)
         return covered
 
     def receipts(self, case_id: UUID) -> list[dict[str, object]]:
         """Every receipt recorded for a case, per partner."""
         out: list[dict[str, object]] = []
-        for partner in self.hub.get_case(case_id).sites:
+        for partner in self.log.get_case(case_id).sites:
             if partner == self.site:
                 continue
-            ledger = self.hub.find(ledger_id(case_id, partner), DeliveryLedger)
+            ledger = self.log.find(ledger_id(case_id, partner), DeliveryLedger)
             if ledger is not None:
                 out.extend({"partner": partner, **r} for r in ledger.receipts)
         return out
@@ -234,11 +217,11 @@ class Exchange:
         touched: list[Case] = []
         for case_id, evs in by_case.items():
             case = cases[case_id]
-            status, missing_from = "stored", 0
+            status, missing_from = ReceiptStatus.STORED, 0
             for shared in sorted(evs, key=lambda e: e.seq):
                 if case is None:  # a case new to us: its first event must be the receipt
                     if shared.seq != 1 or shared.type != "CaseReceived":
-                        status, missing_from = "gap", 1
+                        status, missing_from = ReceiptStatus.GAP, 1
                         break
                     case = cases[case_id] = Case.from_partner(shared)
                     case.acting_site = self.site
@@ -246,10 +229,10 @@ class Exchange:
                 last = case.last_seq(sender)
                 if shared.seq <= last:
                     if case.shared_events(sender)[shared.seq - 1].hash() != shared.hash():
-                        status = "fork"
+                        status = ReceiptStatus.FORK
                     continue
                 if shared.seq > last + 1:
-                    status, missing_from = "gap", last + 1
+                    status, missing_from = ReceiptStatus.GAP, last + 1
                     break
                 case.ingest(shared)
             if case is None:
@@ -260,14 +243,14 @@ class Exchange:
                 CaseReceipt(case_id, sender, case.last_seq(sender), case.chain_head(sender), status, missing_from)
             )
         if touched:
-            self.hub.save(*touched)
+            self.log.record(*touched)
         return receipts
 
     def _case_for(self, sender: str, case_id: UUID, events: list[SharedEvent], assume_new: bool) -> Case | None:
         """The local case (None if new to us), after checking the sender may send events for it."""
         first = min(events, key=lambda e: e.seq)
         opens = first.seq == 1 and first.type == "CaseReceived"
-        case = None if assume_new and opens else self.hub.find(case_id, Case)
+        case = None if assume_new and opens else self.log.find(case_id, Case)
         if case is not None:
             case.acting_site = self.site
         else:
@@ -283,7 +266,7 @@ class Exchange:
 
     def events_for(self, requester: str, case_id: UUID, origin: str, from_seq: int) -> list[SharedEvent]:
         """FetchEvents: a partner asks again for events it is missing."""
-        case = self.hub.get_case(case_id)
+        case = self.log.get_case(case_id)
         if requester not in case.sites:
             raise NotRouted(f"办件 {case_id} 未在 {requester} 与本站之间流转", requester)
         if from_seq < 1:
