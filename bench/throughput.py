@@ -23,9 +23,9 @@ from typing import Any
 
 from adapters.exchange.wire import event_message
 from adapters.nats.server import NatsServer
-from ops.bench import baselines, end_to_end, store_path
-from ops.bench.common import Figure, fresh_schema, run_bench, table, write_results
-from ops.bench.workload import HANDLING, RECEIVING, partner_receipts, receive_request
+from bench import baselines, end_to_end, store_path
+from bench.common import Figure, fresh_schema, run_bench, table, write_results
+from bench.workload import HANDLING, RECEIVING, partner_receipts, receive_request
 
 E2E_BAR = 5000.0  # events/s sustained end to end
 LATENCY_BAR_MS = 250.0  # p99 at half the bar's load
