@@ -16,7 +16,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import StorageType, StreamConfig
 from psycopg import sql
 
-from adapters.ports import free_port
+from adapters.free_port import free_port
 from adapters.settings import PostgresSettings
 from bench.common import Figure, connect, percentile, rss_mb
 from bench.echo import METHOD
