@@ -14,7 +14,7 @@ help:
 	@echo "make demo   - set up, start a site on embedded SQLite, drive one real case end to end, stop"
 	@echo "make test   - set up and run the whole suite (wire contract, import contracts, pytest)"
 	@echo "make bench-reconcile - RBSR against shipping every digest, 100k and 1M cases (bench-results/)"
-	@echo "make bench  - throughput against raw baselines in one run (PostgreSQL needed); writes bench-results/bench.json"
+	@echo "make bench  - throughput against raw baselines in one run (PostgreSQL needed); writes bench-results/bench.json and docs/benchmarks.md"
 	@echo "make soak   - half load for DURATION seconds (default 1800): RSS and latency over time"
 	@echo "make lint / typecheck / protos / protos-check / clean"
 
