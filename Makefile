@@ -14,7 +14,7 @@ help:
 	@echo "make demo   - set up, start a site on embedded SQLite, drive one real case end to end, stop"
 	@echo "make test   - set up and run the whole suite (wire contract, import contracts, pytest)"
 	@echo "make bench-reconcile - RBSR against shipping every digest, 100k and 1M cases (bench-results/)"
-	@echo "make bench  - throughput against raw baselines in one run (PostgreSQL needed); writes bench-results/bench.json"
+	@echo "make bench  - throughput against raw baselines in one run (PostgreSQL needed); writes bench-results/bench.json and docs/benchmarks.md"
 	@echo "make soak   - half load for DURATION seconds (default 1800): RSS and latency over time"
 	@echo "make lint / typecheck / protos / protos-check / clean"
 
@@ -32,7 +32,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(MAKE) --no-print-directory protos-check
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/ruff check hub routing reconciliation adapters ops tests
+	$(VENV)/bin/ruff check hub routing reconciliation audit adapters ops bench tests
 	$(VENV)/bin/mypy hub routing reconciliation
 	$(PYTHON) -m pytest
 
@@ -40,13 +40,13 @@ test-unit: $(STAMP)
 	$(PYTHON) -m pytest tests/unit
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check hub routing reconciliation adapters ops tests
+	$(VENV)/bin/ruff check hub routing reconciliation audit adapters ops bench tests
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy hub routing reconciliation
 
 bench-reconcile: $(STAMP)
-	$(PYTHON) -m ops.bench.reconcile
+	$(PYTHON) -m bench.reconcile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
@@ -54,8 +54,8 @@ clean:
 # Benchmarks: measurements, never tests. Need PostgreSQL on 127.0.0.1:5432; start their own nats-server and sites.
 .PHONY: bench soak
 bench: $(STAMP)
-	PYTHONPATH=.:protos/gen $(PYTHON) -m ops.bench.throughput
+	PYTHONPATH=.:protos/gen $(PYTHON) -m bench.throughput
 
 DURATION ?= 1800
 soak: $(STAMP)
-	PYTHONPATH=.:protos/gen $(PYTHON) -m ops.bench.soak --seconds $(DURATION) $(SOAK_ARGS)
+	PYTHONPATH=.:protos/gen $(PYTHON) -m bench.soak --seconds $(DURATION) $(SOAK_ARGS)

@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from adapters.ports import free_port
+from adapters.free_port import free_port
 from adapters.tls import create_ca, issue_site_cert
 
 

@@ -25,7 +25,7 @@ from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsClientError
 from nats.js.errors import Error as JetStreamError
 
-from adapters.ports import free_port
+from adapters.free_port import free_port
 
 __all__ = ["NatsServer", "NatsServerError", "find_nats_server"]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from adapters.ports import free_port
+from adapters.free_port import free_port
 
 
 def require(binary: str) -> str:

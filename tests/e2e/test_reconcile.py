@@ -19,8 +19,8 @@ import pytest
 from psycopg import sql
 
 from adapters.bootstrap import build_hub
+from adapters.free_port import free_port
 from adapters.launcher import SiteProcess, link, make_certs
-from adapters.ports import free_port
 from adapters.settings import PostgresSettings, load_settings
 from adapters.tls import TlsFiles, channel_credentials
 from hub.application.case_sharing import CaseSharing

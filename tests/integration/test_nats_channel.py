@@ -41,9 +41,9 @@ from adapters.exchange.nats_channel import (
 )
 from adapters.exchange.relay import Relay
 from adapters.exchange.wire import event_message, receipt_message
+from adapters.free_port import free_port
 from adapters.nats.loop import LoopThread
 from adapters.nats.server import NatsServer
-from adapters.ports import free_port
 from adapters.settings import Settings
 from hub.application import commands as c
 from hub.application.case_hub import CaseHub

@@ -6,7 +6,7 @@ import asyncio
 import re
 import urllib.parse
 from dataclasses import replace
-from typing import Literal, TypeVar
+from typing import Literal
 
 import structlog
 from nats.aio.client import Client as NatsClient
@@ -31,9 +31,8 @@ PARKED_SEQ = "Tongban-Parked-Seq"
 ORIGINAL_MSG_ID = "Tongban-Original-Msg-Id"
 EVENTS_CONSUMER, RECEIPTS_CONSUMER = "hub-events", "hub-receipts"
 DUPLICATE_WINDOW = 600.0  # seconds: a re-publish within it is dropped by the server
-_PARKING_SPARE = 2  # deliveries the consumer allows beyond the inbox's limit, so a failed park is retried
-_SITE = re.compile(r"\d{6}")
-_T = TypeVar("_T")
+PARKING_SPARE = 2  # deliveries the consumer allows beyond the inbox's limit, so a failed park is retried
+SITE_CODE = re.compile(r"\d{6}")
 Kind = Literal["events", "receipts", "parked"]
 
 
@@ -76,19 +75,19 @@ class NotParked(NatsChannelError):
 
 
 # ------------------------------------------------------------------------------------ subjects, stream
-def _checked(site: str) -> str:
+def checked_site(site: str) -> str:
     """Site codes become subject tokens, and a sender's code comes from a header: only 6 digits pass."""
-    if not _SITE.fullmatch(site):
+    if not SITE_CODE.fullmatch(site):
         raise ValueError(f"not a site code: {site!r}")
     return site
 
 
 def stream_name(site: str) -> str:
-    return f"TONGBAN_{_checked(site)}"
+    return f"TONGBAN_{checked_site(site)}"
 
 
 def subject(site: str, kind: Kind) -> str:
-    return f"tongban.{_checked(site)}.{kind}"
+    return f"tongban.{checked_site(site)}.{kind}"
 
 
 async def ensure_stream(js: JetStreamContext, site: str) -> StreamInfo:
@@ -123,7 +122,7 @@ def _where(url: str) -> str:
     return f"{parts.hostname}:{parts.port or 4222}"
 
 
-class _Connection:
+class NatsConnection:
     """One NATS connection, opened on first use on the calling loop.
 
     Once connected it reconnects forever by itself (subscriptions and consumers survive). The first

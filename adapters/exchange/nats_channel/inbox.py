@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 from google.protobuf.message import DecodeError
@@ -25,21 +25,20 @@ from nats.js.api import (
 from nats.js.errors import Error as JetStreamError
 
 from adapters.exchange.nats_channel.common import (
-    _PARKING_SPARE,
-    _SITE,
-    _T,
     EVENTS_CONSUMER,
     MSG_ID,
     ORIGINAL_MSG_ID,
     PARK_REASON,
     PARKED_FROM,
     PARKED_SEQ,
+    PARKING_SPARE,
     RECEIPTS_CONSUMER,
     SENDER,
+    SITE_CODE,
     Kind,
+    NatsConnection,
     NatsUnavailable,
-    _checked,
-    _Connection,
+    checked_site,
     ensure_stream,
     log,
     stream_name,
@@ -53,6 +52,8 @@ from hub.domain.errors import ConcurrentUpdate, HubError
 from hub.domain.receipts import CaseReceipt
 from hub.domain.shared import SharedEvent
 from tongban.v1 import exchange_pb2
+
+_T = TypeVar("_T")
 
 
 # -------------------------------------------------------------------------------------------- inbound
@@ -124,14 +125,14 @@ class NatsInbox:
         max_deliver: int = 5, *, batch: int = 100, fetch_timeout: float = 1.0, ack_wait: float = 10.0,
         redelivery: Redelivery | None = None, timeout: float = 5.0, observer: ExchangeObserver | None = None,
     ) -> None:
-        self.sharing, self.site = sharing, _checked(sharing.site)
+        self.sharing, self.site = sharing, checked_site(sharing.site)
         self.observer: ExchangeObserver = observer or Unobserved()
         self.resend, self.max_deliver = resend, max_deliver
         self.batch, self.fetch_timeout, self.ack_wait = batch, fetch_timeout, ack_wait
         self.redelivery = redelivery or Redelivery()
         self.timeout = timeout
         self.stream = stream_name(self.site)
-        self._connection = _Connection(nats_url, f"tongban-{self.site}-inbox", timeout)
+        self._connection = NatsConnection(nats_url, f"tongban-{self.site}-inbox", timeout)
         self._loop: LoopThread | None = None
         self._worker: ThreadPoolExecutor | None = None
         self._task: Future[None] | None = None
@@ -211,7 +212,7 @@ class NatsInbox:
         await js.add_consumer(self.stream, ConsumerConfig(
             durable_name=durable, name=durable, filter_subject=subject(self.site, kind),
             ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, ack_wait=self.ack_wait,
-            max_deliver=self.max_deliver + _PARKING_SPARE,
+            max_deliver=self.max_deliver + PARKING_SPARE,
         ))
         return await js.pull_subscribe_bind(durable=durable, stream=self.stream)
 
@@ -251,7 +252,7 @@ class NatsInbox:
     @staticmethod
     def _decode_event(msg: Msg) -> tuple[str, SharedEvent]:
         sender = (msg.headers or {}).get(SENDER, "")
-        if not _SITE.fullmatch(sender):
+        if not SITE_CODE.fullmatch(sender):
             raise _Poison(f"bad_sender: header {SENDER} missing or not a site code")
         try:
             event = event_from(exchange_pb2.SharedEvent.FromString(msg.data))
@@ -359,7 +360,7 @@ class NatsInbox:
         by_partner: dict[str, list[tuple[Msg, CaseReceipt]]] = defaultdict(list)
         for msg in msgs:
             partner = (msg.headers or {}).get(SENDER, "")
-            if not _SITE.fullmatch(partner):
+            if not SITE_CODE.fullmatch(partner):
                 await self._park(msg, f"bad_sender: header {SENDER} missing or not a site code")
                 continue
             try:
@@ -448,7 +449,7 @@ class NatsInbox:
         """Copy the message to the parked subject, then terminate it. If parking fails, it comes back."""
         meta = msg.metadata
         original_id = (msg.headers or {}).get(MSG_ID, "")
-        headers = _own_headers(msg.headers)
+        headers = own_headers(msg.headers)
         headers.update({
             MSG_ID: f"park:{meta.stream}:{meta.sequence.stream}",  # parking twice stores one copy
             PARK_REASON: _header_text(reason),
@@ -472,7 +473,7 @@ class NatsInbox:
                     reason=reason.split(":", 1)[0])
 
 
-def _own_headers(headers: dict[str, str] | None) -> dict[str, str]:
+def own_headers(headers: dict[str, str] | None) -> dict[str, str]:
     """A message's headers without the server's control headers (``Nats-*``), which a copy must not carry:
     an expectation such as Nats-Expected-Last-Sequence would make the copy fail for ever."""
     return {k: v for k, v in (headers or {}).items() if not k.lower().startswith("nats-")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from google.protobuf.message import DecodeError
 from nats.js import JetStreamContext
@@ -14,24 +15,25 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from adapters.exchange.nats_channel.common import (
-    _T,
     MSG_ID,
     ORIGINAL_MSG_ID,
     PARK_REASON,
     PARKED_FROM,
     PARKED_SEQ,
     SENDER,
+    NatsConnection,
     NatsUnavailable,
     NotParked,
     StreamMissing,
-    _Connection,
     log,
     stream_name,
     subject,
 )
-from adapters.exchange.nats_channel.inbox import _own_headers
+from adapters.exchange.nats_channel.inbox import own_headers
 from adapters.nats.loop import LoopThread
 from tongban.v1 import exchange_pb2
+
+_T = TypeVar("_T")
 
 
 # ------------------------------------------------------------------------------------ operator tools
@@ -65,7 +67,7 @@ def _operate(
     nats_url: str, site: str, timeout: float, work: Callable[[JetStreamContext], Awaitable[_T]]
 ) -> _T:
     stream_name(site)  # validates the code before anything connects
-    connection = _Connection(nats_url, f"tongban-{site}-operator", min(timeout, 3.0), reconnect=False)
+    connection = NatsConnection(nats_url, f"tongban-{site}-operator", min(timeout, 3.0), reconnect=False)
 
     async def run() -> _T:
         try:
@@ -140,7 +142,7 @@ async def _replay(js: JetStreamContext, site: str, stream_seq: int | None) -> in
     allowed = {subject(site, "events"), subject(site, "receipts")}
     replayed = 0
     for raw in targets:
-        headers = _own_headers(raw.headers)
+        headers = own_headers(raw.headers)
         target = headers.pop(PARKED_FROM, "")
         if target not in allowed:
             log.warning("nats_replay_skipped", site=site, stream_seq=raw.seq, parked_from=target)

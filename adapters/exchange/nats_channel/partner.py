@@ -13,8 +13,8 @@ from adapters.exchange.nats_channel.common import (
     MSG_ID,
     SENDER,
     DeliveryFailed,
-    _checked,
-    _Connection,
+    NatsConnection,
+    checked_site,
     log,
     stream_name,
     subject,
@@ -40,11 +40,11 @@ class NatsPartner:
         self, site: str, partner: str, nats_url: str, timeout: float = 5.0, in_flight: int = 256,
         connect_timeout: float = 3.0,
     ) -> None:
-        self.site, self.partner = _checked(site), _checked(partner)
+        self.site, self.partner = checked_site(site), checked_site(partner)
         self.timeout, self.in_flight = timeout, in_flight
         self.subject, self.stream = subject(partner, "events"), stream_name(partner)
         self._loop = LoopThread(f"nats-to-{partner}")
-        self._connection = _Connection(nats_url, f"tongban-{site}-to-{partner}", min(connect_timeout, timeout),
+        self._connection = NatsConnection(nats_url, f"tongban-{site}-to-{partner}", min(connect_timeout, timeout),
                                        max_pending=in_flight)
 
     def deliver(self, events: Sequence[SharedEvent]) -> list[CaseReceipt]:

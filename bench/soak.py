@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from adapters.settings import PostgresSettings, ReconcileSettings
+from bench import end_to_end, store_path
+from bench.common import Figure, create_schema, rss_mb, run_bench, table, write_results
+from bench.workload import HANDLING, RECEIVING, receipts_of
 from hub.application.case_sharing import CaseSharing
-from ops.bench import end_to_end, store_path
-from ops.bench.common import Figure, create_schema, rss_mb, run_bench, table, write_results
-from ops.bench.workload import HANDLING, RECEIVING, receipts_of
 
 THIRD_SITE = "330100"  # the preloaded cases at A come from a third partner, so A's own relay skips them
 RSS_BAR_MB = 300.0

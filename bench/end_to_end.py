@@ -24,9 +24,9 @@ from psycopg import sql
 
 from adapters.launcher import SiteProcess, SiteSpec, link, make_certs
 from adapters.settings import PostgresSettings
+from bench.common import CpuMeter, Figure, connect, fresh_schema, percentile, rss_mb, schema_settings
+from bench.workload import HANDLING, RECEIVING, receive_request
 from hub.domain.receipts import ledger_id
-from ops.bench.common import CpuMeter, Figure, connect, fresh_schema, percentile, rss_mb, schema_settings
-from ops.bench.workload import HANDLING, RECEIVING, receive_request
 from tongban.v1 import case_service_pb2_grpc
 
 CHANNEL = "grpc"

@@ -320,7 +320,7 @@ def measure(method: str, n: int, d: int, a_db: Path, b_db: Path, truth: Truth) -
 
 
 def _spawn(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "ops.bench.reconcile", *args],
+    return subprocess.Popen([sys.executable, "-m", "bench.reconcile", *args],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
@@ -455,7 +455,7 @@ def _as_child(work: Callable[[Callable[[dict[str, Any]], None]], None]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops.bench.reconcile", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.reconcile", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="n = 10k, d = 0 and 100 only (a smoke run)")
     parser.add_argument("--n", type=int, action="append", help="case counts (repeatable; default the full matrix)")
     parser.add_argument("--d", type=int, action="append", help="differences (repeatable)")

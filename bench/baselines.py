@@ -16,10 +16,10 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import StorageType, StreamConfig
 from psycopg import sql
 
-from adapters.ports import free_port
+from adapters.free_port import free_port
 from adapters.settings import PostgresSettings
-from ops.bench.common import Figure, connect, percentile, rss_mb
-from ops.bench.echo import METHOD
+from bench.common import Figure, connect, percentile, rss_mb
+from bench.echo import METHOD
 
 # The event store's table, column for column (eventsourcing's PostgreSQL recorder), without the hub.
 _TABLE = (
@@ -106,7 +106,7 @@ async def _jetstream(nats_url: str, payload: bytes, messages: int, window: int) 
 def raw_grpc_unary(payload: bytes, callers: int, seconds: float) -> Figure:
     """grpc.aio unary calls carrying ``payload`` to an echo server in another process, ``callers`` at once."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "ops.bench.echo", "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "bench.echo", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         return asyncio.run(_unary(f"127.0.0.1:{port}", payload, callers, seconds))

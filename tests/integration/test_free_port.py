@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters import ports
-from adapters.ports import ephemeral_start, free_port
+from adapters import free_port as port_picker
+from adapters.free_port import ephemeral_start, free_port
 
 
 def test_ports_lie_below_the_ephemeral_range_bind_and_are_never_handed_out_twice() -> None:
@@ -22,12 +22,12 @@ def test_ports_lie_below_the_ephemeral_range_bind_and_are_never_handed_out_twice
 
 
 def test_a_port_someone_else_bound_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ports, "_HANDED_OUT", set())  # ports handed out earlier in the session are skipped too
+    monkeypatch.setattr(port_picker, "_HANDED_OUT", set())  # ports handed out earlier in the session are skipped too
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
         taken = next(port for port in range(20_000, 30_000) if _bind(squatter, port))
         other = next(port for port in range(taken + 1, 30_000) if _bind(socket.socket(), port, close=True))
         draws = iter([taken, taken, other])
-        monkeypatch.setattr(ports._pick, "randrange", lambda lo, hi: next(draws))
+        monkeypatch.setattr(port_picker._pick, "randrange", lambda lo, hi: next(draws))
         assert free_port() == other
 
 
@@ -44,7 +44,7 @@ def _bind(sock: socket.socket, port: int, close: bool = False) -> bool:
 
 def test_without_the_kernel_file_the_iana_dynamic_range_is_assumed(monkeypatch: pytest.MonkeyPatch,
                                                                    tmp_path: Path) -> None:
-    monkeypatch.setattr(ports, "_EPHEMERAL_RANGE", tmp_path / "absent")
+    monkeypatch.setattr(port_picker, "_EPHEMERAL_RANGE", tmp_path / "absent")
     assert ephemeral_start() == 49_152
     assert free_port() < 49_152
 
@@ -52,6 +52,6 @@ def test_without_the_kernel_file_the_iana_dynamic_range_is_assumed(monkeypatch: 
 def test_with_no_room_below_the_ephemeral_range_the_kernel_chooses_and_says_so(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (tmp_path / "range").write_text("10500\t60999\n")
-    monkeypatch.setattr(ports, "_EPHEMERAL_RANGE", tmp_path / "range")
+    monkeypatch.setattr(port_picker, "_EPHEMERAL_RANGE", tmp_path / "range")
     with pytest.warns(RuntimeWarning, match="ephemeral port range starts at 10500"):
         assert free_port() > 0

@@ -1,6 +1,6 @@
 """A gRPC server that answers every unary call with its request's bytes: the raw RPC baseline's far end.
 
-Run as its own process (`python -m ops.bench.echo --port N`), as a site would be, so the baseline is
+Run as its own process (`python -m bench.echo --port N`), as a site would be, so the baseline is
 one process pair like the hub's. No protobuf decoding: what is measured is gRPC itself.
 """
 

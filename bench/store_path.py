@@ -12,14 +12,14 @@ from pathlib import Path
 from adapters.bootstrap import build_hub
 from adapters.grpc.translate import request_data
 from adapters.settings import PostgresSettings, Settings
+from bench.common import Figure, percentile, rss_mb
+from bench.workload import RECEIVING, receive_request
 from hub.application import commands as c
 from hub.application.case_hub import CaseHub
 from hub.application.case_sharing import CaseSharing
 from hub.application.group_commit import GroupCommitter
 from hub.domain.case import Case
 from hub.domain.shared import SharedEvent
-from ops.bench.common import Figure, percentile, rss_mb
-from ops.bench.workload import RECEIVING, receive_request
 
 
 @dataclass(frozen=True)

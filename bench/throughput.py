@@ -8,8 +8,9 @@
     rate (the latency bar) and at half of the rate measured at full load; then full load again with
     the sites relaying over NATS JetStream. Each end-to-end line also says where a case's CPU went.
 
-Prints a table and writes bench-results/bench.json. Everything it starts (nats-server, sites) it stops
-by PID; every schema it creates it drops. Sizes come from the environment (BENCH_*), see SETTINGS.
+Prints a table, writes bench-results/bench.json and refreshes the generated block of docs/benchmarks.md
+(bench.report). Everything it starts (nats-server, sites) it stops by PID; every schema it creates it
+drops. Sizes come from the environment (BENCH_*), see SETTINGS.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from typing import Any
 
 from adapters.exchange.wire import event_message
 from adapters.nats.server import NatsServer
-from ops.bench import baselines, end_to_end, store_path
-from ops.bench.common import Figure, fresh_schema, run_bench, table, write_results
-from ops.bench.workload import HANDLING, RECEIVING, partner_receipts, receive_request
+from bench import baselines, end_to_end, report, store_path
+from bench.common import Figure, fresh_schema, run_bench, table, write_results
+from bench.workload import HANDLING, RECEIVING, partner_receipts, receive_request
 
 E2E_BAR = 5000.0  # events/s sustained end to end
 LATENCY_BAR_MS = 250.0  # p99 at half the bar's load
@@ -103,7 +104,7 @@ def main() -> int:
         print(f"{'MET    ' if verdict['met'] else 'NOT MET'}  {bar}: {verdict['measured']}")
     path = write_results("bench.json", figures, verdicts, SETTINGS)
     print(f"\nwrote {path}")
-    return 0
+    return report.main([str(path)])  # docs/benchmarks.md's generated block, from the file just written
 
 
 def _store_and_raw(events: list[Any]) -> list[Figure]:
