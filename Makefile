@@ -32,18 +32,18 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(MAKE) --no-print-directory protos-check
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/ruff check hub routing reconciliation adapters ops tests
-	$(VENV)/bin/mypy hub routing reconciliation
+	$(VENV)/bin/ruff check hub routing reconciliation audit adapters ops tests
+	$(VENV)/bin/mypy hub routing reconciliation audit
 	$(PYTHON) -m pytest
 
 test-unit: $(STAMP)
 	$(PYTHON) -m pytest tests/unit
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check hub routing reconciliation adapters ops tests
+	$(VENV)/bin/ruff check hub routing reconciliation audit adapters ops tests
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy hub routing reconciliation
+	$(VENV)/bin/mypy hub routing reconciliation audit
 
 bench-reconcile: $(STAMP)
 	$(PYTHON) -m ops.bench.reconcile

@@ -16,6 +16,7 @@ from adapters.settings import PostgresSettings, Settings
 from adapters.store.digest_index import PostgresDigestIndex, SqliteDigestIndex
 from adapters.store.postgres_index import PostgresCaseIndex
 from adapters.store.sqlite_index import SqliteCaseIndex
+from audit.ledger import CheckpointLedger
 from hub.application.ports import CaseIndex
 from hub.application.service import CaseHub
 from hub.domain.workdays import WorkCalendar
@@ -48,7 +49,7 @@ def build_index(settings: Settings) -> CaseIndex:
 
 def build_chain_store(settings: Settings) -> Any:
     """Where the site-wide audit chain is kept: beside the event store."""
-    from adapters.store.audit_chain_store import PostgresChainStore, SqliteChainStore
+    from adapters.audit.chain_store import PostgresChainStore, SqliteChainStore
 
     if settings.store == "sqlite":
         return SqliteChainStore(settings.data_dir / "audit_chain.sqlite3")
@@ -88,4 +89,5 @@ def build_hub(settings: Settings) -> CaseHub:
         env=settings.event_store_env(),
         router=Router(settings.site, catalogue, regions, agreements),
         snapshot_interval=settings.snapshot_interval,
+        also_snapshot=(CheckpointLedger,),  # loaded on every checkpoint tick, and it grows for years
     )

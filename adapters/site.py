@@ -18,14 +18,14 @@ import grpc
 import structlog
 from prometheus_client import start_http_server
 
-from adapters.audit_chain import SiteChain
-from adapters.audit_signing import Checkpointer, load_or_create_key
+from adapters.audit.servicer import AuditServicer, ReadOnlyInterceptor
+from adapters.audit.signing import Checkpointer, load_or_create_key
+from adapters.audit.site_chain import SiteChain
 from adapters.bootstrap import build_chain_store, build_digest_index, build_hub, reconcile_policy
 from adapters.exchange.grpc_client import GrpcPartner
 from adapters.exchange.grpc_service import ExchangeServicer
 from adapters.exchange.nats_channel import NatsChannelError, NatsInbox, NatsPartner, list_parked
 from adapters.exchange.relay import Channel, Relay
-from adapters.grpc.audit_servicer import AuditServicer, ReadOnlyInterceptor
 from adapters.grpc.case_servicer import CaseServicer
 from adapters.grpc.interceptors import LoggingInterceptor
 from adapters.grpc.server import MAX_MESSAGE_BYTES, SiteServer

@@ -23,7 +23,6 @@ from hub.application.case_mapper import CaseMapper
 from hub.application.commands import CaseCommand, ReceiveCase
 from hub.application.ports import CaseIndex, CaseQuery, CaseRow, Catalogue, Regions, Router
 from hub.domain.case import Case, actor_from
-from hub.domain.checkpoint_ledger import CheckpointLedger
 from hub.domain.claims import UniqueClaim, claim_id
 from hub.domain.deadlines import Clock, ClockStatus, DeadlinePolicy, clocks
 from hub.domain.digests import DigestChange, digest_changes
@@ -119,11 +118,12 @@ class CaseHub(Application[UUID]):
         now: Callable[[], datetime] | None = None,
         router: Router | None = None,
         snapshot_interval: int = 0,
+        also_snapshot: Sequence[type[Aggregate]] = (),
     ) -> None:
         env = dict(env or {})
-        if snapshot_interval > 0:  # a snapshot every N events: long cases (and the checkpoint ledger) load fast
+        if snapshot_interval > 0:  # a snapshot every N events: long cases (and ``also_snapshot``) load fast
             env["IS_SNAPSHOTTING_ENABLED"] = "y"
-            intervals = {Case: snapshot_interval, CheckpointLedger: snapshot_interval}
+            intervals = {kind: snapshot_interval for kind in (Case, *also_snapshot)}
             setattr(self, "snapshotting_intervals", intervals)  # noqa: B010 - a ClassVar upstream
         super().__init__(env=env)
         self.site = site

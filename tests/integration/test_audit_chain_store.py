@@ -10,9 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from adapters.bootstrap import conninfo
-from adapters.settings import PostgresSettings
-from adapters.store.audit_chain_store import (
+from adapters.audit.chain_store import (
     TABLE,
     ChainRewriteRefused,
     ChainStore,
@@ -20,7 +18,9 @@ from adapters.store.audit_chain_store import (
     PostgresChainStore,
     SqliteChainStore,
 )
-from hub.domain.audit_chain import StoredFact, extend, fact_digest
+from adapters.bootstrap import conninfo
+from adapters.settings import PostgresSettings
+from audit.chain import StoredFact, extend, fact_digest
 
 SITE = "410400"
 

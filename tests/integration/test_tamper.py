@@ -18,13 +18,13 @@ import pytest
 from eventsourcing.cryptography import AESCipher
 from psycopg import sql
 
-from adapters.audit_chain import SiteChain, facts_from
+from adapters.audit.chain_store import ChainStore, MemoryChainStore, PostgresChainStore, SqliteChainStore
+from adapters.audit.site_chain import SiteChain, facts_from
 from adapters.bootstrap import build_hub, conninfo
 from adapters.settings import PostgresSettings, Settings
-from adapters.store.audit_chain_store import ChainStore, MemoryChainStore, PostgresChainStore, SqliteChainStore
+from audit.chain import Finding
 from hub.application import commands as c
 from hub.application.service import CaseHub
-from hub.domain.audit_chain import Finding
 from tests.builders import CLERK, RECEIVING, actor_data, receive_request
 
 # Each receipt stores the case and two claims; two cases are then forwarded: 11 events.

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from adapters.audit_chain import SiteChain
+from adapters.audit.site_chain import SiteChain
+from audit import bundle, checkpoints
+from audit.chain import genesis
+from audit.ledger import RECENT, CheckpointLedger, covering, ledger_id
 from hub.application.service import CaseHub
-from hub.domain import bundle, checkpoints
-from hub.domain.audit_chain import genesis
-from hub.domain.checkpoint_ledger import RECENT, CheckpointLedger, covering, ledger_id
 from hub.domain.errors import InvalidInput, NotPermitted
 
 LEDGER_TOPIC_PREFIX = "tongban.audit:"

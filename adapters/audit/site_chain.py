@@ -12,9 +12,9 @@ from collections.abc import Iterable, Sequence
 
 from eventsourcing.persistence import Notification
 
-from adapters.store.audit_chain_store import ChainStore
+from adapters.audit.chain_store import ChainStore
+from audit.chain import ChainLink, ChainVerifier, Finding, StoredFact, extend, fact_digest
 from hub.application.service import CaseHub
-from hub.domain.audit_chain import ChainLink, ChainVerifier, Finding, StoredFact, extend, fact_digest
 
 _READ_BATCH = 1000
 

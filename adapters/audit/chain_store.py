@@ -3,7 +3,7 @@
 The chain only helps if it is not rewritten with the events, so the table refuses UPDATE, DELETE
 and TRUNCATE by trigger and ``append`` refuses any position at or before the chain's head. That
 stops accidents and careless scripts; someone who owns the database can still drop a trigger,
-which is what checkpoints kept off-site are for (``hub.domain.audit_chain.verify``).
+which is what checkpoints kept off-site are for (``audit.chain.verify``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from adapters.store.arrays import columns
-from hub.domain.audit_chain import ChainLink, StoredFact
+from audit.chain import ChainLink, StoredFact
 from hub.domain.errors import HubError
 
 TABLE = "audit_chain_v1"

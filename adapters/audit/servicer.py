@@ -17,7 +17,7 @@ import structlog
 
 from adapters.grpc.errors import translate_errors
 from adapters.grpc.translate import actor_message, case_message, wire_enum
-from hub.application.audit import overdue, trace
+from audit.trace import overdue, trace
 from hub.application.exchange import Exchange
 from hub.application.ports import CaseQuery
 from hub.application.service import CaseHub
