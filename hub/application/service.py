@@ -34,6 +34,7 @@ from hub.domain.errors import (
     InvalidInput,
     RuleViolation,
 )
+from hub.domain.event_labels import event_label
 from hub.domain.identifiers import LOCAL_TZ, CaseNumberAllocator, case_id_time, new_case_id
 from hub.domain.lifecycle import CaseState
 from hub.domain.pii import mask_applicant
@@ -55,16 +56,6 @@ from hub.domain.workdays import WorkCalendar
 T = TypeVar("T")
 QUERY_CATCH_UP = 2_000  # log entries a list query folds before answering; more is a backlog
 
-EVENT_LABELS = {
-    "CaseReceived": "收件",
-    "IssueRaised": "登记问题件",
-    "ResponsibilityAssigned": "责任认定",
-    "IssueResolved": "问题件办结",
-    "CaseRated": "评价",
-    "BadReviewCallbackMade": "差评回访",
-    "BadReviewClosed": "差评处理",
-    "RectificationFeedbackRecorded": "整改反馈",
-}
 _NOT_DETAILS = {
     "originator_id", "originator_version", "originator_topic", "timestamp", "actor", "id", "request_id",
     "origin", "seq", "lamport", "event_id", "route",
@@ -333,12 +324,11 @@ class CaseHub(Application[UUID]):
             case = stored.mutate(case)
             shared = next(e.shared for e in case.log if e.version == stored.originator_version)
             name = type(stored).__name__
-            step = getattr(stored, "STEP", None)
             items.append(
                 HistoryItem(
                     version=stored.originator_version,
                     step=name,
-                    label=step.label if step is not None else EVENT_LABELS.get(name, name),
+                    label=event_label(name),
                     actor=_actor(getattr(stored, "actor", {})),
                     at=stored.timestamp,
                     state_after=case.state,
@@ -412,7 +402,6 @@ class CaseHub(Application[UUID]):
             due_provisional=any(c.provisional for c in open_clocks),
             review=_review(case, all_clocks),
         )
-
 
 class Processing(ProcessingEvent[UUID]):
     """The library's processing event, checking for an aggregate by its class before the library's
