@@ -8,4 +8,5 @@ A pure core, like reconciliation/: it decides and verifies, and the stores and t
 - ledger.py: the CheckpointLedger aggregate, where a site keeps its checkpoints (and partners') as events
 - bundle.py: the offline proof bundle for one case, and ``verify_bundle`` (docs/audit-bundle.md)
 - trace.py: accountability (责任追溯), one case as one timeline with its parties, deadlines and receipts
+- ports.py: what the audit trail needs from the site: its stored log (``AuditLog``), the ``ChainStore``
 """

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, Mapper, ProcessRecorder
+from eventsourcing.domain import Aggregate, DomainEvent
+from eventsourcing.persistence import IntegrityError, Mapper, Notification, ProcessRecorder, Tracking
 
 from hub.application.case_mapper import CaseMapper
 from hub.application.commands import CaseCommand, ReceiveCase
@@ -402,6 +402,26 @@ class CaseHub(Application[UUID]):
             due_provisional=any(c.provisional for c in open_clocks),
             review=_review(case, all_clocks),
         )
+
+    # ------------------------------------------------------------------ the site's log (the SiteLog port)
+    def read(self, start: int, limit: int, stop: int | None = None) -> list[Notification]:
+        """Up to ``limit`` stored events from log position ``start`` (to ``stop``, inclusive), as stored."""
+        return list(self.recorder.select_notifications(start=start, limit=limit, stop=stop))
+
+    def record(self, *aggregates: Aggregate, tracking: Tracking | None = None) -> None:
+        """Store the aggregates' new events in one transaction (with ``tracking``, in the same one)."""
+        processing_event = Processing(tracking=tracking)
+        processing_event.collect_events(*aggregates)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+
+    def events_of(
+        self, aggregate_id: UUID, *, after: int | None = None, limit: int | None = None
+    ) -> Iterator[DomainEvent]:
+        """One aggregate's stored events after version ``after``, oldest first, at most ``limit``."""
+        return cast("Iterator[DomainEvent]", self.repository.event_store.get(aggregate_id, gt=after, limit=limit))
+
 
 class Processing(ProcessingEvent[UUID]):
     """The library's processing event, checking for an aggregate by its class before the library's

@@ -13,7 +13,6 @@ from psycopg import sql
 from adapters.audit.chain_store import (
     TABLE,
     ChainRewriteRefused,
-    ChainStore,
     MemoryChainStore,
     PostgresChainStore,
     SqliteChainStore,
@@ -21,6 +20,7 @@ from adapters.audit.chain_store import (
 from adapters.bootstrap import conninfo
 from adapters.settings import PostgresSettings
 from audit.chain import StoredFact, extend, fact_digest
+from audit.ports import ChainStore
 
 SITE = "410400"
 
