@@ -33,7 +33,7 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory protos-check
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check hub routing reconciliation audit adapters ops bench tests
-	$(VENV)/bin/mypy hub routing reconciliation
+	$(VENV)/bin/mypy hub routing reconciliation audit
 	$(PYTHON) -m pytest
 
 test-unit: $(STAMP)
@@ -43,7 +43,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check hub routing reconciliation audit adapters ops bench tests
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy hub routing reconciliation
+	$(VENV)/bin/mypy hub routing reconciliation audit
 
 bench-reconcile: $(STAMP)
 	$(PYTHON) -m bench.reconcile

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from adapters.audit_chain import SiteChain
-from adapters.audit_signing import Checkpointer
+from adapters.audit.signing import Checkpointer
+from adapters.audit.site_chain import SiteChain
 from adapters.exchange.grpc_client import GrpcPartner
 from adapters.exchange.nats_channel import NatsChannelError, list_parked
 from hub.application.ports import SiteLog

@@ -15,8 +15,10 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from adapters.audit_chain import SiteChain
-from adapters.audit_signing import Checkpointer, load_or_create_key
+from adapters.audit.chain_store import PostgresChainStore, SqliteChainStore
+from adapters.audit.servicer import AuditServicer, ReadOnlyInterceptor
+from adapters.audit.signing import Checkpointer, load_or_create_key
+from adapters.audit.site_chain import SiteChain
 from adapters.background import ChainFollower, CheckpointSigner, ParkedCounter, ReadinessWatch
 from adapters.calendar_notices import load_notices
 from adapters.exchange.channel import Channel
@@ -24,7 +26,6 @@ from adapters.exchange.grpc_client import GrpcPartner
 from adapters.exchange.grpc_service import ExchangeServicer
 from adapters.exchange.nats_channel import NatsInbox, NatsPartner
 from adapters.exchange.relay import Relay
-from adapters.grpc.audit_servicer import AuditServicer, ReadOnlyInterceptor
 from adapters.grpc.case_servicer import CaseServicer
 from adapters.grpc.interceptors import LoggingInterceptor
 from adapters.grpc.server import MAX_MESSAGE_BYTES, PortServer, SiteServer, secure_server
@@ -36,18 +37,19 @@ from adapters.reconcile.grpc_service import ReconcileServicer
 from adapters.reconcile.schedule import ReconcileSchedule
 from adapters.settings import PostgresSettings, Settings
 from adapters.site import Service, Site
-from adapters.store.audit_chain_store import ChainStore, PostgresChainStore, SqliteChainStore
 from adapters.store.digest_index import PostgresDigestIndex, SqliteDigestIndex, ensure_digests
 from adapters.store.postgres_index import PostgresCaseIndex
 from adapters.store.sqlite_index import SqliteCaseIndex
 from adapters.tls import TlsFiles, channel_credentials, peer_identity, peer_site, server_credentials
+from audit.chain import Finding
+from audit.ledger import CheckpointLedger
+from audit.ports import ChainStore
 from hub.application.case_clocks import CaseClocks
 from hub.application.case_hub import CaseHub
 from hub.application.case_sharing import CaseSharing
 from hub.application.group_commit import GroupCommitter
 from hub.application.ports import CaseIndex, StoreObserver
 from hub.application.read_model import CaseReadModel
-from hub.domain.audit_chain import Finding
 from hub.domain.receipts import CaseReceipt
 from hub.domain.workdays import WorkCalendar
 from ops.metrics import SiteMetrics
@@ -130,6 +132,7 @@ def build_hub(settings: Settings, observer: StoreObserver | None = None) -> Case
         env=settings.event_store_env(),
         router=Router(settings.site, catalogue, regions, agreements),
         snapshot_interval=settings.snapshot_interval,
+        also_snapshot=(CheckpointLedger,),  # long-lived: one event per checkpoint, loaded every minute
         observer=observer,
     )
 

@@ -15,12 +15,12 @@ import click
 import grpc
 from rich.table import Table
 
-from adapters.audit_signing import trusted_keys
+from adapters.audit.signing import trusted_keys
 from adapters.cli.audit_report import trail_html
 from adapters.cli.console import err, out
 from adapters.cli.render import CLOCK_STATUS, PARTY, as_json, local_time
 from adapters.tls import TlsFiles, channel_credentials
-from hub.domain.bundle import verify_bundle
+from audit.bundle import verify_bundle
 from hub.domain.identifiers import LOCAL_TZ
 from tongban.v1 import audit_pb2, audit_pb2_grpc
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from hub.application.commands import CaseCommand, ReceiveCase
@@ -49,9 +50,11 @@ class CaseHub(SiteStore):
         now: Callable[[], datetime] | None = None,
         router: Router | None = None,
         snapshot_interval: int = 0,
+        also_snapshot: Sequence[type[Aggregate]] = (),
         observer: StoreObserver | None = None,
     ) -> None:
-        super().__init__(site=site, env=env, snapshot_interval=snapshot_interval, observer=observer)
+        super().__init__(site=site, env=env, snapshot_interval=snapshot_interval, also_snapshot=also_snapshot,
+                         observer=observer)
         self.catalogue = catalogue
         self.regions = regions
         self.router = router

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from hub.application.ports import SiteLog
 from hub.domain.case import Case, actor_from
+from hub.domain.event_labels import event_label
 from hub.domain.lifecycle import CaseState
 from hub.domain.pii import mask_applicant
 from hub.domain.values import (
@@ -27,16 +28,6 @@ from hub.domain.values import (
     Role,
 )
 
-EVENT_LABELS = {
-    "CaseReceived": "收件",
-    "IssueRaised": "登记问题件",
-    "ResponsibilityAssigned": "责任认定",
-    "IssueResolved": "问题件办结",
-    "CaseRated": "评价",
-    "BadReviewCallbackMade": "差评回访",
-    "BadReviewClosed": "差评处理",
-    "RectificationFeedbackRecorded": "整改反馈",
-}
 _NOT_DETAILS = {
     "originator_id", "originator_version", "originator_topic", "timestamp", "actor", "id", "request_id",
     "origin", "seq", "lamport", "event_id", "route",
@@ -73,12 +64,11 @@ def case_history(log: SiteLog, case_id: UUID) -> list[HistoryItem]:
         case = stored.mutate(case)
         shared = next(e.shared for e in case.log if e.version == stored.originator_version)
         name = type(stored).__name__
-        step = getattr(stored, "STEP", None)
         items.append(
             HistoryItem(
                 version=stored.originator_version,
                 step=name,
-                label=step.label if step is not None else EVENT_LABELS.get(name, name),
+                label=event_label(name),
                 actor=_actor(stored.actor),
                 at=stored.timestamp,
                 state_after=case.state,

@@ -21,7 +21,6 @@ from eventsourcing.persistence import Mapper, Notification, ProcessRecorder, Tra
 from hub.application.case_mapper import CaseMapper
 from hub.application.ports import StoreObserver
 from hub.domain.case import Case
-from hub.domain.checkpoint_ledger import CheckpointLedger
 from hub.domain.digests import DigestChange, JoinedDigests, digest_changes
 from hub.domain.errors import CaseNotFound
 
@@ -35,12 +34,12 @@ class SiteStore(Application[UUID]):
 
     def __init__(
         self, *, site: str, env: Mapping[str, str] | None = None, snapshot_interval: int = 0,
-        observer: StoreObserver | None = None,
+        also_snapshot: Sequence[type[Aggregate]] = (), observer: StoreObserver | None = None,
     ) -> None:
         env = dict(env or {})
-        if snapshot_interval > 0:  # a snapshot every N events: long cases (and the checkpoint ledger) load fast
+        if snapshot_interval > 0:  # a snapshot every N events: long cases (and ``also_snapshot``) load fast
             env["IS_SNAPSHOTTING_ENABLED"] = "y"
-            intervals = {Case: snapshot_interval, CheckpointLedger: snapshot_interval}
+            intervals = {kind: snapshot_interval for kind in (Case, *also_snapshot)}
             setattr(self, "snapshotting_intervals", intervals)  # noqa: B010 - a ClassVar upstream
         super().__init__(env=env)
         self.site = site

@@ -10,17 +10,17 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from adapters.bootstrap import conninfo
-from adapters.settings import PostgresSettings
-from adapters.store.audit_chain_store import (
+from adapters.audit.chain_store import (
     TABLE,
     ChainRewriteRefused,
-    ChainStore,
     MemoryChainStore,
     PostgresChainStore,
     SqliteChainStore,
 )
-from hub.domain.audit_chain import StoredFact, extend, fact_digest
+from adapters.bootstrap import conninfo
+from adapters.settings import PostgresSettings
+from audit.chain import StoredFact, extend, fact_digest
+from audit.ports import ChainStore
 
 SITE = "410400"
 

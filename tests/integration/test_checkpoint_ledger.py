@@ -6,15 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from adapters.audit_chain import SiteChain
-from adapters.audit_signing import Checkpointer
+from adapters.audit.chain_store import MemoryChainStore
+from adapters.audit.signing import Checkpointer
+from adapters.audit.site_chain import SiteChain
 from adapters.bootstrap import build_hub
 from adapters.settings import Settings
-from adapters.store.audit_chain_store import MemoryChainStore
+from audit import checkpoints
+from audit.bundle import verify_bundle
+from audit.ledger import RECENT, CheckpointLedger, covering
 from hub.application import commands as c
-from hub.domain import checkpoints
-from hub.domain.bundle import verify_bundle
-from hub.domain.checkpoint_ledger import RECENT, CheckpointLedger, covering
 from tests.builders import receive_request
 
 

@@ -10,10 +10,10 @@ import pytest
 
 from adapters.bootstrap import build_hub
 from adapters.settings import PostgresSettings, Settings
+from audit.ledger import CheckpointLedger
 from hub.application import commands as c
 from hub.application.case_hub import CaseHub
 from hub.domain.case import Case
-from hub.domain.checkpoint_ledger import CheckpointLedger
 from hub.domain.lifecycle import CaseState
 from tests.builders import CLERK, HANDLER, RECEIVING, actor_data, receive_request
 from tests.memory_sites import hub as memory_hub

@@ -18,13 +18,14 @@ import pytest
 from eventsourcing.cryptography import AESCipher
 from psycopg import sql
 
-from adapters.audit_chain import SiteChain, facts_from
+from adapters.audit.chain_store import MemoryChainStore, PostgresChainStore, SqliteChainStore
+from adapters.audit.site_chain import SiteChain, facts_from
 from adapters.bootstrap import build_hub, conninfo
 from adapters.settings import PostgresSettings, Settings
-from adapters.store.audit_chain_store import ChainStore, MemoryChainStore, PostgresChainStore, SqliteChainStore
+from audit.chain import Finding
+from audit.ports import ChainStore
 from hub.application import commands as c
 from hub.application.case_hub import CaseHub
-from hub.domain.audit_chain import Finding
 from tests.builders import CLERK, RECEIVING, actor_data, receive_request
 
 # Each receipt stores the case and two claims; two cases are then forwarded: 11 events.
@@ -42,6 +43,12 @@ def record_cases(hub: CaseHub) -> None:
 
 def close(hub: CaseHub) -> None:
     hub.close()
+
+
+def hub_of(chain: SiteChain) -> CaseHub:
+    """The hub whose log ``chain`` follows (a CaseHub here: the tests write to it and close it)."""
+    assert isinstance(chain.log, CaseHub)
+    return chain.log
 
 
 Statements = list[tuple[str, tuple[object, ...]]]
@@ -65,7 +72,7 @@ class Site:
         try:
             return chain.verify(checkpoints or [], window=window)
         finally:
-            close(chain.hub)
+            close(hub_of(chain))
 
     def row(self, position: int) -> tuple[Any, bytes]:
         """(originator_id, state) of the row at ``position``, as the database holds them."""
@@ -137,7 +144,7 @@ def test_untouched_store_verifies_clean(site: Site) -> None:
         assert head is not None and head.position == EVENTS
         assert chain.verify([(head.position, head.link)]) == []
     finally:
-        close(chain.hub)
+        close(hub_of(chain))
 
 
 def test_edited_event_is_found_where_it_was_edited(site: Site) -> None:
@@ -170,7 +177,7 @@ def test_swapped_events_are_found_at_both_positions(site: Site) -> None:
 def test_verifying_a_few_positions_at_a_time_finds_the_same(site: Site) -> None:
     chain = site.chain()
     head = chain.head()
-    close(chain.hub)
+    close(hub_of(chain))
     assert head is not None
     checkpoints = [(3, "0" * 64), (head.position, head.link)]
     first, second = SWAPPED  # a move across windows must still read as a move, not as two edits
@@ -190,11 +197,11 @@ def test_new_events_after_tampering_are_chained_and_the_tampering_still_shows(si
     site.run_sql([(f"DELETE FROM {site.table} WHERE {site.position} = ?", (DELETED,))])
     chain = site.chain()
     try:
-        chain.hub.receive(c.parse(c.ReceiveCase, receive_request("req-later")))
+        hub_of(chain).receive(c.parse(c.ReceiveCase, receive_request("req-later")))
         assert chain.extend(batch=2) == 3
         assert kinds(chain.verify()) == [("deleted", DELETED)]
     finally:
-        close(chain.hub)
+        close(hub_of(chain))
 
 
 def test_chaining_in_small_batches_gives_the_same_chain(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.domain.audit_chain import (
+from audit.chain import (
     ChainLink,
     ChainOrderError,
     Finding,

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from hub.domain.audit_chain import ChainLink, StoredFact, extend, fact_digest
-from hub.domain.bundle import FORMAT, build_bundle, dump, seal_payload, verify_bundle
-from hub.domain.checkpoints import (
+from audit.bundle import FORMAT, build_bundle, dump, seal_payload, verify_bundle
+from audit.chain import ChainLink, StoredFact, extend, fact_digest
+from audit.checkpoints import (
     SignedCheckpoint,
     countersign,
     generate_key,

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from hub.domain.checkpoints import (
+from audit.checkpoints import (
     Checkpoint,
     CheckpointError,
     Signature,

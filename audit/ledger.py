@@ -47,7 +47,7 @@ class CheckpointLedger(Aggregate):
 
     @event("CheckpointSigned", topic="tongban.audit:CheckpointSigned")
     def record(self, *, signed: dict[str, Any]) -> None:
-        """``signed``: a SignedCheckpoint as JSON primitives (hub/domain/checkpoints.py)."""
+        """``signed``: a SignedCheckpoint as JSON primitives (audit/checkpoints.py)."""
         self._add(signed)
 
     @event("CheckpointCountersigned", topic="tongban.audit:CheckpointCountersigned")

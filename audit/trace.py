@@ -14,16 +14,12 @@ from typing import Any
 
 from hub.domain.case import Case
 from hub.domain.deadlines import Clock, ClockStatus
+from hub.domain.event_labels import event_label
 from hub.domain.shared import SharedEvent
 from hub.domain.values import Party, ResultMethod
 
 _RECEIVING = {"CaseReceived", "IntakeRefused", "CaseForwarded"}
 _APPLICANT = {"SupplementSubmitted", "CaseWithdrawn", "CaseRated", "RectificationFeedbackRecorded"}
-LABELS = {
-    "CaseReceived": "收件", "IssueRaised": "登记问题件", "ResponsibilityAssigned": "责任认定",
-    "IssueResolved": "问题件办结", "CaseRated": "评价", "BadReviewCallbackMade": "差评回访",
-    "BadReviewClosed": "差评处理", "RectificationFeedbackRecorded": "整改反馈",
-}
 
 
 @dataclass(frozen=True)
@@ -74,9 +70,7 @@ def trace(case: Case, clocks: list[Clock], receipts: list[dict[str, Any]], site:
                          if r["origin"] == site and int(r["stored_through"]) >= event.seq})
         else:
             by = [site]  # a partner's event: this site holds it
-        step = getattr(Case, event.type, None)
-        label = step.STEP.label if step is not None and hasattr(step, "STEP") else LABELS.get(event.type, event.type)
-        items.append(TraceItem(order, event, label, responsible_party(case, event), clock, tuple(by)))
+        items.append(TraceItem(order, event, event_label(event.type), responsible_party(case, event), clock, tuple(by)))
     return items
 
 
@@ -85,4 +79,4 @@ def overdue(case: Case, clocks: list[Clock]) -> list[Clock]:
     return [c for c in clocks if c.status in (ClockStatus.BREACHED, ClockStatus.LATE)]
 
 
-__all__ = ["LABELS", "TraceItem", "overdue", "responsible_party", "trace"]
+__all__ = ["TraceItem", "overdue", "responsible_party", "trace"]

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from adapters.audit_chain import SiteChain
-from hub.application.case_hub import CaseHub
-from hub.domain import bundle, checkpoints
-from hub.domain.audit_chain import genesis
-from hub.domain.checkpoint_ledger import RECENT, CheckpointLedger, covering, ledger_id
+from adapters.audit.site_chain import SiteChain
+from audit import bundle, checkpoints
+from audit.chain import genesis
+from audit.ledger import RECENT, CheckpointLedger, covering, ledger_id
+from audit.ports import AuditLog
 from hub.domain.errors import InvalidInput, NotPermitted
 
 LEDGER_TOPIC_PREFIX = "tongban.audit:"
@@ -48,18 +48,18 @@ def trusted_keys(directory: Path | None) -> dict[str, bytes]:
 
 
 class Checkpointer:
-    def __init__(self, hub: CaseHub, chain: SiteChain, key: bytes, keys_dir: Path | None) -> None:
-        self.hub, self.chain, self.key = hub, chain, key
+    def __init__(self, log: AuditLog, chain: SiteChain, key: bytes, keys_dir: Path | None) -> None:
+        self.log, self.chain, self.key = log, chain, key
         self.public = checkpoints.public_pem(key)
         self.keys_dir = keys_dir
         if keys_dir is not None:
             keys_dir.mkdir(parents=True, exist_ok=True)
-            public_key_file(keys_dir, hub.site).write_bytes(self.public)
+            public_key_file(keys_dir, log.site).write_bytes(self.public)
 
     def ledger(self, site: str | None = None) -> CheckpointLedger:
         """Our ledger, or (``site`` given) the one where we keep that partner's checkpoints."""
-        owner, kept_by = (site, self.hub.site) if site else (self.hub.site, "")
-        return self.hub.find(ledger_id(owner, kept_by), CheckpointLedger) or CheckpointLedger.open(owner, kept_by)
+        owner, kept_by = (site, self.log.site) if site else (self.log.site, "")
+        return self.log.find(ledger_id(owner, kept_by), CheckpointLedger) or CheckpointLedger.open(owner, kept_by)
 
     def countersign_for(self, caller: str, signed_json: str) -> str:
         """A partner asks us to countersign its checkpoint: verify, keep it, answer our signature."""
@@ -69,10 +69,10 @@ class Checkpointer:
             raise InvalidInput.one("signed_checkpoint_json", f"检查点格式无效: {error}") from None
         if signed.checkpoint.site != caller:
             raise NotPermitted(f"站点 {caller} 只能请求会签自己的检查点")
-        ours = checkpoints.countersign(signed, self.key, self.hub.site, trusted_keys(self.keys_dir))
+        ours = checkpoints.countersign(signed, self.key, self.log.site, trusted_keys(self.keys_dir))
         kept = self.ledger(caller)
         kept.keep(signed=ours.to_dict())
-        self.hub.save(kept)
+        self.log.record(kept)
         return json.dumps(ours.countersignatures[-1].to_dict(), sort_keys=True)
 
     def record_countersignature(self, position: int, countersignature_json: str) -> None:
@@ -87,7 +87,7 @@ class Checkpointer:
         if not checkpoints.verify_signature(checkpoint, signature, keys[signature.signer]):
             raise NotPermitted(f"{signature.signer} 的会签无效")
         ledger.countersigned(position=position, countersignature=signature.to_dict())
-        self.hub.save(ledger)
+        self.log.record(ledger)
 
     def checkpoint(self, force: bool = False) -> dict[str, Any] | None:
         """Sign the chain head if it moved (beyond our own previous checkpoint record)."""
@@ -100,9 +100,9 @@ class Checkpointer:
             since = self.chain.store.links(ledger.last_position + 1, head.position)
             if all(link.topic.startswith(LEDGER_TOPIC_PREFIX) for link in since):
                 return None  # only checkpoint records since the last one: signing them would never end
-        signed = checkpoints.make_checkpoint(self.hub.site, head.position, head.link, datetime.now(UTC), self.key)
+        signed = checkpoints.make_checkpoint(self.log.site, head.position, head.link, datetime.now(UTC), self.key)
         ledger.record(signed=signed.to_dict())
-        self.hub.save(ledger)
+        self.log.record(ledger)
         return signed.to_dict()
 
     def _covering(self, ledger: CheckpointLedger, position: int) -> dict[str, Any]:
@@ -118,7 +118,7 @@ class Checkpointer:
     def _ledger_events(self, ledger: UUID, page: int = 500) -> Iterator[Any]:
         after: int | None = None
         while True:
-            events = list(self.hub.repository.event_store.get(ledger, gt=after, limit=page))
+            events = list(self.log.events_of(ledger, after=after, limit=page))
             yield from events
             if len(events) < page:
                 return
@@ -128,11 +128,11 @@ class Checkpointer:
         """Our key and the keys of the partners that countersigned, as we trust them."""
         trusted = trusted_keys(self.keys_dir)
         signers = {c.signer for s in signed for c in s.countersignatures}
-        return {self.hub.site: self.public, **{site: trusted[site] for site in signers if site in trusted}}
+        return {self.log.site: self.public, **{site: trusted[site] for site in signers if site in trusted}}
 
     def export(self, case_id: UUID) -> str:
         """The case's proof bundle, covered by a checkpoint signed now if none covers it yet."""
-        case = self.hub.get_case(case_id)
+        case = self.log.get_case(case_id)
         self.chain.extend()
         store = self.chain.store
         by_version = {entry.version: entry.shared for entry in case.log}
@@ -146,9 +146,9 @@ class Checkpointer:
         first = min(case_facts.values())
         segment = store.links(first, cover[0].checkpoint.position)  # the chain from the case on, not all of it
         before = store.before(first)
-        start = before.link if before else genesis(self.hub.site)
+        start = before.link if before else genesis(self.log.site)
         made = bundle.build_bundle(
-            case_id=case.id, exported_by=self.hub.site, exported_at=datetime.now(UTC),
+            case_id=case.id, exported_by=self.log.site, exported_at=datetime.now(UTC),
             events=case.shared_events(),
             segment=[{"position": s.position, "originator_id": s.originator_id, "version": s.version,
                       "topic": s.topic, "digest": s.digest, "link": s.link} for s in segment],

@@ -1,9 +1,9 @@
-"""The site chain over a running hub: follow its event log into a ChainStore, and verify it.
+"""The site chain over a site's log: follow it into a ChainStore, and verify it.
 
 ``SiteChain.extend`` is what a site runs after saves (or on a timer); ``verify`` is what an
 auditor or an SRE runs, with checkpoints taken earlier from ``head()`` and kept out of the site's
-reach. Both read the notification log straight from the event store's recorder, so what they see
-is exactly what is stored, encrypted or not; no key is needed.
+reach. Both read the notification log as stored (``AuditLog.read``), so what they see is exactly
+what is stored, encrypted or not; no key is needed.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from collections.abc import Iterable, Sequence
 
 from eventsourcing.persistence import Notification
 
-from adapters.store.audit_chain_store import ChainStore
-from hub.application.case_hub import CaseHub
-from hub.domain.audit_chain import ChainLink, ChainVerifier, Finding, StoredFact, extend, fact_digest
+from audit.chain import ChainLink, ChainVerifier, Finding, StoredFact, extend, fact_digest
+from audit.ports import AuditLog, ChainStore
 
 _READ_BATCH = 1000
 
@@ -34,12 +33,12 @@ def facts_from(notifications: Iterable[Notification]) -> list[StoredFact]:
 
 
 class SiteChain:
-    """One site's chain: its hub's event log, followed into ``store``."""
+    """One site's chain: its event log, followed into ``store``."""
 
-    def __init__(self, hub: CaseHub, store: ChainStore) -> None:
-        self.hub = hub
+    def __init__(self, log: AuditLog, store: ChainStore) -> None:
+        self.log = log
         self.store = store
-        self.site = hub.site
+        self.site = log.site
 
     def extend(self, batch: int = 1000) -> int:
         """Chain every event stored after the head, ``batch`` per transaction; returns how many were chained.
@@ -51,7 +50,7 @@ class SiteChain:
         while True:
             last = self.store.last()
             start = last.position + 1 if last else 1
-            notifications = self.hub.recorder.select_notifications(start=start, limit=batch)
+            notifications = self.log.read(start=start, limit=batch)
             links = extend(self.site, last, facts_from(notifications))
             self.store.append(links)
             chained += len(links)
@@ -66,7 +65,7 @@ class SiteChain:
         """Every event the store holds now at positions ``start``..``stop`` (inclusive), by position."""
         out: dict[int, StoredFact] = {}
         while True:
-            notifications = self.hub.recorder.select_notifications(start=start, limit=_READ_BATCH, stop=stop)
+            notifications = self.log.read(start=start, limit=_READ_BATCH, stop=stop)
             out.update((f.position, f) for f in facts_from(notifications))
             if len(notifications) < _READ_BATCH:
                 return out

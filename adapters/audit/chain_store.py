@@ -3,7 +3,7 @@
 The chain only helps if it is not rewritten with the events, so the table refuses UPDATE, DELETE
 and TRUNCATE by trigger and ``append`` refuses any position at or before the chain's head. That
 stops accidents and careless scripts; someone who owns the database can still drop a trigger,
-which is what checkpoints kept off-site are for (``hub.domain.audit_chain.verify``).
+which is what checkpoints kept off-site are for (``audit.chain.verify``).
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from adapters.store.arrays import columns
-from hub.domain.audit_chain import ChainLink, StoredFact
+from audit.chain import ChainLink, StoredFact
 from hub.domain.errors import HubError
 
 TABLE = "audit_chain_v1"
@@ -35,28 +34,6 @@ class ChainRewriteRefused(HubError):
                          f"(the audit chain is append-only: {position} is not after head {head})")
         self.position = position
         self.head = head
-
-
-class ChainStore(Protocol):
-    def last(self) -> ChainLink | None: ...
-
-    def append(self, links: Sequence[ChainLink]) -> None: ...
-
-    def links(self, start: int = 1, stop: int | None = None) -> list[ChainLink]: ...
-
-    def before(self, position: int) -> ChainLink | None:
-        """The last link before ``position`` (positions the log skipped are not in the chain)."""
-        ...
-
-    def positions(self, originator_id: str) -> dict[int, int]:
-        """Where the chain holds one aggregate's events: version -> position (a case's, for its bundle)."""
-        ...
-
-    def locate(self, fact: StoredFact) -> tuple[int | None, int | None]:
-        """Where the chain holds ``fact``'s digest, and its (originator, version): None where it does not."""
-        ...
-
-    def close(self) -> None: ...
 
 
 def _check_order(links: Sequence[ChainLink], head: int) -> None:

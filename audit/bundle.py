@@ -39,7 +39,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from hub.domain.checkpoints import (
+from audit.checkpoints import (
     CheckpointError,
     Signature,
     SignedCheckpoint,
@@ -141,7 +141,7 @@ def dump(bundle: Mapping[str, Any]) -> str:
 
 def _site_chain_link(previous: str, entry: Mapping[str, Any]) -> str:
     """The site chain's own link function (``audit_chain.next_link``) over a segment entry."""
-    from hub.domain.audit_chain import StoredFact, next_link
+    from audit.chain import StoredFact, next_link
 
     fact = StoredFact(entry["position"], entry["originator_id"], entry["version"], entry["topic"], entry["digest"])
     return next_link(previous, fact)

@@ -17,7 +17,7 @@ import structlog
 
 from adapters.grpc.errors import translate_errors
 from adapters.grpc.translate import actor_message, case_message, wire_enum
-from hub.application.audit import overdue, trace
+from audit.trace import overdue, trace
 from hub.application.case_clocks import CaseClocks
 from hub.application.case_sharing import CaseSharing
 from hub.application.ports import CaseQuery, SiteLog
