@@ -21,10 +21,10 @@ from typing import Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, Snapshot
-from eventsourcing.utils import get_topic, register_topic, resolve_topic
+from eventsourcing.utils import get_topic, resolve_topic
 from uuid6 import uuid7
 
-from hub.domain.case_state import STEP_OF_TYPE, CaseFold
+from hub.domain.case_state import CaseFold
 from hub.domain.errors import RuleViolation
 from hub.domain.lifecycle import TRANSITIONS, Side, Step, next_state
 from hub.domain.shared import SharedEvent
@@ -109,6 +109,75 @@ class Case(CaseFold, Aggregate):
         STEP: ClassVar[Step]
         details: dict[str, Any]
 
+    # The main-track facts. Stored event names: never rename one (see the module doc).
+    class IntakeRefused(StepTaken):
+        TOPIC = "tongban.case:IntakeRefused"
+        STEP = Step.REFUSE_INTAKE
+
+    class CaseForwarded(StepTaken):
+        TOPIC = "tongban.case:CaseForwarded"
+        STEP = Step.FORWARD
+
+    class CaseSignedIn(StepTaken):
+        TOPIC = "tongban.case:CaseSignedIn"
+        STEP = Step.SIGN
+
+    class SupplementRequested(StepTaken):
+        TOPIC = "tongban.case:SupplementRequested"
+        STEP = Step.REQUEST_SUPPLEMENT
+
+    class SupplementSubmitted(StepTaken):
+        TOPIC = "tongban.case:SupplementSubmitted"
+        STEP = Step.SUBMIT_SUPPLEMENT
+
+    class CaseNotAccepted(StepTaken):
+        TOPIC = "tongban.case:CaseNotAccepted"
+        STEP = Step.REJECT
+
+    class CaseReturned(StepTaken):
+        TOPIC = "tongban.case:CaseReturned"
+        STEP = Step.RETURN
+
+    class CaseAccepted(StepTaken):
+        TOPIC = "tongban.case:CaseAccepted"
+        STEP = Step.ACCEPT
+
+    class CaseSuspended(StepTaken):
+        TOPIC = "tongban.case:CaseSuspended"
+        STEP = Step.SUSPEND
+
+    class CaseResumed(StepTaken):
+        TOPIC = "tongban.case:CaseResumed"
+        STEP = Step.RESUME
+
+    class SpecialProcedureStarted(StepTaken):
+        TOPIC = "tongban.case:SpecialProcedureStarted"
+        STEP = Step.START_SPECIAL
+
+    class SpecialProcedureEnded(StepTaken):
+        TOPIC = "tongban.case:SpecialProcedureEnded"
+        STEP = Step.END_SPECIAL
+
+    class CaseDecided(StepTaken):
+        TOPIC = "tongban.case:CaseDecided"
+        STEP = Step.DECIDE
+
+    class ResultDispatched(StepTaken):
+        TOPIC = "tongban.case:ResultDispatched"
+        STEP = Step.DISPATCH
+
+    class ResultDelivered(StepTaken):
+        TOPIC = "tongban.case:ResultDelivered"
+        STEP = Step.CONFIRM_DELIVERY
+
+    class CaseArchived(StepTaken):
+        TOPIC = "tongban.case:CaseArchived"
+        STEP = Step.ARCHIVE
+
+    class CaseWithdrawn(StepTaken):
+        TOPIC = "tongban.case:CaseWithdrawn"
+        STEP = Step.WITHDRAW
+
     class IssueRaised(Event):
         TOPIC = "tongban.case:IssueRaised"
         issue_id: str
@@ -148,6 +217,9 @@ class Case(CaseFold, Aggregate):
 
     def __init__(self) -> None:
         self._reset()
+
+    def _step_of(self, event_type: str) -> Step:
+        return STEP_OF_TYPE[event_type]
 
     # ------------------------------------------------------------------ shared identity
     def _shared(self, event: Case.Event) -> SharedEvent:
@@ -409,39 +481,17 @@ def _fields(shared: SharedEvent) -> dict[str, Any]:
     }
 
 
-def _step_event(name: str, step: Step) -> type[Case.StepTaken]:
-    topic = f"tongban.case:{name}"
-    cls: type[Case.StepTaken] = type(name, (Case.StepTaken,), {"TOPIC": topic, "STEP": step, "__module__": __name__})
-    cls.__qualname__ = f"Case.{name}"
-    setattr(Case, name, cls)
-    register_topic(topic, cls)
-    STEP_OF_TYPE[name] = step
-    return cls
-
-
-# Stored event names: past-tense facts in the business's words. Never rename one; see module doc.
+# Main-track step -> its event class; and an event type's name -> the step it records.
 STEP_EVENTS: dict[Step, type[Case.StepTaken]] = {
-    step: _step_event(name, step)
-    for name, step in [
-        ("IntakeRefused", Step.REFUSE_INTAKE),
-        ("CaseForwarded", Step.FORWARD),
-        ("CaseSignedIn", Step.SIGN),
-        ("SupplementRequested", Step.REQUEST_SUPPLEMENT),
-        ("SupplementSubmitted", Step.SUBMIT_SUPPLEMENT),
-        ("CaseNotAccepted", Step.REJECT),
-        ("CaseReturned", Step.RETURN),
-        ("CaseAccepted", Step.ACCEPT),
-        ("CaseSuspended", Step.SUSPEND),
-        ("CaseResumed", Step.RESUME),
-        ("SpecialProcedureStarted", Step.START_SPECIAL),
-        ("SpecialProcedureEnded", Step.END_SPECIAL),
-        ("CaseDecided", Step.DECIDE),
-        ("ResultDispatched", Step.DISPATCH),
-        ("ResultDelivered", Step.CONFIRM_DELIVERY),
-        ("CaseArchived", Step.ARCHIVE),
-        ("CaseWithdrawn", Step.WITHDRAW),
-    ]
+    cls.STEP: cls
+    for cls in (
+        Case.IntakeRefused, Case.CaseForwarded, Case.CaseSignedIn, Case.SupplementRequested,
+        Case.SupplementSubmitted, Case.CaseNotAccepted, Case.CaseReturned, Case.CaseAccepted, Case.CaseSuspended,
+        Case.CaseResumed, Case.SpecialProcedureStarted, Case.SpecialProcedureEnded, Case.CaseDecided,
+        Case.ResultDispatched, Case.ResultDelivered, Case.CaseArchived, Case.CaseWithdrawn,
+    )
 }
+STEP_OF_TYPE: dict[str, Step] = {cls.__name__: step for step, cls in STEP_EVENTS.items()}
 
 _TRACK_EVENTS: tuple[type[Case.Event], ...] = (
     Case.CaseReceived, Case.IssueRaised, Case.ResponsibilityAssigned, Case.IssueResolved, Case.CaseRated,
