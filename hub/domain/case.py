@@ -347,8 +347,8 @@ class Case(CaseFold, Aggregate):
         if step is Step.RECEIVE:
             raise RuleViolation("ALREADY_RECEIVED", "办件已收件")
         self._check(step, actor)
-        STEP_RULES.get(step, no_rule)(self, details)
-        self._record(STEP_EVENTS[step], actor, details=details)
+        recorded = STEP_RULES.get(step, no_rule)(self, details)
+        self._record(STEP_EVENTS[step], actor, details=recorded)
 
     # ------------------------------------------------------------------ issues (问题件)
     def raise_issue(self, actor: Actor, kind: IssueKind, description: str) -> str:
