@@ -179,7 +179,8 @@ class CaseCommand(_Model):
     actor: ActorIn
     expected_version: int | None = Field(None, ge=1)
 
-    def apply(self, case: Case) -> None:
+    def apply(self, case: Case, site: str) -> None:
+        """Take the command on ``case`` at ``site``, the site recording the event."""
         raise NotImplementedError
 
 
@@ -188,9 +189,9 @@ class StepCommand(CaseCommand):
 
     STEP: ClassVar[Step]
 
-    def apply(self, case: Case) -> None:
+    def apply(self, case: Case, site: str) -> None:
         details = self.model_dump(mode="json", exclude={"case_id", "actor", "expected_version"})
-        case.take_step(self.STEP, self.actor.to_domain(), **details)
+        case.take_step(self.STEP, self.actor.to_domain(), site=site, **details)
 
 
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]
@@ -291,8 +292,8 @@ class RaiseIssue(CaseCommand):
     kind: IssueKind
     description: Reason
 
-    def apply(self, case: Case) -> None:
-        case.raise_issue(self.actor.to_domain(), self.kind, self.description)
+    def apply(self, case: Case, site: str) -> None:
+        case.raise_issue(self.actor.to_domain(), self.kind, self.description, site=site)
 
 
 class AssignResponsibility(CaseCommand):
@@ -300,16 +301,16 @@ class AssignResponsibility(CaseCommand):
     party: Party
     note: Text = ""
 
-    def apply(self, case: Case) -> None:
-        case.assign_responsibility(self.actor.to_domain(), self.issue_id, self.party, self.note)
+    def apply(self, case: Case, site: str) -> None:
+        case.assign_responsibility(self.actor.to_domain(), self.issue_id, self.party, self.note, site=site)
 
 
 class ResolveIssue(CaseCommand):
     issue_id: Annotated[str, StringConstraints(pattern=r"^Q\d{1,4}(-\d{6})?$")]
     resolution: Reason
 
-    def apply(self, case: Case) -> None:
-        case.resolve_issue(self.actor.to_domain(), self.issue_id, self.resolution)
+    def apply(self, case: Case, site: str) -> None:
+        case.resolve_issue(self.actor.to_domain(), self.issue_id, self.resolution, site=site)
 
 
 class RateCase(CaseCommand):
@@ -317,31 +318,31 @@ class RateCase(CaseCommand):
     reason: Text = ""
     about: Party = Party.HANDLING_PLACE
 
-    def apply(self, case: Case) -> None:
-        case.rate(self.actor.to_domain(), RatingLevel.from_score(self.score), self.reason, self.about)
+    def apply(self, case: Case, site: str) -> None:
+        case.rate(self.actor.to_domain(), RatingLevel.from_score(self.score), self.reason, self.about, site=site)
 
 
 class RecordCallback(CaseCommand):
     note: Reason
 
-    def apply(self, case: Case) -> None:
-        case.record_callback(self.actor.to_domain(), self.note)
+    def apply(self, case: Case, site: str) -> None:
+        case.record_callback(self.actor.to_domain(), self.note, site=site)
 
 
 class CloseBadReview(CaseCommand):
     outcome: RectificationOutcome
     note: Text = ""
 
-    def apply(self, case: Case) -> None:
-        case.close_bad_review(self.actor.to_domain(), self.outcome, self.note)
+    def apply(self, case: Case, site: str) -> None:
+        case.close_bad_review(self.actor.to_domain(), self.outcome, self.note, site=site)
 
 
 class RecordFeedback(CaseCommand):
     satisfied: bool
     note: Text = ""
 
-    def apply(self, case: Case) -> None:
-        case.record_feedback(self.actor.to_domain(), self.satisfied, self.note)
+    def apply(self, case: Case, site: str) -> None:
+        case.record_feedback(self.actor.to_domain(), self.satisfied, self.note, site=site)
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -270,7 +270,7 @@ class CaseHub(Application[UUID]):
             case = loaded[cmd.case_id] = self.get_case(cmd.case_id)
         if cmd.expected_version is not None and case.version != cmd.expected_version:
             raise ConcurrentUpdate(str(cmd.case_id), cmd.expected_version, case.version)
-        cmd.apply(case)
+        cmd.apply(case, self.site)
         return case
 
     def _check_receipt(self, cmd: ReceiveCase) -> None:
@@ -317,7 +317,6 @@ class CaseHub(Application[UUID]):
             raise CaseNotFound(str(case_id)) from None
         if not isinstance(case, Case):
             raise CaseNotFound(str(case_id))
-        case.acting_site = self.site
         return case
 
     def clocks(self, case: Case, as_of: datetime | None = None) -> list[Clock]:

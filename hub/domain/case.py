@@ -60,7 +60,6 @@ def actor_from(data: dict[str, str]) -> Actor:
 
 class Case(CaseFold, Aggregate):
     TOPIC = "tongban.case:Case"
-    acting_site: str | None = None  # the site recording new events; set by the application that loads the case
 
     class Event(Aggregate.Event):
         """Base of every case event: carries the shared identity and the actor."""
@@ -247,9 +246,9 @@ class Case(CaseFold, Aggregate):
             "event_id": str(uuid7()),
         }
 
-    def _record(self, event_class: type[Case.Event], actor: Actor, **data: Any) -> None:
-        origin = self.acting_site or actor.site
-        self.trigger_event(event_class, actor=actor_data(actor), **self._identity(origin), **data)
+    def _record(self, event_class: type[Case.Event], actor: Actor, site: str, **data: Any) -> None:
+        """Record a new event originated at ``site`` (the site recording it, which need not be the actor's)."""
+        self.trigger_event(event_class, actor=actor_data(actor), **self._identity(site), **data)
 
     def ingest(self, shared: SharedEvent) -> None:
         """Record an event a partner site originated, exactly as it was (its time, actor and identity)."""
@@ -342,36 +341,38 @@ class Case(CaseFold, Aggregate):
             )
 
     # ------------------------------------------------------------------ main track
-    def take_step(self, step: Step, actor: Actor, **details: Any) -> None:
-        """Take a main-track step after checking the state table, the actor's site and the step's rules."""
+    def take_step(self, step: Step, actor: Actor, *, site: str, **details: Any) -> None:
+        """Take a main-track step after checking the state table, the actor's site and the step's rules.
+
+        Here and in every command below, ``site`` is the site recording the event (its origin).
+        """
         if step is Step.RECEIVE:
             raise RuleViolation("ALREADY_RECEIVED", "办件已收件")
         self._check(step, actor)
         recorded = STEP_RULES.get(step, no_rule)(self, details)
-        self._record(STEP_EVENTS[step], actor, details=recorded)
+        self._record(STEP_EVENTS[step], actor, site, details=recorded)
 
     # ------------------------------------------------------------------ issues (问题件)
-    def raise_issue(self, actor: Actor, kind: IssueKind, description: str) -> str:
+    def raise_issue(self, actor: Actor, kind: IssueKind, description: str, *, site: str) -> str:
         self._check_site(actor, Side.EITHER, "登记问题件")
-        origin = self.acting_site or actor.site
-        raised_here = sum(1 for i in self.issues if i.endswith(f"-{origin}")) + 1
-        issue_id = f"Q{raised_here}-{origin}"  # unique even when two sites raise issues at once
-        self._record(Case.IssueRaised, actor, issue_id=issue_id, kind=kind.value, description=description)
+        raised_here = sum(1 for i in self.issues if i.endswith(f"-{site}")) + 1
+        issue_id = f"Q{raised_here}-{site}"  # unique even when two sites raise issues at once
+        self._record(Case.IssueRaised, actor, site, issue_id=issue_id, kind=kind.value, description=description)
         return issue_id
 
-    def assign_responsibility(self, actor: Actor, issue_id: str, party: Party, note: str) -> None:
+    def assign_responsibility(self, actor: Actor, issue_id: str, party: Party, note: str, *, site: str) -> None:
         self._check_site(actor, Side.EITHER, "责任认定")
         issue = self._open_issue(issue_id)
         if issue["responsible"] == party.value:
             raise RuleViolation("ALREADY_ASSIGNED", f"问题件 {issue_id} 已认定由{party.label}负责")
-        self._record(Case.ResponsibilityAssigned, actor, issue_id=issue_id, party=party.value, note=note)
+        self._record(Case.ResponsibilityAssigned, actor, site, issue_id=issue_id, party=party.value, note=note)
 
-    def resolve_issue(self, actor: Actor, issue_id: str, resolution: str) -> None:
+    def resolve_issue(self, actor: Actor, issue_id: str, resolution: str, *, site: str) -> None:
         self._check_site(actor, Side.EITHER, "问题件办结")
         issue = self._open_issue(issue_id)
         if issue["responsible"] is None:
             raise RuleViolation("RESPONSIBILITY_FIRST", f"问题件 {issue_id} 须先认定责任方再办结")
-        self._record(Case.IssueResolved, actor, issue_id=issue_id, resolution=resolution)
+        self._record(Case.IssueResolved, actor, site, issue_id=issue_id, resolution=resolution)
 
     def _open_issue(self, issue_id: str) -> dict[str, Any]:
         issue = self.issues.get(issue_id)
@@ -382,7 +383,7 @@ class Case(CaseFold, Aggregate):
         return issue
 
     # ------------------------------------------------------------------ rating (好差评)
-    def rate(self, actor: Actor, level: RatingLevel, reason: str, about: Party) -> None:
+    def rate(self, actor: Actor, level: RatingLevel, reason: str, about: Party, *, site: str) -> None:
         self._check_site(actor, Side.EITHER, "评价")
         if self.rating is not None:
             raise RuleViolation("ALREADY_RATED", "该办件已评价，一件一评")
@@ -390,15 +391,15 @@ class Case(CaseFold, Aggregate):
             raise RuleViolation("REASON_REQUIRED", "「不满意」「非常不满意」须填写理由")
         if about not in (Party.RECEIVING_PLACE, Party.HANDLING_PLACE):
             raise RuleViolation("RATE_A_PLACE", "评价对象须为收件地或办理地")
-        self._record(Case.CaseRated, actor, score=level.score, reason=reason, about=about.value)
+        self._record(Case.CaseRated, actor, site, score=level.score, reason=reason, about=about.value)
 
-    def record_callback(self, actor: Actor, note: str) -> None:
+    def record_callback(self, actor: Actor, note: str, *, site: str) -> None:
         review = self._bad_review(actor)
         if review["callback_done"]:
             raise RuleViolation("CALLBACK_DONE", "差评已回访")
-        self._record(Case.BadReviewCallbackMade, actor, note=note)
+        self._record(Case.BadReviewCallbackMade, actor, site, note=note)
 
-    def close_bad_review(self, actor: Actor, outcome: RectificationOutcome, note: str) -> None:
+    def close_bad_review(self, actor: Actor, outcome: RectificationOutcome, note: str, *, site: str) -> None:
         review = self._bad_review(actor)
         if not review["callback_done"]:
             raise RuleViolation("CALLBACK_FIRST", "差评须先回访申请人，再整改、解释或申诉")
@@ -406,15 +407,15 @@ class Case(CaseFold, Aggregate):
             raise RuleViolation("REVIEW_CLOSED", "差评已处理完毕")
         if not note.strip():
             raise RuleViolation("NOTE_REQUIRED", "须说明整改、解释或申诉情况")
-        self._record(Case.BadReviewClosed, actor, outcome=outcome.value, note=note)
+        self._record(Case.BadReviewClosed, actor, site, outcome=outcome.value, note=note)
 
-    def record_feedback(self, actor: Actor, satisfied: bool, note: str) -> None:
+    def record_feedback(self, actor: Actor, satisfied: bool, note: str, *, site: str) -> None:
         review = self._bad_review(actor, anyone=True)
         if review["outcome"] is None:
             raise RuleViolation("NOT_CLOSED_YET", "差评尚未整改、解释或申诉，不能登记反馈")
         if review["feedback"] is not None:
             raise RuleViolation("FEEDBACK_RECORDED", "已登记申请人反馈")
-        self._record(Case.RectificationFeedbackRecorded, actor, satisfied=satisfied, note=note)
+        self._record(Case.RectificationFeedbackRecorded, actor, site, satisfied=satisfied, note=note)
 
     def _bad_review(self, actor: Actor, anyone: bool = False) -> dict[str, Any]:
         """The open bad review; only the place it is about handles it (谁办理谁负责)."""
