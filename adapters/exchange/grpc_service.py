@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from uuid import UUID
 
 import grpc
 import structlog
 
 from adapters.exchange.wire import event_from, event_message, receipt_message
-from adapters.grpc.errors import translate_errors, translate_stream_errors
+from adapters.grpc.errors import parse_uuid, translate_errors, translate_stream_errors
 from hub.application.exchange import CaseReceipt, Exchange, NotRouted
 from hub.domain.errors import InvalidInput, NotPermitted
 from tongban.v1 import exchange_pb2, exchange_pb2_grpc
@@ -92,10 +91,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         self, request: exchange_pb2.FetchEventsRequest, context: grpc.ServicerContext
     ) -> exchange_pb2.FetchEventsResponse:
         caller = self._caller(context)
-        try:
-            case_id = UUID(request.case_id)
-        except ValueError:
-            raise InvalidInput.one("case_id", "不是有效的办件编号(UUID)") from None
+        case_id = parse_uuid(request.case_id, "case_id")
         try:
             events = self.exchange.events_for(caller, case_id, request.origin_site, request.from_seq)
         except NotRouted as refused:
