@@ -362,7 +362,7 @@ class ListCasesQuery(_Model):
     (the request's day, or today).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")  # filters are matched as given, not stripped
+    model_config = ConfigDict(str_strip_whitespace=False)  # filters are checked as given, not stripped
 
     as_of: date
     states: frozenset[CaseState] = frozenset()
