@@ -89,7 +89,9 @@ def new_case(case_id: UUID | None = None, mode: Mode = Mode.PROXY, co_sites: lis
 
 
 def take(case: Case, step: Step, actor: Actor | None = None) -> None:
-    case.take_step(step, actor or actor_for(step), **dict(DETAILS.get(step, {})))
+    """Take ``step`` at the actor's own site."""
+    actor = actor or actor_for(step)
+    case.take_step(step, actor, site=actor.site, **dict(DETAILS.get(step, {})))
 
 
 def case_in(state: CaseState) -> Case:
@@ -123,12 +125,13 @@ def actor_data(actor: Actor) -> dict[str, str]:
 
 # Every action a case can be asked to take, legal or not in its state: for property tests.
 ACTIONS: list[tuple[str, Any]] = [(f"step:{s.value}", s) for s in Step if s is not Step.RECEIVE] + [
-    ("issue", lambda c: c.raise_issue(CLERK, IssueKind.OVERDUE, "超期")),
-    ("assign", lambda c: c.assign_responsibility(HANDLER, f"Q{max(len(c.issues), 1)}", Party.HANDLING_PLACE, "")),
-    ("resolve", lambda c: c.resolve_issue(HANDLER, f"Q{max(len(c.issues), 1)}", "已处理")),
-    ("rate-bad", lambda c: c.rate(CLERK, RatingLevel.DISSATISFIED, "慢", Party.HANDLING_PLACE)),
-    ("rate-good", lambda c: c.rate(CLERK, RatingLevel.VERY_SATISFIED, "", Party.RECEIVING_PLACE)),
-    ("callback", lambda c: c.record_callback(HANDLER, "已回访")),
-    ("close", lambda c: c.close_bad_review(HANDLER, RectificationOutcome.RECTIFIED, "已整改")),
-    ("feedback", lambda c: c.record_feedback(CLERK, True, "")),
+    ("issue", lambda c: c.raise_issue(CLERK, IssueKind.OVERDUE, "超期", site=RECEIVING)),
+    ("assign", lambda c: c.assign_responsibility(HANDLER, f"Q{max(len(c.issues), 1)}", Party.HANDLING_PLACE, "",
+                                                   site=HANDLING)),
+    ("resolve", lambda c: c.resolve_issue(HANDLER, f"Q{max(len(c.issues), 1)}", "已处理", site=HANDLING)),
+    ("rate-bad", lambda c: c.rate(CLERK, RatingLevel.DISSATISFIED, "慢", Party.HANDLING_PLACE, site=RECEIVING)),
+    ("rate-good", lambda c: c.rate(CLERK, RatingLevel.VERY_SATISFIED, "", Party.RECEIVING_PLACE, site=RECEIVING)),
+    ("callback", lambda c: c.record_callback(HANDLER, "已回访", site=HANDLING)),
+    ("close", lambda c: c.close_bad_review(HANDLER, RectificationOutcome.RECTIFIED, "已整改", site=HANDLING)),
+    ("feedback", lambda c: c.record_feedback(CLERK, True, "", site=RECEIVING)),
 ]

@@ -15,14 +15,14 @@ from uuid import UUID
 import grpc
 import structlog
 
-from adapters.grpc.errors import translate_errors
+from adapters.grpc.errors import parse_uuid, translate_errors
 from adapters.grpc.translate import actor_message, case_message, wire_enum
 from audit.trace import overdue, trace
 from hub.application.case_clocks import CaseClocks
 from hub.application.case_sharing import CaseSharing
 from hub.application.ports import CaseQuery, SiteLog
 from hub.application.read_model import CaseReadModel
-from hub.domain.errors import InvalidInput, NotPermitted
+from hub.domain.errors import NotPermitted
 from hub.domain.identifiers import LOCAL_TZ
 from hub.domain.values import Party
 from tongban.v1 import audit_pb2, audit_pb2_grpc
@@ -93,11 +93,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         return who
 
     def _case(self, who: Identity, case_id: str) -> Any:
-        try:
-            parsed = UUID(case_id)
-        except ValueError:
-            raise InvalidInput.one("case_id", "不是有效的办件编号(UUID)") from None
-        case = self.log.get_case(parsed)
+        case = self.log.get_case(parse_uuid(case_id, "case_id"))
         if who[0] == "site" and who[1] not in case.sites:
             log.warning("audit_read_refused", caller=who[1], case_id=case_id)
             raise NotPermitted(f"办件 {case_id} 未与站点 {who[1]} 共享")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from uuid import UUID
 
 import grpc
 import structlog
 
 from adapters.exchange.observer import ExchangeObserver, Unobserved
 from adapters.exchange.wire import event_from, event_message, receipt_message
-from adapters.grpc.errors import translate_errors, translate_stream_errors
+from adapters.grpc.errors import parse_uuid, translate_errors, translate_stream_errors
 from hub.application.case_sharing import CaseSharing, NotRouted
 from hub.domain.errors import InvalidInput, NotPermitted
 from hub.domain.receipts import CaseReceipt, ReceiptStatus
@@ -97,10 +96,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         self, request: exchange_pb2.FetchEventsRequest, context: grpc.ServicerContext
     ) -> exchange_pb2.FetchEventsResponse:
         caller = self._caller(context)
-        try:
-            case_id = UUID(request.case_id)
-        except ValueError:
-            raise InvalidInput.one("case_id", "不是有效的办件编号(UUID)") from None
+        case_id = parse_uuid(request.case_id, "case_id")
         try:
             events = self.sharing.events_for(caller, case_id, request.origin_site, request.from_seq)
         except NotRouted as refused:

@@ -1,47 +1,29 @@
 """CaseService: the site API for window staff and local systems.
 
-Every lifecycle RPC has the same shape (request -> command -> hub -> case), so they are built from
-one table instead of twenty-four hand-written methods; reads are written out.
+Every lifecycle RPC has the same shape (request -> command -> writer -> case message): each is a
+one-line method over ``_step``. The request messages carry exactly the command's fields, and a
+request is validated by its command model before any case is loaded; reads are written out.
 """
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from uuid import UUID
 
 import grpc
 
-from adapters.grpc.errors import translate_errors
+from adapters.grpc.errors import parse_uuid, translate_errors
 from adapters.grpc.translate import case_message, history_message, receipt_message, request_data, summary_message
 from hub.application import commands as c
 from hub.application.case_clocks import CaseClocks
 from hub.application.case_hub import CaseHub
 from hub.application.case_sharing import CaseSharing
 from hub.application.history import case_history
-from hub.application.ports import CaseQuery, DueFilter
 from hub.application.read_model import CaseReadModel
-from hub.domain.errors import InvalidInput
 from hub.domain.identifiers import LOCAL_TZ
-from hub.domain.lifecycle import CaseState
 from ops.metrics import SiteMetrics
 from tongban.v1 import case_pb2, case_service_pb2_grpc
 from tongban.v1 import case_service_pb2 as svc
-
-# RPC name -> command. The request messages carry exactly the command's fields.
-STEP_RPCS: dict[str, type[c.CaseCommand]] = {
-    name: getattr(c, name)
-    for name in (
-        "RefuseIntake", "ForwardCase", "SignCase", "RequestSupplement", "SubmitSupplement", "RejectCase",
-        "ReturnCase", "AcceptCase", "SuspendCase", "ResumeCase", "StartSpecialProcedure",
-        "EndSpecialProcedure", "DecideCase", "DispatchResult", "ConfirmDelivery", "ArchiveCase",
-        "WithdrawCase", "RaiseIssue", "AssignResponsibility", "ResolveIssue", "RateCase", "RecordCallback",
-        "CloseBadReview", "RecordFeedback",
-    )
-}
-MAX_PAGE = 500
-_DUE = {1: DueFilter.WARNING_OR_BREACHED, 2: DueFilter.BREACHED}
 
 
 class Writer(Protocol):
@@ -66,6 +48,10 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
     def _case(self, case: Any, as_of: datetime | None = None) -> case_pb2.Case:
         return case_message(case, self.clocks(case, as_of))
 
+    def _step(self, command: type[c.CaseCommand], request: Any) -> case_pb2.Case:
+        """Validate the request as ``command``, have the writer take it, and answer with the case."""
+        return self._case(self.writer.execute(c.parse(command, request_data(request))))
+
     @translate_errors
     def ReceiveCase(self, request: svc.ReceiveCaseRequest, context: grpc.ServicerContext) -> svc.ReceiveCaseResponse:
         command = c.parse(c.ReceiveCase, request_data(request), self.reference)
@@ -73,15 +59,134 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
         return svc.ReceiveCaseResponse(case=self._case(case), created=created)
 
     @translate_errors
+    def RefuseIntake(self, request: svc.RefuseIntakeRequest, context: grpc.ServicerContext) -> svc.RefuseIntakeResponse:
+        return svc.RefuseIntakeResponse(case=self._step(c.RefuseIntake, request))
+
+    @translate_errors
+    def ForwardCase(self, request: svc.ForwardCaseRequest, context: grpc.ServicerContext) -> svc.ForwardCaseResponse:
+        return svc.ForwardCaseResponse(case=self._step(c.ForwardCase, request))
+
+    @translate_errors
+    def SignCase(self, request: svc.SignCaseRequest, context: grpc.ServicerContext) -> svc.SignCaseResponse:
+        return svc.SignCaseResponse(case=self._step(c.SignCase, request))
+
+    @translate_errors
+    def RequestSupplement(
+        self, request: svc.RequestSupplementRequest, context: grpc.ServicerContext
+    ) -> svc.RequestSupplementResponse:
+        case = self._step(c.RequestSupplement, request)
+        if self.metrics is not None:
+            self.metrics.supplement_requests.inc()
+        return svc.RequestSupplementResponse(case=case)
+
+    @translate_errors
+    def SubmitSupplement(
+        self, request: svc.SubmitSupplementRequest, context: grpc.ServicerContext
+    ) -> svc.SubmitSupplementResponse:
+        return svc.SubmitSupplementResponse(case=self._step(c.SubmitSupplement, request))
+
+    @translate_errors
+    def RejectCase(self, request: svc.RejectCaseRequest, context: grpc.ServicerContext) -> svc.RejectCaseResponse:
+        return svc.RejectCaseResponse(case=self._step(c.RejectCase, request))
+
+    @translate_errors
+    def ReturnCase(self, request: svc.ReturnCaseRequest, context: grpc.ServicerContext) -> svc.ReturnCaseResponse:
+        return svc.ReturnCaseResponse(case=self._step(c.ReturnCase, request))
+
+    @translate_errors
+    def AcceptCase(self, request: svc.AcceptCaseRequest, context: grpc.ServicerContext) -> svc.AcceptCaseResponse:
+        return svc.AcceptCaseResponse(case=self._step(c.AcceptCase, request))
+
+    @translate_errors
+    def SuspendCase(self, request: svc.SuspendCaseRequest, context: grpc.ServicerContext) -> svc.SuspendCaseResponse:
+        return svc.SuspendCaseResponse(case=self._step(c.SuspendCase, request))
+
+    @translate_errors
+    def ResumeCase(self, request: svc.ResumeCaseRequest, context: grpc.ServicerContext) -> svc.ResumeCaseResponse:
+        return svc.ResumeCaseResponse(case=self._step(c.ResumeCase, request))
+
+    @translate_errors
+    def StartSpecialProcedure(
+        self, request: svc.StartSpecialProcedureRequest, context: grpc.ServicerContext
+    ) -> svc.StartSpecialProcedureResponse:
+        return svc.StartSpecialProcedureResponse(case=self._step(c.StartSpecialProcedure, request))
+
+    @translate_errors
+    def EndSpecialProcedure(
+        self, request: svc.EndSpecialProcedureRequest, context: grpc.ServicerContext
+    ) -> svc.EndSpecialProcedureResponse:
+        return svc.EndSpecialProcedureResponse(case=self._step(c.EndSpecialProcedure, request))
+
+    @translate_errors
+    def DecideCase(self, request: svc.DecideCaseRequest, context: grpc.ServicerContext) -> svc.DecideCaseResponse:
+        return svc.DecideCaseResponse(case=self._step(c.DecideCase, request))
+
+    @translate_errors
+    def DispatchResult(
+        self, request: svc.DispatchResultRequest, context: grpc.ServicerContext
+    ) -> svc.DispatchResultResponse:
+        return svc.DispatchResultResponse(case=self._step(c.DispatchResult, request))
+
+    @translate_errors
+    def ConfirmDelivery(
+        self, request: svc.ConfirmDeliveryRequest, context: grpc.ServicerContext
+    ) -> svc.ConfirmDeliveryResponse:
+        return svc.ConfirmDeliveryResponse(case=self._step(c.ConfirmDelivery, request))
+
+    @translate_errors
+    def ArchiveCase(self, request: svc.ArchiveCaseRequest, context: grpc.ServicerContext) -> svc.ArchiveCaseResponse:
+        return svc.ArchiveCaseResponse(case=self._step(c.ArchiveCase, request))
+
+    @translate_errors
+    def WithdrawCase(self, request: svc.WithdrawCaseRequest, context: grpc.ServicerContext) -> svc.WithdrawCaseResponse:
+        return svc.WithdrawCaseResponse(case=self._step(c.WithdrawCase, request))
+
+    @translate_errors
+    def RaiseIssue(self, request: svc.RaiseIssueRequest, context: grpc.ServicerContext) -> svc.RaiseIssueResponse:
+        return svc.RaiseIssueResponse(case=self._step(c.RaiseIssue, request))
+
+    @translate_errors
+    def AssignResponsibility(
+        self, request: svc.AssignResponsibilityRequest, context: grpc.ServicerContext
+    ) -> svc.AssignResponsibilityResponse:
+        return svc.AssignResponsibilityResponse(case=self._step(c.AssignResponsibility, request))
+
+    @translate_errors
+    def ResolveIssue(self, request: svc.ResolveIssueRequest, context: grpc.ServicerContext) -> svc.ResolveIssueResponse:
+        return svc.ResolveIssueResponse(case=self._step(c.ResolveIssue, request))
+
+    @translate_errors
+    def RateCase(self, request: svc.RateCaseRequest, context: grpc.ServicerContext) -> svc.RateCaseResponse:
+        return svc.RateCaseResponse(case=self._step(c.RateCase, request))
+
+    @translate_errors
+    def RecordCallback(
+        self, request: svc.RecordCallbackRequest, context: grpc.ServicerContext
+    ) -> svc.RecordCallbackResponse:
+        return svc.RecordCallbackResponse(case=self._step(c.RecordCallback, request))
+
+    @translate_errors
+    def CloseBadReview(
+        self, request: svc.CloseBadReviewRequest, context: grpc.ServicerContext
+    ) -> svc.CloseBadReviewResponse:
+        return svc.CloseBadReviewResponse(case=self._step(c.CloseBadReview, request))
+
+    @translate_errors
+    def RecordFeedback(
+        self, request: svc.RecordFeedbackRequest, context: grpc.ServicerContext
+    ) -> svc.RecordFeedbackResponse:
+        return svc.RecordFeedbackResponse(case=self._step(c.RecordFeedback, request))
+
+    @translate_errors
     def GetCase(self, request: svc.GetCaseRequest, context: grpc.ServicerContext) -> svc.GetCaseResponse:
-        case = self.hub.get_case(_case_id(request.case_id))
+        case = self.hub.get_case(parse_uuid(request.case_id, "case_id"))
         return svc.GetCaseResponse(case=self._case(case, _as_of(request)))
 
     @translate_errors
     def GetCaseHistory(
         self, request: svc.GetCaseHistoryRequest, context: grpc.ServicerContext
     ) -> svc.GetCaseHistoryResponse:
-        case_id = _case_id(request.case_id)
+        case_id = parse_uuid(request.case_id, "case_id")
         entries = [history_message(item) for item in case_history(self.hub, case_id)]
         receipts = [receipt_message(r) for r in CaseSharing(self.hub).receipts(case_id)]
         return svc.GetCaseHistoryResponse(
@@ -90,73 +195,14 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
 
     @translate_errors
     def ListCases(self, request: svc.ListCasesRequest, context: grpc.ServicerContext) -> svc.ListCasesResponse:
-        if request.page_size < 0 or request.page_size > MAX_PAGE:
-            raise InvalidInput.one("page_size", f"须在 0 到 {MAX_PAGE} 之间")
-        states = frozenset(
-            CaseState[case_pb2.CaseState.Name(s).removeprefix("CASE_STATE_")].value
-            for s in request.states
-            if s != 0 and s in case_pb2.CaseState.values()
-        )
-        if len(states) != len({s for s in request.states if s != 0}):
-            raise InvalidInput.one("states", "包含未知的状态")
-        if request.due not in (0, *_DUE):
-            raise InvalidInput.one("due", "取值无效")
-        if request.partner and not (len(request.partner) == 6 and request.partner.isdigit()):
-            raise InvalidInput.one("partner", "须为 6 位行政区划代码")
         as_of = (_as_of(request) or datetime.now(LOCAL_TZ)).astimezone(LOCAL_TZ).date()
-        page_size = request.page_size or 50
-        query = CaseQuery(
-            as_of=as_of,
-            states=states,
-            due=_DUE.get(request.due),
-            partner=request.partner or None,
-            page_size=page_size,
-            after=_decode_token(request.page_token),
-        )
+        query = c.parse(c.ListCasesQuery, {**request_data(request), "as_of": as_of}).to_query()
         rows = self.read_model.list_cases(query)
-        token = _encode_token(rows[-1].case_id) if len(rows) == page_size else ""
+        token = c.page_token(rows[-1].case_id) if len(rows) == query.page_size else ""
         return svc.ListCasesResponse(cases=[summary_message(r, as_of) for r in rows], next_page_token=token)
-
-
-def _step_rpc(name: str, command: type[c.CaseCommand]) -> Any:
-    response_type = getattr(svc, f"{name}Response")
-
-    @translate_errors
-    def handler(self: CaseServicer, request: Any, context: grpc.ServicerContext) -> Any:
-        case = self.writer.execute(c.parse(command, request_data(request)))
-        if command is c.RequestSupplement and self.metrics is not None:
-            self.metrics.supplement_requests.inc()
-        return response_type(case=self._case(case))
-
-    handler.__name__ = name
-    return handler
-
-
-for _name, _command in STEP_RPCS.items():
-    setattr(CaseServicer, _name, _step_rpc(_name, _command))
 
 
 def _as_of(request: Any) -> datetime | None:
     if not request.HasField("as_of"):
         return None
     return request.as_of.ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
-
-
-def _case_id(value: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise InvalidInput.one("case_id", "不是有效的办件编号(UUID)") from None
-
-
-def _encode_token(case_id: str) -> str:
-    return base64.urlsafe_b64encode(case_id.encode()).decode()
-
-
-def _decode_token(token: str) -> str | None:
-    if not token:
-        return None
-    try:
-        return str(UUID(base64.urlsafe_b64decode(token.encode()).decode()))
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput.one("page_token", "无效的分页标记") from None

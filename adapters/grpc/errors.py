@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
+from uuid import UUID
 
 import grpc
 import structlog
@@ -32,6 +33,14 @@ STATUS_OF: tuple[tuple[type[HubError], int], ...] = (
     (RuleViolation, code_pb2.FAILED_PRECONDITION),
     (HubError, code_pb2.FAILED_PRECONDITION),
 )
+
+
+def parse_uuid(value: str, field: str) -> UUID:
+    """A case id from a request, or InvalidInput naming ``field`` (bad input is never a stack trace)."""
+    try:
+        return UUID(value)
+    except ValueError:
+        raise InvalidInput.one(field, "不是有效的办件编号(UUID)") from None
 
 
 def to_status(error: HubError) -> status_pb2.Status:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from hub.application.history import HistoryItem
-from hub.application.ports import CaseRow
+from hub.application.ports import CaseRow, DueFilter, due_status
 from hub.domain.case import Case, actor_data
 from hub.domain.deadlines import Clock, ClockStatus, deemed_accepted
 from hub.domain.lifecycle import CaseState
@@ -52,6 +52,7 @@ DOMAIN_ENUMS: dict[str, type[Enum]] = {
     "tongban.v1.IssueKind": IssueKind,
     "tongban.v1.RectificationOutcome": RectificationOutcome,
     "tongban.v1.ClockStatus": ClockStatus,
+    "tongban.v1.DueFilter": DueFilter,
 }
 _INVALID_ENUM = "\x00invalid"
 
@@ -236,17 +237,9 @@ def receipt_message(receipt: dict[str, Any]) -> Any:
     )
 
 
-def summary_message(row: CaseRow, as_of: Any) -> Any:
+def summary_message(row: CaseRow, as_of: date) -> Any:
     from tongban.v1 import case_service_pb2 as svc
 
-    if row.next_due is not None and row.next_due < as_of:
-        status = ClockStatus.BREACHED
-    elif row.next_warn is not None and row.next_warn <= as_of:
-        status = ClockStatus.WARNING
-    elif row.next_due is not None:
-        status = ClockStatus.RUNNING
-    else:
-        status = None
     state = CaseState(row.state)
     return svc.CaseSummary(
         case_id=row.case_id,
@@ -259,6 +252,6 @@ def summary_message(row: CaseRow, as_of: Any) -> Any:
         handling_site=row.handling_site,
         version=row.version,
         next_due_date=row.next_due.isoformat() if row.next_due else "",
-        due_status=wire_enum(pb.ClockStatus.DESCRIPTOR, status),
+        due_status=wire_enum(pb.ClockStatus.DESCRIPTOR, due_status(row, as_of)),
         received_at=row.received_at,
     )

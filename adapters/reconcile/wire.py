@@ -3,8 +3,7 @@ checks meaning (order, bounds, sizes) before anything is read from the store."""
 
 from __future__ import annotations
 
-from uuid import UUID
-
+from adapters.grpc.errors import parse_uuid
 from hub.domain.errors import InvalidInput
 from reconciliation.messages import (
     KEY_BYTES,
@@ -59,7 +58,7 @@ def counts_message(c: CaseCounts) -> pb.CaseCounts:
 
 
 def counts_from(m: pb.CaseCounts, where: str) -> CaseCounts:
-    return CaseCounts(_uuid(m.case_id, where), {o.origin_site: int(o.count) for o in m.origins})
+    return CaseCounts(parse_uuid(m.case_id, where), {o.origin_site: int(o.count) for o in m.origins})
 
 
 def description_message(d: CaseDescription) -> pb.CaseDescription:
@@ -74,13 +73,6 @@ def description_message(d: CaseDescription) -> pb.CaseDescription:
 
 def description_from(m: pb.CaseDescription, where: str) -> CaseDescription:
     return CaseDescription(
-        _uuid(m.case_id, where), m.found, m.receiving_site,
+        parse_uuid(m.case_id, where), m.found, m.receiving_site,
         {o.origin_site: OriginState(int(o.count), o.chain_head, o.head_at_your_count) for o in m.origins},
     )
-
-
-def _uuid(value: str, where: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise InvalidInput.one(where, "不是有效的办件编号(UUID)") from None

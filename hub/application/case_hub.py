@@ -155,7 +155,7 @@ class CaseHub(SiteStore):
             case = loaded[cmd.case_id] = self.get_case(cmd.case_id)
         if cmd.expected_version is not None and case.version != cmd.expected_version:
             raise ConcurrentUpdate(str(cmd.case_id), cmd.expected_version, case.version)
-        cmd.apply(case)
+        cmd.apply(case, self.site)
         return case
 
     def _check_receipt(self, cmd: ReceiveCase) -> None:
@@ -185,8 +185,3 @@ class CaseHub(SiteStore):
                 {"case_id": claim.case_id},
             )
         return self.get_case(UUID(claim.case_id))
-
-    def get_case(self, case_id: UUID) -> Case:
-        case = super().get_case(case_id)
-        case.acting_site = self.site
-        return case

@@ -224,7 +224,6 @@ class CaseSharing:
                         status, missing_from = ReceiptStatus.GAP, 1
                         break
                     case = cases[case_id] = Case.from_partner(shared)
-                    case.acting_site = self.site
                     continue
                 last = case.last_seq(sender)
                 if shared.seq <= last:
@@ -251,9 +250,7 @@ class CaseSharing:
         first = min(events, key=lambda e: e.seq)
         opens = first.seq == 1 and first.type == "CaseReceived"
         case = None if assume_new and opens else self.log.find(case_id, Case)
-        if case is not None:
-            case.acting_site = self.site
-        else:
+        if case is None:
             if not opens:
                 return None  # we never saw the case open: a gap from seq 1 is reported
             sites = receipt_sites(first.data)

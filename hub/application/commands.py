@@ -6,8 +6,10 @@ nothing is written. ID numbers and credit codes are checked with python-stdnum.
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Annotated, Any, ClassVar, TypeVar
 from uuid import UUID
 
@@ -23,10 +25,10 @@ from pydantic import (
 from stdnum.cn import ric, uscc
 from stdnum.exceptions import ValidationError as StdnumError
 
-from hub.application.ports import Catalogue, Regions
+from hub.application.ports import CaseQuery, Catalogue, DueFilter, Regions
 from hub.domain.case import Case
 from hub.domain.errors import FieldViolation, InvalidInput
-from hub.domain.lifecycle import Step
+from hub.domain.lifecycle import CaseState, Step
 from hub.domain.values import (
     Actor,
     Applicant,
@@ -179,7 +181,8 @@ class CaseCommand(_Model):
     actor: ActorIn
     expected_version: int | None = Field(None, ge=1)
 
-    def apply(self, case: Case) -> None:
+    def apply(self, case: Case, site: str) -> None:
+        """Take the command on ``case`` at ``site``, the site recording the event."""
         raise NotImplementedError
 
 
@@ -188,9 +191,9 @@ class StepCommand(CaseCommand):
 
     STEP: ClassVar[Step]
 
-    def apply(self, case: Case) -> None:
+    def apply(self, case: Case, site: str) -> None:
         details = self.model_dump(mode="json", exclude={"case_id", "actor", "expected_version"})
-        case.take_step(self.STEP, self.actor.to_domain(), **details)
+        case.take_step(self.STEP, self.actor.to_domain(), site=site, **details)
 
 
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]
@@ -291,8 +294,8 @@ class RaiseIssue(CaseCommand):
     kind: IssueKind
     description: Reason
 
-    def apply(self, case: Case) -> None:
-        case.raise_issue(self.actor.to_domain(), self.kind, self.description)
+    def apply(self, case: Case, site: str) -> None:
+        case.raise_issue(self.actor.to_domain(), self.kind, self.description, site=site)
 
 
 class AssignResponsibility(CaseCommand):
@@ -300,16 +303,16 @@ class AssignResponsibility(CaseCommand):
     party: Party
     note: Text = ""
 
-    def apply(self, case: Case) -> None:
-        case.assign_responsibility(self.actor.to_domain(), self.issue_id, self.party, self.note)
+    def apply(self, case: Case, site: str) -> None:
+        case.assign_responsibility(self.actor.to_domain(), self.issue_id, self.party, self.note, site=site)
 
 
 class ResolveIssue(CaseCommand):
     issue_id: Annotated[str, StringConstraints(pattern=r"^Q\d{1,4}(-\d{6})?$")]
     resolution: Reason
 
-    def apply(self, case: Case) -> None:
-        case.resolve_issue(self.actor.to_domain(), self.issue_id, self.resolution)
+    def apply(self, case: Case, site: str) -> None:
+        case.resolve_issue(self.actor.to_domain(), self.issue_id, self.resolution, site=site)
 
 
 class RateCase(CaseCommand):
@@ -317,31 +320,110 @@ class RateCase(CaseCommand):
     reason: Text = ""
     about: Party = Party.HANDLING_PLACE
 
-    def apply(self, case: Case) -> None:
-        case.rate(self.actor.to_domain(), RatingLevel.from_score(self.score), self.reason, self.about)
+    def apply(self, case: Case, site: str) -> None:
+        case.rate(self.actor.to_domain(), RatingLevel.from_score(self.score), self.reason, self.about, site=site)
 
 
 class RecordCallback(CaseCommand):
     note: Reason
 
-    def apply(self, case: Case) -> None:
-        case.record_callback(self.actor.to_domain(), self.note)
+    def apply(self, case: Case, site: str) -> None:
+        case.record_callback(self.actor.to_domain(), self.note, site=site)
 
 
 class CloseBadReview(CaseCommand):
     outcome: RectificationOutcome
     note: Text = ""
 
-    def apply(self, case: Case) -> None:
-        case.close_bad_review(self.actor.to_domain(), self.outcome, self.note)
+    def apply(self, case: Case, site: str) -> None:
+        case.close_bad_review(self.actor.to_domain(), self.outcome, self.note, site=site)
 
 
 class RecordFeedback(CaseCommand):
     satisfied: bool
     note: Text = ""
 
-    def apply(self, case: Case) -> None:
-        case.record_feedback(self.actor.to_domain(), self.satisfied, self.note)
+    def apply(self, case: Case, site: str) -> None:
+        case.record_feedback(self.actor.to_domain(), self.satisfied, self.note, site=site)
+
+
+MAX_PAGE = 500
+DEFAULT_PAGE = 50
+_STATE_VALUES = frozenset(s.value for s in CaseState)
+_DUE_VALUES = frozenset(f.value for f in DueFilter)
+
+
+class ListCasesQuery(_Model):
+    """A page of the case list as a staff client asks for it; ``to_query`` is the read model's query.
+
+    Enum fields arrive as domain values, like every command's: UNSPECIFIED as None (ignored in
+    ``states``), a number this version does not know as a value no enum has (refused). ``page_token``
+    is the opaque token from ``page_token(last_case_id)``; ``as_of`` is filled in by the caller
+    (the request's day, or today).
+    """
+
+    model_config = ConfigDict(str_strip_whitespace=False)  # filters are checked as given, not stripped
+
+    as_of: date
+    states: frozenset[CaseState] = frozenset()
+    due: DueFilter | None = None
+    partner: str = ""
+    page_size: int = 0
+    after: str | None = Field(None, validation_alias="page_token")
+
+    @field_validator("page_size")
+    @classmethod
+    def _page_size(cls, size: int) -> int:
+        if not 0 <= size <= MAX_PAGE:
+            raise ValueError(f"须在 0 到 {MAX_PAGE} 之间")
+        return size
+
+    @field_validator("states", mode="before")
+    @classmethod
+    def _known_states(cls, states: Any) -> Any:
+        given = [s for s in states if s is not None]
+        if any(s not in _STATE_VALUES for s in given):
+            raise ValueError("包含未知的状态")
+        return given
+
+    @field_validator("due", mode="before")
+    @classmethod
+    def _known_due(cls, due: Any) -> Any:
+        if due is not None and due not in _DUE_VALUES:
+            raise ValueError("取值无效")
+        return due
+
+    @field_validator("partner")
+    @classmethod
+    def _region(cls, partner: str) -> str:
+        if partner and not (len(partner) == 6 and partner.isdigit()):
+            raise ValueError("须为 6 位行政区划代码")
+        return partner
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _decode_token(cls, token: Any) -> str | None:
+        if not token:
+            return None
+        try:
+            return str(UUID(base64.urlsafe_b64decode(str(token).encode()).decode()))
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError("无效的分页标记") from None
+
+    def to_query(self) -> CaseQuery:
+        return CaseQuery(
+            as_of=self.as_of,
+            states=frozenset(s.value for s in self.states),
+            due=self.due,
+            partner=self.partner or None,
+            page_size=self.page_size or DEFAULT_PAGE,
+            after=self.after,
+        )
+
+
+def page_token(last_case_id: str) -> str:
+    """The opaque token for the page after the one ending at ``last_case_id`` (see ListCasesQuery)."""
+    return base64.urlsafe_b64encode(last_case_id.encode()).decode()
 
 
 M = TypeVar("M", bound=BaseModel)

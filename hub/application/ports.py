@@ -18,6 +18,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Notification, Tracking
 
 from hub.domain.case import Case
+from hub.domain.deadlines import ClockStatus
 from hub.domain.values import Mode, ServiceItem
 
 T = TypeVar("T")
@@ -88,6 +89,22 @@ class IndexSummary:
 class DueFilter(Enum):
     WARNING_OR_BREACHED = "warning_or_breached"
     BREACHED = "breached"
+
+    def selects(self, row: CaseRow, as_of: date) -> bool:
+        """Whether the listed case is due this way on ``as_of``: the rule the list filter and the
+        list's due status (``due_status``) share; the SQL indexes are tested against it."""
+        if self is DueFilter.BREACHED:
+            return row.next_due is not None and row.next_due < as_of
+        return row.next_warn is not None and row.next_warn <= as_of
+
+
+def due_status(row: CaseRow, as_of: date) -> ClockStatus | None:
+    """The due status a case list shows for a row on ``as_of`` (None: no clock is running)."""
+    if DueFilter.BREACHED.selects(row, as_of):
+        return ClockStatus.BREACHED
+    if DueFilter.WARNING_OR_BREACHED.selects(row, as_of):
+        return ClockStatus.WARNING
+    return ClockStatus.RUNNING if row.next_due is not None else None
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from typing import Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, Snapshot
-from eventsourcing.utils import get_topic, register_topic, resolve_topic
+from eventsourcing.utils import get_topic, resolve_topic
 from uuid6 import uuid7
 
-from hub.domain.case_state import STEP_OF_TYPE, CaseFold
+from hub.domain.case_state import CaseFold
 from hub.domain.errors import RuleViolation
 from hub.domain.lifecycle import TRANSITIONS, Side, Step, next_state
 from hub.domain.shared import SharedEvent
@@ -61,7 +61,6 @@ def actor_from(data: dict[str, str]) -> Actor:
 
 class Case(CaseFold, Aggregate):
     TOPIC = "tongban.case:Case"
-    acting_site: str | None = None  # the site recording new events; set by the application that loads the case
 
     class Event(Aggregate.Event):
         """Base of every case event: carries the shared identity and the actor."""
@@ -110,6 +109,75 @@ class Case(CaseFold, Aggregate):
         STEP: ClassVar[Step]
         details: dict[str, Any]
 
+    # The main-track facts. Stored event names: never rename one (see the module doc).
+    class IntakeRefused(StepTaken):
+        TOPIC = "tongban.case:IntakeRefused"
+        STEP = Step.REFUSE_INTAKE
+
+    class CaseForwarded(StepTaken):
+        TOPIC = "tongban.case:CaseForwarded"
+        STEP = Step.FORWARD
+
+    class CaseSignedIn(StepTaken):
+        TOPIC = "tongban.case:CaseSignedIn"
+        STEP = Step.SIGN
+
+    class SupplementRequested(StepTaken):
+        TOPIC = "tongban.case:SupplementRequested"
+        STEP = Step.REQUEST_SUPPLEMENT
+
+    class SupplementSubmitted(StepTaken):
+        TOPIC = "tongban.case:SupplementSubmitted"
+        STEP = Step.SUBMIT_SUPPLEMENT
+
+    class CaseNotAccepted(StepTaken):
+        TOPIC = "tongban.case:CaseNotAccepted"
+        STEP = Step.REJECT
+
+    class CaseReturned(StepTaken):
+        TOPIC = "tongban.case:CaseReturned"
+        STEP = Step.RETURN
+
+    class CaseAccepted(StepTaken):
+        TOPIC = "tongban.case:CaseAccepted"
+        STEP = Step.ACCEPT
+
+    class CaseSuspended(StepTaken):
+        TOPIC = "tongban.case:CaseSuspended"
+        STEP = Step.SUSPEND
+
+    class CaseResumed(StepTaken):
+        TOPIC = "tongban.case:CaseResumed"
+        STEP = Step.RESUME
+
+    class SpecialProcedureStarted(StepTaken):
+        TOPIC = "tongban.case:SpecialProcedureStarted"
+        STEP = Step.START_SPECIAL
+
+    class SpecialProcedureEnded(StepTaken):
+        TOPIC = "tongban.case:SpecialProcedureEnded"
+        STEP = Step.END_SPECIAL
+
+    class CaseDecided(StepTaken):
+        TOPIC = "tongban.case:CaseDecided"
+        STEP = Step.DECIDE
+
+    class ResultDispatched(StepTaken):
+        TOPIC = "tongban.case:ResultDispatched"
+        STEP = Step.DISPATCH
+
+    class ResultDelivered(StepTaken):
+        TOPIC = "tongban.case:ResultDelivered"
+        STEP = Step.CONFIRM_DELIVERY
+
+    class CaseArchived(StepTaken):
+        TOPIC = "tongban.case:CaseArchived"
+        STEP = Step.ARCHIVE
+
+    class CaseWithdrawn(StepTaken):
+        TOPIC = "tongban.case:CaseWithdrawn"
+        STEP = Step.WITHDRAW
+
     class IssueRaised(Event):
         TOPIC = "tongban.case:IssueRaised"
         issue_id: str
@@ -150,6 +218,9 @@ class Case(CaseFold, Aggregate):
     def __init__(self) -> None:
         self._reset()
 
+    def _step_of(self, event_type: str) -> Step:
+        return STEP_OF_TYPE[event_type]
+
     # ------------------------------------------------------------------ shared identity
     def _shared(self, event: Case.Event) -> SharedEvent:
         """The event's shared form; v1 events get their identity derived deterministically."""
@@ -176,9 +247,9 @@ class Case(CaseFold, Aggregate):
             "event_id": str(uuid7()),
         }
 
-    def _record(self, event_class: type[Case.Event], actor: Actor, **data: Any) -> None:
-        origin = self.acting_site or actor.site
-        self.trigger_event(event_class, actor=actor_data(actor), **self._identity(origin), **data)
+    def _record(self, event_class: type[Case.Event], actor: Actor, site: str, **data: Any) -> None:
+        """Record a new event originated at ``site`` (the site recording it, which need not be the actor's)."""
+        self.trigger_event(event_class, actor=actor_data(actor), **self._identity(site), **data)
 
     def ingest(self, shared: SharedEvent) -> None:
         """Record an event a partner site originated, exactly as it was (its time, actor and identity)."""
@@ -271,36 +342,38 @@ class Case(CaseFold, Aggregate):
             )
 
     # ------------------------------------------------------------------ main track
-    def take_step(self, step: Step, actor: Actor, **details: Any) -> None:
-        """Take a main-track step after checking the state table, the actor's site and the step's rules."""
+    def take_step(self, step: Step, actor: Actor, *, site: str, **details: Any) -> None:
+        """Take a main-track step after checking the state table, the actor's site and the step's rules.
+
+        Here and in every command below, ``site`` is the site recording the event (its origin).
+        """
         if step is Step.RECEIVE:
             raise RuleViolation("ALREADY_RECEIVED", "办件已收件")
         self._check(step, actor)
-        STEP_RULES.get(step, no_rule)(self, details)
-        self._record(STEP_EVENTS[step], actor, details=details)
+        recorded = STEP_RULES.get(step, no_rule)(self, details)
+        self._record(STEP_EVENTS[step], actor, site, details=recorded)
 
     # ------------------------------------------------------------------ issues (问题件)
-    def raise_issue(self, actor: Actor, kind: IssueKind, description: str) -> str:
+    def raise_issue(self, actor: Actor, kind: IssueKind, description: str, *, site: str) -> str:
         self._check_site(actor, Side.EITHER, "登记问题件")
-        origin = self.acting_site or actor.site
-        raised_here = sum(1 for i in self.issues if i.endswith(f"-{origin}")) + 1
-        issue_id = f"Q{raised_here}-{origin}"  # unique even when two sites raise issues at once
-        self._record(Case.IssueRaised, actor, issue_id=issue_id, kind=kind.value, description=description)
+        raised_here = sum(1 for i in self.issues if i.endswith(f"-{site}")) + 1
+        issue_id = f"Q{raised_here}-{site}"  # unique even when two sites raise issues at once
+        self._record(Case.IssueRaised, actor, site, issue_id=issue_id, kind=kind.value, description=description)
         return issue_id
 
-    def assign_responsibility(self, actor: Actor, issue_id: str, party: Party, note: str) -> None:
+    def assign_responsibility(self, actor: Actor, issue_id: str, party: Party, note: str, *, site: str) -> None:
         self._check_site(actor, Side.EITHER, "责任认定")
         issue = self._open_issue(issue_id)
         if issue["responsible"] == party.value:
             raise RuleViolation("ALREADY_ASSIGNED", f"问题件 {issue_id} 已认定由{party.label}负责")
-        self._record(Case.ResponsibilityAssigned, actor, issue_id=issue_id, party=party.value, note=note)
+        self._record(Case.ResponsibilityAssigned, actor, site, issue_id=issue_id, party=party.value, note=note)
 
-    def resolve_issue(self, actor: Actor, issue_id: str, resolution: str) -> None:
+    def resolve_issue(self, actor: Actor, issue_id: str, resolution: str, *, site: str) -> None:
         self._check_site(actor, Side.EITHER, "问题件办结")
         issue = self._open_issue(issue_id)
         if issue["responsible"] is None:
             raise RuleViolation("RESPONSIBILITY_FIRST", f"问题件 {issue_id} 须先认定责任方再办结")
-        self._record(Case.IssueResolved, actor, issue_id=issue_id, resolution=resolution)
+        self._record(Case.IssueResolved, actor, site, issue_id=issue_id, resolution=resolution)
 
     def _open_issue(self, issue_id: str) -> dict[str, Any]:
         issue = self.issues.get(issue_id)
@@ -311,7 +384,7 @@ class Case(CaseFold, Aggregate):
         return issue
 
     # ------------------------------------------------------------------ rating (好差评)
-    def rate(self, actor: Actor, level: RatingLevel, reason: str, about: Party) -> None:
+    def rate(self, actor: Actor, level: RatingLevel, reason: str, about: Party, *, site: str) -> None:
         self._check_site(actor, Side.EITHER, "评价")
         if self.rating is not None:
             raise RuleViolation("ALREADY_RATED", "该办件已评价，一件一评")
@@ -319,15 +392,15 @@ class Case(CaseFold, Aggregate):
             raise RuleViolation("REASON_REQUIRED", "「不满意」「非常不满意」须填写理由")
         if about not in (Party.RECEIVING_PLACE, Party.HANDLING_PLACE):
             raise RuleViolation("RATE_A_PLACE", "评价对象须为收件地或办理地")
-        self._record(Case.CaseRated, actor, score=level.score, reason=reason, about=about.value)
+        self._record(Case.CaseRated, actor, site, score=level.score, reason=reason, about=about.value)
 
-    def record_callback(self, actor: Actor, note: str) -> None:
+    def record_callback(self, actor: Actor, note: str, *, site: str) -> None:
         review = self._bad_review(actor)
         if review["callback_done"]:
             raise RuleViolation("CALLBACK_DONE", "差评已回访")
-        self._record(Case.BadReviewCallbackMade, actor, note=note)
+        self._record(Case.BadReviewCallbackMade, actor, site, note=note)
 
-    def close_bad_review(self, actor: Actor, outcome: RectificationOutcome, note: str) -> None:
+    def close_bad_review(self, actor: Actor, outcome: RectificationOutcome, note: str, *, site: str) -> None:
         review = self._bad_review(actor)
         if not review["callback_done"]:
             raise RuleViolation("CALLBACK_FIRST", "差评须先回访申请人，再整改、解释或申诉")
@@ -335,15 +408,15 @@ class Case(CaseFold, Aggregate):
             raise RuleViolation("REVIEW_CLOSED", "差评已处理完毕")
         if not note.strip():
             raise RuleViolation("NOTE_REQUIRED", "须说明整改、解释或申诉情况")
-        self._record(Case.BadReviewClosed, actor, outcome=outcome.value, note=note)
+        self._record(Case.BadReviewClosed, actor, site, outcome=outcome.value, note=note)
 
-    def record_feedback(self, actor: Actor, satisfied: bool, note: str) -> None:
+    def record_feedback(self, actor: Actor, satisfied: bool, note: str, *, site: str) -> None:
         review = self._bad_review(actor, anyone=True)
         if review["outcome"] is None:
             raise RuleViolation("NOT_CLOSED_YET", "差评尚未整改、解释或申诉，不能登记反馈")
         if review["feedback"] is not None:
             raise RuleViolation("FEEDBACK_RECORDED", "已登记申请人反馈")
-        self._record(Case.RectificationFeedbackRecorded, actor, satisfied=satisfied, note=note)
+        self._record(Case.RectificationFeedbackRecorded, actor, site, satisfied=satisfied, note=note)
 
     def _bad_review(self, actor: Actor, anyone: bool = False) -> dict[str, Any]:
         """The open bad review; only the place it is about handles it (谁办理谁负责)."""
@@ -410,39 +483,17 @@ def _fields(shared: SharedEvent) -> dict[str, Any]:
     }
 
 
-def _step_event(name: str, step: Step) -> type[Case.StepTaken]:
-    topic = f"tongban.case:{name}"
-    cls: type[Case.StepTaken] = type(name, (Case.StepTaken,), {"TOPIC": topic, "STEP": step, "__module__": __name__})
-    cls.__qualname__ = f"Case.{name}"
-    setattr(Case, name, cls)
-    register_topic(topic, cls)
-    STEP_OF_TYPE[name] = step
-    return cls
-
-
-# Stored event names: past-tense facts in the business's words. Never rename one; see module doc.
+# Main-track step -> its event class; and an event type's name -> the step it records.
 STEP_EVENTS: dict[Step, type[Case.StepTaken]] = {
-    step: _step_event(name, step)
-    for name, step in [
-        ("IntakeRefused", Step.REFUSE_INTAKE),
-        ("CaseForwarded", Step.FORWARD),
-        ("CaseSignedIn", Step.SIGN),
-        ("SupplementRequested", Step.REQUEST_SUPPLEMENT),
-        ("SupplementSubmitted", Step.SUBMIT_SUPPLEMENT),
-        ("CaseNotAccepted", Step.REJECT),
-        ("CaseReturned", Step.RETURN),
-        ("CaseAccepted", Step.ACCEPT),
-        ("CaseSuspended", Step.SUSPEND),
-        ("CaseResumed", Step.RESUME),
-        ("SpecialProcedureStarted", Step.START_SPECIAL),
-        ("SpecialProcedureEnded", Step.END_SPECIAL),
-        ("CaseDecided", Step.DECIDE),
-        ("ResultDispatched", Step.DISPATCH),
-        ("ResultDelivered", Step.CONFIRM_DELIVERY),
-        ("CaseArchived", Step.ARCHIVE),
-        ("CaseWithdrawn", Step.WITHDRAW),
-    ]
+    cls.STEP: cls
+    for cls in (
+        Case.IntakeRefused, Case.CaseForwarded, Case.CaseSignedIn, Case.SupplementRequested,
+        Case.SupplementSubmitted, Case.CaseNotAccepted, Case.CaseReturned, Case.CaseAccepted, Case.CaseSuspended,
+        Case.CaseResumed, Case.SpecialProcedureStarted, Case.SpecialProcedureEnded, Case.CaseDecided,
+        Case.ResultDispatched, Case.ResultDelivered, Case.CaseArchived, Case.CaseWithdrawn,
+    )
 }
+STEP_OF_TYPE: dict[str, Step] = {cls.__name__: step for step, cls in STEP_EVENTS.items()}
 
 _TRACK_EVENTS: tuple[type[Case.Event], ...] = (
     Case.CaseReceived, Case.IssueRaised, Case.ResponsibilityAssigned, Case.IssueResolved, Case.CaseRated,

@@ -76,6 +76,10 @@ class CaseFold:
         else:
             self._apply_step(e)
 
+    def _step_of(self, event_type: str) -> Step:
+        """The main-track step an event type records: the aggregate, which defines the event classes, says."""
+        raise NotImplementedError
+
     def _conflict(self, e: SharedEvent, reason: str) -> None:
         self.conflicts.append({"event_id": e.event_id, "type": e.type, "origin": e.origin, "reason": reason})
 
@@ -100,7 +104,7 @@ class CaseFold:
         self._mark(Step.RECEIVE.value, e, data={})
 
     def _apply_step(self, e: SharedEvent) -> None:
-        step = STEP_OF_TYPE[e.type]
+        step = self._step_of(e.type)
         details = e.data["details"]
         try:
             self.state = next_state(self.state, step)
@@ -218,8 +222,7 @@ def receipt_sites(data: dict[str, Any]) -> tuple[str, ...]:
     return (data.get("receiving_site", ""), data.get("handling_site", ""), *data.get("co_handling_sites", []))
 
 
-# The event type names that are main-track steps (filled in by case.py), and the other handlers.
-STEP_OF_TYPE: dict[str, Step] = {}
+# The events that are not main-track steps, by type name (the steps are all folded by _apply_step).
 _HANDLERS = {
     "CaseReceived": CaseFold._on_received,
     "IssueRaised": CaseFold._on_issue_raised,

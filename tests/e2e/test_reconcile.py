@@ -70,7 +70,7 @@ def forged_sign(case_id: str, process_b: SiteProcess) -> SharedEvent:
     """A sign event as B would send it, but by someone B never had sign: never saved at B."""
     hub = build_hub(load_settings(process_b.config_path))
     case: Case = hub.get_case(UUID(case_id))
-    case.take_step(Step.SIGN, Actor("SZ-FORGER", Role.HANDLER, SZ, "冒名"))
+    case.take_step(Step.SIGN, Actor("SZ-FORGER", Role.HANDLER, SZ, "冒名"), site=hub.site)
     hub.close()
     return case.shared_events(SZ)[-1]
 

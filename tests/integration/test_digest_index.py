@@ -105,7 +105,7 @@ def test_a_save_that_fails_leaves_the_index_as_it_was(store: tuple[CaseHub, Dige
     ids = populate(hub)
     stale = hub.get_case(ids[1])
     step(hub, c.RaiseIssue, ids[1], CLERK, kind="dispute", description="争议")
-    stale.raise_issue(kind=c.IssueKind.DISPUTE, description="另一次", actor=CLERK)
+    stale.raise_issue(kind=c.IssueKind.DISPUTE, description="另一次", actor=CLERK, site=hub.site)
     with pytest.raises(IntegrityError):
         hub.save(stale)
     items, days = read(index)

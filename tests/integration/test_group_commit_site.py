@@ -77,7 +77,7 @@ def test_a_batch_that_loses_a_race_with_another_process_is_committed_one_by_one(
         if len(objs) > 1:
             monkeypatch.setattr(site.hub, "save", hub_save)
             case = rival.get_case(UUID(ids[0]))
-            case.raise_issue(CLERK, IssueKind.OTHER, "材料缺页")
+            case.raise_issue(CLERK, IssueKind.OTHER, "材料缺页", site=rival.site)
             rival.save(case)
         return hub_save(*objs, **kwargs)
 

@@ -30,7 +30,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 
 
 def state(case: Case) -> dict[str, Any]:
-    return {k: v for k, v in vars(case).items() if k != "acting_site"}
+    return dict(vars(case))
 
 
 def test_a_case_restored_from_snapshots_is_identical_to_its_events_folded(settings: Settings) -> None:

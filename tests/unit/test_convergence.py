@@ -26,11 +26,11 @@ def act(case: Case, site: str, choice: int) -> None:
     with contextlib.suppress(HubError):
         if choice < len(steps):
             step = steps[choice]
-            case.take_step(step, actor, **dict(DETAILS.get(step, {})))
+            case.take_step(step, actor, site=site, **dict(DETAILS.get(step, {})))
         elif choice == len(steps):
-            case.raise_issue(actor, IssueKind.DISPUTE, "争议")
+            case.raise_issue(actor, IssueKind.DISPUTE, "争议", site=site)
         else:
-            case.rate(actor, RatingLevel.DISSATISFIED, "慢", Party.HANDLING_PLACE)
+            case.rate(actor, RatingLevel.DISSATISFIED, "慢", Party.HANDLING_PLACE, site=site)
 
 
 def fingerprint(case: Case) -> tuple[Any, ...]:
@@ -61,9 +61,7 @@ class Link:
 @given(st.lists(st.tuples(st.sampled_from(["act-a", "act-b", "send-a", "send-b"]), st.integers(0, 11)), max_size=40))
 def test_sites_converge_whatever_the_interleaving(moves: list[tuple[str, int]]) -> None:
     a = new_case()
-    a.acting_site = RECEIVING
     b = Case.from_partner(a.shared_events()[0])
-    b.acting_site = HANDLING
     link = Link(a, b)
     for move, n in moves:
         if move == "act-a":
@@ -79,16 +77,14 @@ def test_sites_converge_whatever_the_interleaving(moves: list[tuple[str, int]]) 
 
 def test_concurrent_withdraw_and_accept_settle_the_same_way_on_both_sites() -> None:
     a = new_case()
-    a.acting_site = RECEIVING
     b = Case.from_partner(a.shared_events()[0])
-    b.acting_site = HANDLING
     link = Link(a, b)
-    a.take_step(Step.FORWARD, CLERK)
+    a.take_step(Step.FORWARD, CLERK, site=RECEIVING)
     link.deliver(RECEIVING, 1)
-    b.take_step(Step.SIGN, HANDLER)
+    b.take_step(Step.SIGN, HANDLER, site=HANDLING)
     link.deliver(HANDLING, 1)
-    a.take_step(Step.WITHDRAW, CLERK, reason="申请人撤回")  # concurrently...
-    b.take_step(Step.ACCEPT, HANDLER, committed_days=5)  # ...with this
+    a.take_step(Step.WITHDRAW, CLERK, site=RECEIVING, reason="申请人撤回")  # concurrently...
+    b.take_step(Step.ACCEPT, HANDLER, site=HANDLING, committed_days=5)  # ...with this
     link.deliver(RECEIVING, 5)
     link.deliver(HANDLING, 5)
     assert fingerprint(a) == fingerprint(b)

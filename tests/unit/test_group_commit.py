@@ -32,7 +32,7 @@ class RacingHub(CaseHub):
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         if self.race_case is not None and len(objs) > 1:
             rival, self.race_case = self.get_case(self.race_case), None
-            rival.raise_issue(CLERK, IssueKind.OTHER, "材料缺页")
+            rival.raise_issue(CLERK, IssueKind.OTHER, "材料缺页", site=self.site)
             super().save(rival)
         return super().save(*objs, **kwargs)
 

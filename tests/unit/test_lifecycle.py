@@ -66,15 +66,15 @@ def test_supplement_is_requested_once() -> None:
 def test_committed_deadline_may_not_exceed_legal_limit() -> None:
     case = case_in(CaseState.PENDING_ACCEPTANCE)
     with pytest.raises(RuleViolation) as refused:
-        case.take_step(Step.ACCEPT, HANDLER, committed_days=21)
+        case.take_step(Step.ACCEPT, HANDLER, site=HANDLER.site, committed_days=21)
     assert refused.value.reason == "COMMITMENT_EXCEEDS_LEGAL_LIMIT"
-    case.take_step(Step.ACCEPT, HANDLER, committed_days=20)
+    case.take_step(Step.ACCEPT, HANDLER, site=HANDLER.site, committed_days=20)
     assert case.committed_days == 20
 
 
 def test_accept_without_days_takes_the_catalogue_commitment() -> None:
     case = case_in(CaseState.PENDING_ACCEPTANCE)
-    case.take_step(Step.ACCEPT, HANDLER)
+    case.take_step(Step.ACCEPT, HANDLER, site=HANDLER.site)
     assert case.committed_days == 15
 
 
@@ -83,7 +83,7 @@ def test_joint_case_has_joint_legal_limit_and_co_sites() -> None:
     assert case.item["legal_days"] == 45
     for step in (Step.FORWARD, Step.SIGN):
         take(case, step)
-    case.take_step(Step.ACCEPT, OUTSIDER, committed_days=45)  # a co-handling site may act
+    case.take_step(Step.ACCEPT, OUTSIDER, site=OUTSIDER.site, committed_days=45)  # a co-handling site may act
     assert case.state is CaseState.IN_REVIEW
 
 
@@ -95,7 +95,7 @@ def test_joint_mode_needs_partners() -> None:
 def test_denial_needs_a_reason_and_dispatch_needs_a_reference() -> None:
     case = case_in(CaseState.IN_REVIEW)
     with pytest.raises(RuleViolation, match="理由"):
-        case.take_step(Step.DECIDE, HANDLER, outcome="denied", reason="")
-    case.take_step(Step.DECIDE, HANDLER, outcome="denied", reason="不符合条件")
+        case.take_step(Step.DECIDE, HANDLER, site=HANDLER.site, outcome="denied", reason="")
+    case.take_step(Step.DECIDE, HANDLER, site=HANDLER.site, outcome="denied", reason="不符合条件")
     with pytest.raises(RuleViolation, match="证照编号"):
-        case.take_step(Step.DISPATCH, HANDLER, method="electronic_licence", licence_reference="")
+        case.take_step(Step.DISPATCH, HANDLER, site=HANDLER.site, method="electronic_licence", licence_reference="")

@@ -85,6 +85,12 @@ def test_generated_grpc_module_exposes_every_rpc() -> None:
     assert callable(case_service_pb2_grpc.add_CaseServiceServicer_to_server)
 
 
+def test_the_site_servicer_defines_every_rpc_itself() -> None:
+    from adapters.grpc.case_servicer import CaseServicer
+
+    assert [rpc.name for rpc in _service().methods if rpc.name not in vars(CaseServicer)] == []
+
+
 @pytest.mark.parametrize("proto_name", sorted(DOMAIN_ENUMS))
 def test_domain_enum_matches_proto_enum(proto_name: str) -> None:
     domain = _domain_enum(*DOMAIN_ENUMS[proto_name])
