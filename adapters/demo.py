@@ -25,12 +25,11 @@ from rich.table import Table
 
 from adapters.cli.render import local_time
 from adapters.grpc.errors import error_info
+from adapters.grpc.rpc import CASE_SERVICE, request_type, unary
 from adapters.launcher import SiteProcess, SiteSpec, link, make_certs
 from adapters.nats.server import NatsServer
 from routing.catalogue import Catalogue
 from tongban.v1 import case_pb2 as pb
-from tongban.v1 import case_service_pb2 as svc
-from tongban.v1 import case_service_pb2_grpc
 
 PDS, SZ = "410400", "320500"
 NAMES = {PDS: "平顶山", SZ: "苏州"}
@@ -62,11 +61,10 @@ class Window:
 
     def __init__(self, process: SiteProcess) -> None:
         self.channel = grpc.insecure_channel(process.staff_address)
-        self.stub = case_service_pb2_grpc.CaseServiceStub(self.channel)
         self.site = process.spec.site
 
     def call(self, rpc: str, **fields: Any) -> Any:
-        return getattr(self.stub, rpc)(getattr(svc, f"{rpc}Request")(**fields), timeout=10)
+        return unary(self.channel, CASE_SERVICE, rpc)(request_type(CASE_SERVICE, rpc)(**fields), timeout=10)
 
     def step(self, rpc: str, label: str, case_id: str, actor: pb.Actor, **fields: Any) -> pb.Case:
         case = self.call(rpc, case_id=case_id, actor=actor, **fields).case

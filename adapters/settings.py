@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -254,7 +254,7 @@ def _partner(raw: dict[str, Any]) -> PartnerSettings:
 def describe(settings: Settings) -> dict[str, str]:
     """Settings as strings for a start-up log line (no secrets)."""
     skip = ("postgres", "policy", "partners", "reconcile", "retry")
-    out = {f.name: str(getattr(settings, f.name)) for f in fields(settings) if f.name not in skip}
+    out = {name: str(value) for name, value in vars(settings).items() if name not in skip}
     out["partners"] = ", ".join(f"{p.site}/{p.channel}" for p in settings.partners)
     if settings.store == "postgres":
         pg = settings.postgres

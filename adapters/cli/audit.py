@@ -19,10 +19,11 @@ from adapters.audit.signing import trusted_keys
 from adapters.cli.audit_report import trail_html
 from adapters.cli.console import err, out
 from adapters.cli.render import CLOCK_STATUS, PARTY, as_json, local_time
+from adapters.grpc.rpc import AUDIT_SERVICE, unary
 from adapters.tls import TlsFiles, channel_credentials
 from audit.bundle import verify_bundle
 from hub.domain.identifiers import LOCAL_TZ
-from tongban.v1 import audit_pb2, audit_pb2_grpc
+from tongban.v1 import audit_pb2
 
 
 @click.group("audit")
@@ -37,20 +38,19 @@ def audit(ctx: click.Context, target: str, certs: Path | None, auditor: str) -> 
     ctx.obj = {"target": target, "certs": certs, "auditor": auditor}
 
 
-def _stub(ctx: click.Context) -> tuple[grpc.Channel, audit_pb2_grpc.AuditServiceStub]:
+def _channel(ctx: click.Context) -> grpc.Channel:
     certs, auditor = ctx.obj["certs"], ctx.obj["auditor"]
     if certs is None or not auditor:
         err.print("错误：须指定 --certs 与 --auditor（审计端口仅接受审计人员证书）", highlight=False)
         sys.exit(2)
     files = TlsFiles(certs / "ca.pem", certs / f"auditor-{auditor}.pem", certs / f"auditor-{auditor}.key")
-    channel = grpc.secure_channel(ctx.obj["target"], channel_credentials(files))
-    return channel, audit_pb2_grpc.AuditServiceStub(channel)
+    return grpc.secure_channel(ctx.obj["target"], channel_credentials(files))
 
 
 def _call(ctx: click.Context, rpc: str, request: Any) -> Any:
-    channel, stub = _stub(ctx)
+    channel = _channel(ctx)
     try:
-        return getattr(stub, rpc)(request, timeout=30)
+        return unary(channel, AUDIT_SERVICE, rpc)(request, timeout=30)
     except grpc.RpcError as error:
         code = error.code()
         err.print(f"[red]错误[/]：{error.details() or code.name}（{code.name}）", highlight=False)

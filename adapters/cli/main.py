@@ -24,6 +24,7 @@ from adapters.cli.console import err, out
 from adapters.cli.exchange import exchange
 from adapters.cli.reconcile import reconcile
 from adapters.grpc.errors import error_info, field_violations
+from adapters.grpc.rpc import CASE_SERVICE, request_type, unary
 from adapters.grpc.translate import wire_enum
 from hub.domain.identifiers import LOCAL_TZ
 from hub.domain.lifecycle import CaseState
@@ -42,7 +43,6 @@ from hub.domain.values import (
 )
 from tongban.v1 import case_pb2 as pb
 from tongban.v1 import case_service_pb2 as svc
-from tongban.v1 import case_service_pb2_grpc
 
 EXIT_CODES = {
     grpc.StatusCode.INVALID_ARGUMENT: 2,
@@ -63,15 +63,14 @@ def wire(enum: type[LabelledEnum], descriptor: Any, value: str | None) -> int:
 
 
 class Client:
-    """A CaseService stub with a deadline on every call and a request id for the logs."""
+    """CaseService over one channel, with a deadline on every call and a request id for the logs."""
 
     def __init__(self, target: str, timeout: float) -> None:
         self.channel = grpc.insecure_channel(target)
-        self.stub = case_service_pb2_grpc.CaseServiceStub(self.channel)
         self.timeout = timeout
 
     def call(self, rpc: str, request: Any) -> Any:
-        method = getattr(self.stub, rpc)
+        method = unary(self.channel, CASE_SERVICE, rpc)
         return method(request, timeout=self.timeout, metadata=(("x-request-id", uuid.uuid4().hex),))
 
 
@@ -139,7 +138,8 @@ def _show(ctx: click.Context, response: Any) -> None:
     if ctx.obj["json"]:
         click.echo(render.as_json(response))
     else:
-        render.print_case(out, response.case, getattr(response, "entries", None))
+        entries = response.entries if isinstance(response, svc.GetCaseHistoryResponse) else None
+        render.print_case(out, response.case, entries)
 
 
 @case.command("receive")
@@ -262,8 +262,7 @@ STEPS: list[tuple[str, str, str, list[click.Option], Fields]] = [
 def _step_command(name: str, rpc: str, help_text: str, options: list[click.Option], fields: Fields) -> click.Command:
     def callback(case_id: str, expected_version: int, **o: Any) -> None:
         ctx = click.get_current_context()
-        request_type = getattr(svc, f"{rpc}Request")
-        request = request_type(
+        request = request_type(CASE_SERVICE, rpc)(
             case_id=case_id, actor=ctx.obj["actor"], expected_version=expected_version, **fields(o)
         )
         _show(ctx, _run(ctx, rpc, request))

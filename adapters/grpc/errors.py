@@ -56,7 +56,7 @@ def to_status(error: HubError) -> status_pb2.Status:
             )
         )
     else:
-        metadata = dict(getattr(error, "metadata", {}) or {})
+        metadata = dict(error.metadata)
         detail.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata))
     return status_pb2.Status(code=code, message=error.message, details=[detail])
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 import structlog
+from google.protobuf.message import Message
 
 from ops.metrics import SiteMetrics
 
@@ -35,7 +36,7 @@ class LoggingInterceptor(grpc.ServerInterceptor):
         def logged(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
             with structlog.contextvars.bound_contextvars(site=self.site, request_id=request_id, rpc=method):
-                case_id = getattr(request, "case_id", "")
+                case_id = _case_id(request)
                 try:
                     response = inner(request, context)
                 except BaseException:
@@ -43,8 +44,7 @@ class LoggingInterceptor(grpc.ServerInterceptor):
                     log.info("rpc", code=code.name, case_id=case_id, ms=_ms(started))
                     self._count(method, code.name, started)
                     raise
-                response_case = getattr(response, "case", None)
-                log.info("rpc", code="OK", case_id=case_id or getattr(response_case, "case_id", ""), ms=_ms(started))
+                log.info("rpc", code="OK", case_id=case_id or _case_id(_field(response, "case")), ms=_ms(started))
                 self._count(method, "OK", started)
                 return response
 
@@ -62,3 +62,16 @@ class LoggingInterceptor(grpc.ServerInterceptor):
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
+
+
+def _field(message: Any, name: str) -> Any:
+    """A message's field by name, if its type has one (read from the message's descriptor)."""
+    if isinstance(message, Message) and name in message.DESCRIPTOR.fields_by_name:
+        return getattr(message, name)
+    return None
+
+
+def _case_id(message: Any) -> str:
+    """The case a request or a case message is about, for the log line ("" for none)."""
+    value = _field(message, "case_id")
+    return value if isinstance(value, str) else ""

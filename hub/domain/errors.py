@@ -18,6 +18,7 @@ class HubError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.metadata: dict[str, str] = {}  # facts for programs (ids, states), shown with the reason code
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ def _retryable(error: BaseException) -> bool:
 def _describe(error: BaseException) -> str:
     if isinstance(error, BaseExceptionGroup) and error.exceptions:
         return _describe(error.exceptions[0])
-    code = getattr(error, "reason", None) if isinstance(error, HubError) else None
+    code = error.reason if isinstance(error, HubError) else None
     return f"{code or type(error).__name__}: {error}"
 
 
