@@ -3,7 +3,7 @@
 Two sites share n cases with d scattered differences (a third changed digests, a third only at A,
 the rest only at B). A (410400) initiates, B (320500) answers. Each measurement starts B and A as
 two fresh processes talking real gRPC on 127.0.0.1: the real ReconcileServicer, Responder and
-SqliteDigestIndex at B, Side and GrpcReconcilePeer at A, so the bytes are the protobuf bytes the
+SqliteDigestIndex at B, Participant and GrpcReconcilePeer at A, so the bytes are the protobuf bytes the
 service sends and each side's peak RSS is its own. The naive method (B ships every key and digest
 in frames of at most 4 MB, A merges them against its own rows in key order) runs the same way, in
 the same run, over a raw-bytes gRPC method. The differences found must equal the injected ones
@@ -54,7 +54,7 @@ from adapters.store.digest_index import SqliteDigestIndex, SqliteDigestRecorder
 from hub.application.case_hub import CaseHub
 from hub.domain.digests import DAY_MS, DigestChange
 from reconciliation.messages import Message, Params
-from reconciliation.rbsr import Differences, DigestSet, Side, check_params
+from reconciliation.rbsr import Differences, DigestSet, Participant, check_params
 from reconciliation.responder import Responder
 from tongban.v1.reconcile_pb2_grpc import add_ReconcileServiceServicer_to_server
 
@@ -196,7 +196,7 @@ def find_rbsr(db: Path, address: str) -> dict[str, Any]:
         ours, frames, session = Params(), [], ""
         started = time.perf_counter()
         with SqliteDigestIndex(db).snapshot(B) as snapshot:
-            side = Side(DigestSet(snapshot), ours, initiator=True)
+            side = Participant(DigestSet(snapshot), ours, initiator=True)
             side.start()
             while (message := side.next_message()) is not None:
                 sent, received = peer.bytes_sent, peer.bytes_received

@@ -298,7 +298,7 @@ class Ahead(Generic[T]):
         self._ready.clear()
 
 
-class Side:
+class Participant:
     """One side of a reconciliation. The initiator queues its ranges and learns the differences;
     the responder only answers, within the frame bound (``consumed`` says how far it got)."""
 

@@ -32,7 +32,7 @@ from reconciliation.discrepancy import Discrepancy, DiscrepancyRegister, Status,
 from reconciliation.journal import ReconcileRun, repair_key, run_id, tracking_name
 from reconciliation.messages import CaseCounts, CaseDescription, Params
 from reconciliation.ports import DigestIndex, EventSharing, ReconcilePeer
-from reconciliation.rbsr import DigestSet, Side, check_params
+from reconciliation.rbsr import DigestSet, Participant, check_params
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -135,11 +135,11 @@ class Reconciler:
     # ------------------------------------------------------------------ finding
     def _find(
         self, peer: ReconcilePeer, digests: DigestSet, summary: Summary, report: Progress, limit: int
-    ) -> tuple[str, Side]:
+    ) -> tuple[str, Participant]:
         """Compare until nothing is left to ask, or until more cases differ than the breaker allows:
         nothing will be repaired then, and learning every difference of a mass divergence (a million
         keys) would only cost both sides memory. The partner's session then expires idle."""
-        side = Side(digests, self.policy.params, initiator=True, enough=limit)
+        side = Participant(digests, self.policy.params, initiator=True, enough=limit)
         side.start()
         session, params = "", self.policy.params
         sent, received = peer.bytes_sent, peer.bytes_received

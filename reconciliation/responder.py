@@ -19,7 +19,7 @@ from hub.domain.case import Case
 from hub.domain.errors import HubError, InvalidInput, RuleViolation
 from reconciliation.messages import CaseCounts, CaseDescription, Message, OriginState, Params
 from reconciliation.ports import DigestIndex
-from reconciliation.rbsr import DigestSet, Side, check_params
+from reconciliation.rbsr import DigestSet, Participant, check_params
 
 
 class Responder:
@@ -32,7 +32,7 @@ class Responder:
         self.log, self.index = log, index
         self.params = params or Params()
         self.idle_seconds, self.max_sessions = idle_seconds, max_sessions
-        self._sessions: dict[str, tuple[str, ExitStack, Side, float]] = {}
+        self._sessions: dict[str, tuple[str, ExitStack, Participant, float]] = {}
         self._lock = threading.Lock()
 
     def round(
@@ -66,7 +66,7 @@ class Responder:
                 raise RuleViolation("RECONCILE_BUSY", f"站点 {partner} 的对账会话过多，请稍后再试")
         stack = ExitStack()
         snapshot = stack.enter_context(self.index.snapshot(partner))
-        side = Side(DigestSet(snapshot), params, initiator=False)
+        side = Participant(DigestSet(snapshot), params, initiator=False)
         session = uuid.uuid4().hex
         with self._lock:
             self._sessions[session] = (partner, stack, side, time.monotonic())

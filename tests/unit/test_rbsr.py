@@ -16,16 +16,16 @@ from hypothesis import strategies as st
 from hub.domain.errors import InvalidInput, RuleViolation
 from reconciliation.messages import Message, Mode, Params, Range
 from reconciliation.ports import Bounds, Cut, Item, Segment
-from reconciliation.rbsr import ID_ITEM_BYTES, DigestSet, Side, check_message, check_params, pad
+from reconciliation.rbsr import ID_ITEM_BYTES, DigestSet, Participant, check_message, check_params, pad
 from tests.digest_sets import T0, Snapshot, key, pair
 
 T = TypeVar("T")
 
 
 def reconcile(a: dict[bytes, bytes], b: dict[bytes, bytes], params: Params, enough: int | None = None
-              ) -> tuple[Side, int, list[int]]:
-    initiator = Side(DigestSet(Snapshot(a)), params, initiator=True, enough=enough)
-    responder = Side(DigestSet(Snapshot(b)), params, initiator=False)
+              ) -> tuple[Participant, int, list[int]]:
+    initiator = Participant(DigestSet(Snapshot(a)), params, initiator=True, enough=enough)
+    responder = Participant(DigestSet(Snapshot(b)), params, initiator=False)
     initiator.start()
     rounds, sizes = 0, []
     while (message := initiator.next_message()) is not None:
@@ -149,7 +149,7 @@ def test_the_handshake_takes_the_tighter_bounds() -> None:
 
 def test_a_reply_outside_what_was_asked_is_refused() -> None:
     a, _ = pair(100, 0, 0, 0, seed=1)
-    side = Side(DigestSet(Snapshot(a)), Params(), initiator=True)
+    side = Participant(DigestSet(Snapshot(a)), Params(), initiator=True)
     sent = Message((fp(b"\x10", b"\x20"),))
     with pytest.raises(InvalidInput, match="之内"):
         side.receive_reply(sent, Message((fp(b"\x30", b"\x40"),), consumed=1))
@@ -159,7 +159,7 @@ def test_an_id_diff_must_answer_our_id_list_of_the_same_range() -> None:
     """Else a partner could name any range, our whole set included, and have us read every key of it."""
     a, _ = pair(20_000, 0, 0, 0, seed=1)
     reads = CountingSnapshot(a)
-    side = Side(DigestSet(reads), Params(), initiator=True, enough=100)
+    side = Participant(DigestSet(reads), Params(), initiator=True, enough=100)
     side.start()
     everything = side.next_message()
     assert everything is not None
@@ -176,8 +176,8 @@ def test_past_enough_the_initiator_reads_and_asks_nothing_more() -> None:
     reply is neither listed nor queued."""
     ours, theirs = pair(20_000, 0, 0, 20_000, seed=7)
     reads = ReadRecordingSnapshot(ours)
-    initiator = Side(DigestSet(reads), Params(), initiator=True, enough=100)
-    responder = Side(DigestSet(Snapshot(theirs)), Params(), initiator=False)
+    initiator = Participant(DigestSet(reads), Params(), initiator=True, enough=100)
+    responder = Participant(DigestSet(Snapshot(theirs)), Params(), initiator=False)
     initiator.start()
     while (message := initiator.next_message()) is not None:
         initiator.receive_reply(message, responder.reply(message))
@@ -249,8 +249,8 @@ def test_a_message_reads_its_ranges_together_a_frame_at_a_time(frame: int) -> No
     a, b = pair(20_000, 1500, 1500, 1000, seed=11)
     ours, theirs = ReadRecordingSnapshot(a), ReadRecordingSnapshot(b)
     params = Params(max_frame_bytes=frame, max_rounds=500)
-    initiator = Side(DigestSet(ours), params, initiator=True)
-    responder = Side(DigestSet(theirs), params, initiator=False)
+    initiator = Participant(DigestSet(ours), params, initiator=True)
+    responder = Participant(DigestSet(theirs), params, initiator=False)
     initiator.start()
     rounds = 0
     while (message := initiator.next_message()) is not None:
@@ -273,8 +273,8 @@ def test_enough_differences_are_counted_not_read(only_theirs: int) -> None:
     beyond it instead of reading those keys, and the count is a lower bound of the truth."""
     ours, theirs = pair(0, 20_000, only_theirs, 0, seed=7)
     snapshot = CountingSnapshot(ours)
-    initiator = Side(DigestSet(snapshot), Params(), initiator=True, enough=100)
-    responder = Side(DigestSet(Snapshot(theirs)), Params(), initiator=False)
+    initiator = Participant(DigestSet(snapshot), Params(), initiator=True, enough=100)
+    responder = Participant(DigestSet(Snapshot(theirs)), Params(), initiator=False)
     initiator.start()
     while (message := initiator.next_message()) is not None and initiator.found <= 100:
         initiator.receive_reply(message, responder.reply(message))
@@ -321,7 +321,7 @@ def test_an_id_list_over_a_range_the_responder_holds_much_of_is_split_without_re
     dense = {(start + rng.randrange(3_600_000)).to_bytes(6, "big") + rng.randbytes(10): rng.randbytes(16)
              for _ in range(20_000)}
     snapshot = PageRecordingSnapshot(dense)
-    responder = Side(DigestSet(snapshot), Params(), initiator=False)
+    responder = Participant(DigestSet(snapshot), Params(), initiator=False)
     one = min(dense)
     reply = responder.reply(Message((Range(b"", None, Mode.ID_LIST, items=((one, dense[one][:8]),)),), False))
     assert reply.ranges and all(r.mode is Mode.FINGERPRINT for r in reply.ranges)
