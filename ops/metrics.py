@@ -63,6 +63,10 @@ class SiteMetrics:
             ["partner", "channel"], registry=r)
         self.parked = Gauge(
             "tongban_exchange_parked_messages", "Messages parked for an operator (NATS).", registry=r)
+        self.parked_deliveries_gauge = Gauge(
+            "tongban_exchange_parked_deliveries",
+            "Cases of ours a partner refused for good, parked at this (sending) site for an operator.",
+            ["partner", "channel"], registry=r)
         self.receipts_outstanding = Gauge(
             "tongban_exchange_receipts_outstanding",
             "Cases whose latest events the partner has not receipted yet.", ["partner"], registry=r)
@@ -137,6 +141,9 @@ class SiteMetrics:
             now = max(self._outstanding.get(partner, 0) + sent - confirmed, 0)
             self._outstanding[partner] = now
             self.receipts_outstanding.labels(partner).set(now)
+
+    def parked_deliveries(self, partner: str, channel: str, cases: int) -> None:
+        self.parked_deliveries_gauge.labels(partner, channel).set(cases)
 
     def watch_cases(self, read: Callable[[], CaseCounts]) -> None:
         """Register the business collector: it reads the case read model at each scrape."""

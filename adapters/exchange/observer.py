@@ -32,6 +32,10 @@ class ExchangeObserver(Protocol):
         """Our events sent to the partner and not yet confirmed: ``sent`` more, ``confirmed`` fewer."""
         ...
 
+    def parked_deliveries(self, partner: str, channel: str, cases: int) -> None:
+        """Cases of ours the partner refused for good, parked and waiting for an operator (now ``cases``)."""
+        ...
+
 
 class Unobserved:
     """An observer that keeps nothing."""
@@ -52,4 +56,7 @@ class Unobserved:
         return None
 
     def awaiting_receipts(self, partner: str, sent: int = 0, confirmed: int = 0) -> None:
+        return None
+
+    def parked_deliveries(self, partner: str, channel: str, cases: int) -> None:
         return None

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from hub.application.ports import SiteLog
@@ -133,25 +134,26 @@ class CaseSharing:
 
     def record_receipts(
         self, partner: str, channel: str, receipts: Sequence[CaseReceipt], through: int | None,
-        sent: OutboundBatch | None = None,
+        sent: OutboundBatch | None = None, also: Sequence[Aggregate] = (),
     ) -> int:
         """Store the partner's receipts, and (if given) the relay's new position, atomically; returns how
         many of our own events the partner confirmed for the first time (its delivery ledgers say).
+        ``also`` are further aggregates changed with them (the parked deliveries), in the same transaction.
 
         ``sent``, the batch the receipts answer, spares reads: the chain heads it vouches for, and the
         delivery ledgers of the cases it opened, which cannot exist yet (if one does after all, say a
         batch resent after a crash, the save fails whole and is done again reading every ledger).
         """
         try:
-            return self._record_receipts(partner, channel, receipts, through, sent)
+            return self._record_receipts(partner, channel, receipts, through, sent, also)
         except IntegrityError:
-            if sent is None:
+            if sent is None or also:  # ``also`` lost its pending events to the failed save: not done twice
                 raise
-            return self._record_receipts(partner, channel, receipts, through, None)
+            return self._record_receipts(partner, channel, receipts, through, None, also)
 
     def _record_receipts(
         self, partner: str, channel: str, receipts: Sequence[CaseReceipt], through: int | None,
-        sent: OutboundBatch | None,
+        sent: OutboundBatch | None, also: Sequence[Aggregate],
     ) -> int:
         covered = 0
         ledgers: dict[UUID, DeliveryLedger] = {}
@@ -176,7 +178,7 @@ class CaseSharing:
             )
             ledgers[receipt.case_id] = ledger
         tracking = Tracking(relay_name(partner, channel), through) if through is not None else None
-        self.log.record(*ledgers.values(), tracking=tracking)
+        self.log.record(*ledgers.values(), *also, tracking=tracking)
         return covered
 
     def receipts(self, case_id: UUID) -> list[dict[str, object]]:
