@@ -31,12 +31,12 @@ from adapters.exchange.nats_channel.common import (
     subject,
 )
 from adapters.exchange.nats_channel.inbox import NatsInbox, Redelivery
-from adapters.exchange.nats_channel.parked import ParkedMessage, list_parked, replay_parked
+from adapters.exchange.nats_channel.parked import ParkedMessage, discard_parked, list_parked, replay_parked
 from adapters.exchange.nats_channel.partner import NatsPartner
 
 __all__ = [
     "DUPLICATE_WINDOW", "MSG_ID", "ORIGINAL_MSG_ID", "PARKED_FROM", "PARKED_SEQ", "PARK_REASON", "SENDER",
     "DeliveryFailed", "NatsChannelError", "NatsInbox", "NatsPartner", "NatsUnavailable", "NotParked",
-    "ParkedMessage", "Redelivery", "StreamMissing", "ensure_stream", "list_parked", "replay_parked",
+    "ParkedMessage", "Redelivery", "StreamMissing", "discard_parked", "ensure_stream", "list_parked", "replay_parked",
     "stream_name", "subject",
 ]

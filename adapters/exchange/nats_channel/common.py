@@ -29,11 +29,13 @@ PARK_REASON = "Tongban-Park-Reason"
 PARKED_FROM = "Tongban-Parked-From"
 PARKED_SEQ = "Tongban-Parked-Seq"
 ORIGINAL_MSG_ID = "Tongban-Original-Msg-Id"
+DISCARDED_BY = "Tongban-Discarded-By"
+DISCARD_REASON = "Tongban-Discard-Reason"
 EVENTS_CONSUMER, RECEIPTS_CONSUMER = "hub-events", "hub-receipts"
 DUPLICATE_WINDOW = 600.0  # seconds: a re-publish within it is dropped by the server
 PARKING_SPARE = 2  # deliveries the consumer allows beyond the inbox's limit, so a failed park is retried
 SITE_CODE = re.compile(r"\d{6}")
-Kind = Literal["events", "receipts", "parked"]
+Kind = Literal["events", "receipts", "parked", "discarded"]
 
 
 

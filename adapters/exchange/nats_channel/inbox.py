@@ -452,7 +452,7 @@ class NatsInbox:
         headers = own_headers(msg.headers)
         headers.update({
             MSG_ID: f"park:{meta.stream}:{meta.sequence.stream}",  # parking twice stores one copy
-            PARK_REASON: _header_text(reason),
+            PARK_REASON: header_text(reason),
             PARKED_FROM: msg.subject,
             PARKED_SEQ: str(meta.sequence.stream),
         })
@@ -483,7 +483,7 @@ def _delivered(msg: Msg) -> int:
     return msg.metadata.num_delivered
 
 
-def _header_text(text: str) -> str:
+def header_text(text: str) -> str:
     """One line of ASCII: header values are parsed as e-mail headers, so non-ASCII is percent-encoded."""
     line = " ".join(text.split())[:300]
     return urllib.parse.quote(line, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")

@@ -1,4 +1,7 @@
-"""NATS JetStream exchange, for operators: parked (poison) messages, listed and replayed."""
+"""NATS JetStream exchange, for operators: parked (poison) messages, listed, replayed or discarded.
+
+A discarded message is not deleted: it moves to the site's ``discarded`` subject with who discarded
+it and why in its headers, so the record stays in the stream (no consumer reads that subject)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from adapters.exchange.nats_channel.common import (
+    DISCARD_REASON,
+    DISCARDED_BY,
     MSG_ID,
     ORIGINAL_MSG_ID,
     PARK_REASON,
@@ -29,7 +34,7 @@ from adapters.exchange.nats_channel.common import (
     stream_name,
     subject,
 )
-from adapters.exchange.nats_channel.inbox import own_headers
+from adapters.exchange.nats_channel.inbox import header_text, own_headers
 from adapters.nats.loop import LoopThread
 from tongban.v1 import exchange_pb2
 
@@ -61,6 +66,14 @@ def replay_parked(nats_url: str, site: str, stream_seq: int | None = None, timeo
     is then deleted from the parked subject. A message that fails again is simply parked again.
     """
     return _operate(nats_url, site, timeout, lambda js: _replay(js, site, stream_seq))
+
+
+def discard_parked(nats_url: str, site: str, stream_seq: int, reason: str, by: str, timeout: float = 30.0) -> None:
+    """Give up on one parked message, on the record: it moves to the ``discarded`` subject with ``by``
+    and ``reason`` in its headers (and its parking headers kept), and leaves the parked subject."""
+    if not reason.strip() or not by.strip():
+        raise ValueError("放弃搁置的消息须写明理由和操作人")
+    _operate(nats_url, site, timeout, lambda js: _discard(js, site, stream_seq, reason, by))
 
 
 def _operate(
@@ -157,3 +170,19 @@ async def _replay(js: JetStreamContext, site: str, stream_seq: int | None) -> in
         replayed += 1
         log.info("nats_message_replayed", site=site, stream_seq=raw.seq, to=target)
     return replayed
+
+
+async def _discard(js: JetStreamContext, site: str, stream_seq: int, reason: str, by: str) -> None:
+    stream, parked = stream_name(site), subject(site, "parked")
+    try:
+        raw = await js.get_msg(stream, seq=stream_seq)
+    except NotFoundError:
+        raise NotParked(site, stream_seq) from None
+    if raw.subject != parked:
+        raise NotParked(site, stream_seq)
+    headers = own_headers(raw.headers)
+    headers.update({DISCARDED_BY: header_text(by), DISCARD_REASON: header_text(reason),
+                    MSG_ID: f"discarded:{raw.seq}"})
+    await js.publish(subject(site, "discarded"), raw.data or b"", stream=stream, headers=headers)
+    await js.delete_msg(stream, raw.seq or 0)
+    log.info("nats_message_discarded", site=site, stream_seq=raw.seq, by=by, reason=reason)
