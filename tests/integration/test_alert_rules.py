@@ -69,6 +69,7 @@ def site_metrics() -> SiteMetrics:
     metrics.rpc_handled.labels("/tongban.v1.CaseService/ReceiveCase", "OK").inc()
     metrics.rpc_seconds.labels("/tongban.v1.CaseService/ReceiveCase").observe(0.004)
     metrics.batch_size.observe(3)
+    metrics.parked_deliveries("320500", "grpc", 1)
     metrics.supplement_requests.inc()
     return metrics
 

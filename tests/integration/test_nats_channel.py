@@ -338,6 +338,17 @@ def test_the_operator_cli_lists_and_replays_parked_messages(net: Net) -> None:
     assert replayed.exit_code == 0 and "已重放 1 条消息" in replayed.output
     missing = runner.invoke(exchange_cli, ["replay", "--nats", net.url, "--site", HANDLING, "--seq", "9999"])
     assert missing.exit_code == 3
+    eventually(lambda: len(net.parked()) == 1, what="still refused: parked again")
+    again = str(net.parked()[0].stream_seq)
+    no_reason = runner.invoke(exchange_cli, ["discard", "--nats", net.url, "--site", HANDLING, "--seq", again,
+                                             "--by", "王工"])
+    assert no_reason.exit_code == 2 and len(net.parked()) == 1
+    discarded = runner.invoke(exchange_cli, ["discard", "--nats", net.url, "--site", HANDLING, "--seq", again,
+                                             "--reason", "伪造的发送方", "--by", "王工"])
+    assert discarded.exit_code == 0, discarded.output
+    assert net.parked() == []
+    gone = runner.invoke(exchange_cli, ["replay", "--nats", net.url, "--site", HANDLING, "--seq", again])
+    assert gone.exit_code == 3  # no longer a parked message: kept on the discarded subject instead
     unknown = runner.invoke(exchange_cli, ["parked", "--nats", net.url, "--site", "110000"])
     assert unknown.exit_code == 3 and len(unknown.output.strip().splitlines()) == 1
 
