@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -26,6 +27,8 @@ from adapters.exchange.nats_channel import (
     list_parked,
     replay_parked,
 )
+from adapters.nats.access import NatsAccess
+from adapters.tls import TlsError, TlsFiles
 from ops.logging import configure_logging
 
 _T = TypeVar("_T")
@@ -33,6 +36,19 @@ _T = TypeVar("_T")
 _nats_option = click.option("--nats", "nats_url", required=True, envvar="TONGBAN_NATS_URL",
                             help="NATS 服务器地址，如 nats://127.0.0.1:4222")
 _site_option = click.option("--site", required=True, envvar="TONGBAN_SITE", help="站点行政区划代码（6 位）")
+_certs_option = click.option("--certs", "certs_dir", type=click.Path(file_okay=False, path_type=Path),
+                             envvar="TONGBAN_CERTS", default=None, help="证书目录（连接加密的 NATS 时用）")
+_credentials_option = click.option("--nats-credentials", "credentials", envvar="TONGBAN_NATS_CREDENTIALS",
+                                   type=click.Path(dir_okay=False, path_type=Path), default=None,
+                                   help="本站 nkey 种子文件（tongban nats-config 生成）")
+
+
+def _access(nats_url: str, site: str, certs_dir: Path | None, credentials: Path | None) -> NatsAccess:
+    """The site's own NATS credentials: with a seed, mutual TLS from the certs dir as well."""
+    if credentials is not None and certs_dir is None:
+        fail("--nats-credentials 需要同时给出 --certs（双向 TLS）", 2)
+    tls = TlsFiles.for_site(certs_dir, site) if credentials is not None and certs_dir is not None else None
+    return NatsAccess(nats_url, site, tls, credentials)
 
 
 def _call(work: Callable[[], _T]) -> _T:
@@ -46,6 +62,8 @@ def _call(work: Callable[[], _T]) -> _T:
         fail(f"站点 {error.site} 的流不存在（该站点从未在此 NATS 上启动收件）", 3)
     except NotParked as error:
         fail(f"序号 {error.stream_seq} 不是站点 {error.site} 的搁置消息", 3)
+    except TlsError as error:
+        fail(str(error), 2)
     except NatsChannelError as error:
         fail(str(error), 1)
 
@@ -59,10 +77,12 @@ def exchange() -> None:
 @exchange.command()
 @_nats_option
 @_site_option
+@_certs_option
+@_credentials_option
 @click.option("--json", "as_json", is_flag=True, help="输出 JSON（供脚本使用）")
-def parked(nats_url: str, site: str, as_json: bool) -> None:
+def parked(nats_url: str, site: str, certs_dir: Path | None, credentials: Path | None, as_json: bool) -> None:
     """列出本站收件时搁置（无法应用）的消息。"""
-    messages = _call(lambda: list_parked(nats_url, site))
+    messages = _call(lambda: list_parked(_access(nats_url, site, certs_dir, credentials), site))
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(m) for m in messages], ensure_ascii=False, indent=2))
         return
@@ -84,9 +104,12 @@ def parked_table(site: str, messages: list[ParkedMessage]) -> Table:
 @exchange.command()
 @_nats_option
 @_site_option
+@_certs_option
+@_credentials_option
 @click.option("--seq", "stream_seq", type=click.IntRange(min=1), default=None,
               help="只重放这一条（序号见 parked）；不给则按顺序重放全部")
-def replay(nats_url: str, site: str, stream_seq: int | None) -> None:
+def replay(nats_url: str, site: str, certs_dir: Path | None, credentials: Path | None,
+           stream_seq: int | None) -> None:
     """把搁置的消息重新投递给本站收件（原因排除后使用）。"""
-    count = _call(lambda: replay_parked(nats_url, site, stream_seq))
+    count = _call(lambda: replay_parked(_access(nats_url, site, certs_dir, credentials), site, stream_seq))
     out.print(f"已重放 {count} 条消息")
