@@ -367,7 +367,7 @@ class NatsInbox:
         target, stream = subject(sender, "receipts", self.site), stream_name(sender)
 
         async def one(r: CaseReceipt) -> None:
-            msg_id = f"receipt:{r.case_id}:{r.origin}:{r.stored_through}:{r.status}"
+            msg_id = f"receipt:{self.site}:{r.case_id}:{r.origin}:{r.stored_through}:{r.status}"
             sealed = self.sealer.seal("receipts", sender, msg_id, receipt_message(r).SerializeToString())
             await js.publish(target, sealed, timeout=self.timeout, stream=stream,
                              headers={MSG_ID: msg_id, MESSAGE_ID: msg_id})

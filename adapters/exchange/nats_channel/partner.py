@@ -32,7 +32,9 @@ class NatsPartner:
     """The relay's channel to one partner over NATS: publish events into the partner's stream.
 
     Each event goes to ``tongban.<partner>.events.<site>`` (the one subject the server lets this site
-    send events to the partner on), sealed for the partner (sealing.py) under its event id.
+    send events to the partner on), sealed for the partner (sealing.py) under its event id, with
+    ``Nats-Msg-Id`` ``<site>:<event_id>``: naming the sender, so no other site can take the id first and
+    have the genuine event dropped as a repeat.
     ``deliver`` returns once JetStream has acknowledged (stored) every event, or raises so the relay
     sends the whole batch again later; it never takes longer than ``timeout``. Receipts come back
     asynchronously, through this site's own NatsInbox, so ``deliver`` returns none.
@@ -59,14 +61,14 @@ class NatsPartner:
     def deliver_async(self, events: Sequence[SharedEvent]) -> Mapped:
         """Publish and return at once; the relay waits for the acknowledgements when it settles the batch,
         with further batches publishing meanwhile (its window bounds the unacknowledged events)."""
-        messages = [(e.event_id, e.event_id, self._sealed(e)) for e in events]
+        messages = [(f"{self.site}:{e.event_id}", e.event_id, self._sealed(e)) for e in events]
         return Mapped(self._loop.submit(self._publish(messages)), lambda _acked: [])
 
     def resend(self, events: Sequence[SharedEvent], receipt: CaseReceipt) -> list[CaseReceipt]:
         """Fill the gap a partner reported (the relay's ``fill_gap``, wired as NatsInbox's ``resend``): our
         events from the missing seq. Their receipts come back through the inbox, so none are returned.
 
-        They go out under message ids of their own, ``<event_id>:gap:<stored_through>``: under the
+        They go out under message ids of their own, ``<site>:<event_id>:gap:<stored_through>``: under the
         plain event id the server would drop them as repeats for 10 minutes, while the originals may
         be parked, or may have lost the id to a message that was parked. The same gap reported twice
         still sends one copy.
@@ -77,7 +79,7 @@ class NatsPartner:
     def _send(self, events: Sequence[SharedEvent], id_suffix: str) -> None:
         if not events:
             return
-        messages = [(e.event_id + id_suffix, e.event_id, self._sealed(e)) for e in events]
+        messages = [(f"{self.site}:{e.event_id}{id_suffix}", e.event_id, self._sealed(e)) for e in events]
         try:
             self._loop.run(self._publish(messages), timeout=self.timeout)
         except TimeoutError:
