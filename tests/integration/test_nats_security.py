@@ -164,3 +164,32 @@ def test_the_jetstream_store_holds_no_applicant_pii_while_the_partner_is_down(
         partner.close()
         a.close()
         b.close()
+
+
+def test_nats_config_writes_the_server_config_and_private_seeds(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from adapters.cli.main import main
+    from adapters.free_port import free_port
+    from adapters.launcher import make_certs
+
+    certs = make_certs(tmp_path / "certs", RECEIVING, HANDLING)
+    conf = tmp_path / "nats" / "nats.conf"
+    args = ["nats-config", "--certs", str(certs), "--site", RECEIVING, "--site", HANDLING,
+            "--listen", f"127.0.0.1:{free_port()}", "--out", str(conf)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    seeds = {site: conf.parent / f"{site}.nk" for site in (RECEIVING, HANDLING)}
+    assert all(path.stat().st_mode & 0o777 == 0o600 for path in seeds.values())
+    text = conf.read_text()
+    assert "verify: true" in text and f"tongban.*.events.{HANDLING}" in text
+    assert not any(path.read_text().strip() in text for path in seeds.values())  # public keys only
+    first = seeds[RECEIVING].read_bytes()
+    assert CliRunner().invoke(main, args).exit_code == 0 and seeds[RECEIVING].read_bytes() == first  # kept
+
+    server = NatsServer(tmp_path / "store", config=conf, certs_dir=certs)
+    with server:
+        assert asyncio.run(_messages(server, HANDLING)) == 0  # 苏州 gets in with the seed written for it
+    missing = CliRunner().invoke(main, ["nats-config", "--certs", str(tmp_path / "none"), "--site", RECEIVING,
+                                        "--out", str(tmp_path / "x.conf")])
+    assert missing.exit_code == 2 and "--nats-server" in missing.output
