@@ -17,6 +17,7 @@ from adapters.audit.signing import Checkpointer
 from adapters.audit.site_chain import SiteChain
 from adapters.exchange.grpc_client import GrpcPartner
 from adapters.exchange.nats_channel import NatsChannelError, list_parked
+from adapters.nats.access import NatsAccess
 from hub.application.ports import SiteLog
 from ops.metrics import SiteMetrics
 
@@ -148,15 +149,15 @@ class ParkedCounter(Periodic):
     name = "parked-count"
 
     def __init__(
-        self, nats_url: str, site: str, metrics: SiteMetrics, interval: float, ready: Callable[[], bool]
+        self, nats: NatsAccess, site: str, metrics: SiteMetrics, interval: float, ready: Callable[[], bool]
     ) -> None:
         super().__init__(interval)
-        self.nats_url, self.site, self.metrics, self.ready = nats_url, site, metrics, ready
+        self.nats, self.site, self.metrics, self.ready = nats, site, metrics, ready
 
     def tick(self) -> None:
         if not self.ready():
             return
         try:
-            self.metrics.parked.set(len(list_parked(self.nats_url, self.site)))
+            self.metrics.parked.set(len(list_parked(self.nats, self.site)))
         except NatsChannelError as error:
             log.warning("parked_count_failed", error=str(error))

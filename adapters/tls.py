@@ -15,31 +15,40 @@ import datetime
 import ipaddress
 import os
 import re
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
     "AUDITOR_URI_PREFIX",
+    "NATS_SERVER",
     "SITE_URI_PREFIX",
     "TlsError",
     "TlsFiles",
     "channel_credentials",
+    "client_ssl_context",
     "create_ca",
     "issue_auditor_cert",
+    "issue_nats_server_cert",
     "issue_site_cert",
     "peer_identity",
     "peer_site",
     "server_credentials",
+    "site_key",
+    "site_public_key",
 ]
 
 SITE_URI_PREFIX = "urn:tongban:site:"
 AUDITOR_URI_PREFIX = "urn:tongban:auditor:"
+NATS_SERVER = "nats-server"  # the stem of the NATS server's certificate files
+_NATS_SERVER_URI = "urn:tongban:nats-server"
 _AUDITOR_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 ORGANIZATION = "Tongban Hub"
 CA_VALIDITY = datetime.timedelta(days=3652)
@@ -177,7 +186,16 @@ def issue_auditor_cert(directory: Path, name: str) -> None:
     _issue(directory, f"auditor-{name}", f"auditor:{name}", AUDITOR_URI_PREFIX + name)
 
 
-def _issue(directory: Path, stem: str, common_name: str, uri: str) -> None:
+def issue_nats_server_cert(directory: Path) -> None:
+    """Issue ``nats-server.pem``/``.key``: the NATS server's TLS identity, signed by the site CA.
+
+    SAN DNS localhost, IP 127.0.0.1 and ``urn:tongban:nats-server``; server use only, so it cannot pass
+    for a site on any port. Re-issuing overwrites.
+    """
+    _issue(directory, NATS_SERVER, NATS_SERVER, _NATS_SERVER_URI, client=False)
+
+
+def _issue(directory: Path, stem: str, common_name: str, uri: str, client: bool = True) -> None:
     site = common_name
     ca_cert, ca_key = _load_ca(directory)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -204,7 +222,7 @@ def _issue(directory: Path, stem: str, common_name: str, uri: str) -> None:
                 content_commitment=False,
                 key_encipherment=False,
                 data_encipherment=False,
-                key_agreement=False,
+                key_agreement=client,  # a site's key also derives the NATS sealing keys (ECDH)
                 key_cert_sign=False,
                 crl_sign=False,
                 encipher_only=False,
@@ -213,7 +231,8 @@ def _issue(directory: Path, stem: str, common_name: str, uri: str) -> None:
             critical=True,
         )
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if client
+                                  else [ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
         )
         .add_extension(
             x509.SubjectAlternativeName(
@@ -262,6 +281,61 @@ def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:
     """Channel credentials that present this site's certificate and verify the server against our CA."""
     ca, cert, key = files.read()
     return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+
+
+def client_ssl_context(files: TlsFiles) -> ssl.SSLContext:
+    """A TLS client context (for NATS) that verifies the server against our CA, host name included, and
+    presents this site's certificate (mutual TLS)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_verify_locations(cafile=str(files.ca))
+    except (OSError, ssl.SSLError) as error:
+        raise TlsError(files.ca, f"not a usable CA certificate ({error})") from None
+    try:
+        context.load_cert_chain(str(files.cert), str(files.key))
+    except (OSError, ssl.SSLError) as error:
+        raise TlsError(files.cert, f"certificate and key not usable ({error})") from None
+    return context
+
+
+def site_key(files: TlsFiles) -> ec.EllipticCurvePrivateKey:
+    """This site's private key (EC P-256), as ``tongban certs`` wrote it."""
+    try:
+        key = serialization.load_pem_private_key(_read(files.key), password=None)
+    except (ValueError, TypeError):
+        raise TlsError(files.key, "not an unencrypted PEM private key") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise TlsError(files.key, "site key is not an EC P-256 key")
+    return key
+
+
+def site_public_key(ca: Path, cert_path: Path, site: str) -> ec.EllipticCurvePublicKey:
+    """The public key of ``site``'s certificate at ``cert_path``, once it is shown to be that site's.
+
+    Checked: signed directly by our CA, valid now, the SAN URI ``urn:tongban:site:<site>``, an EC P-256
+    key. What a partner's NATS messages are opened with, so a certificate of another site, another CA
+    or past its validity is refused (TlsError) rather than used.
+    """
+    _check_site(site)
+    try:
+        ca_cert = x509.load_pem_x509_certificate(_read(ca))
+        cert = x509.load_pem_x509_certificate(_read(cert_path))
+    except ValueError:
+        raise TlsError(cert_path, "not a PEM certificate") from None
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        raise TlsError(cert_path, f"not issued by the CA in {ca}") from None
+    now = datetime.datetime.now(datetime.UTC)
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise TlsError(cert_path, "certificate not valid now")
+    if _site_from_pem(cert.public_bytes(serialization.Encoding.PEM)) != site:
+        raise TlsError(cert_path, f"certificate does not name site {site}")
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise TlsError(cert_path, "certificate key is not EC P-256")
+    return key
 
 
 def _site_from_pem(pem: bytes) -> str | None:

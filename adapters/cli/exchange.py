@@ -42,7 +42,8 @@ from adapters.exchange.nats_channel import (
 )
 from adapters.exchange.refusal import deliver_or_refuse
 from adapters.settings import ConfigError, Settings, load_settings
-from adapters.tls import TlsFiles, channel_credentials
+from adapters.nats.access import NatsAccess
+from adapters.tls import TlsError, TlsFiles, channel_credentials
 from hub.application.case_sharing import CaseSharing
 from hub.application.dead_letters import DeadLetters
 from hub.domain.errors import HubError, InvalidInput, RuleViolation
@@ -58,6 +59,19 @@ _config_option = click.option("--config", "config", default=None, type=click.Pat
 _nats_option = click.option("--nats", "nats_url", default=None, envvar="TONGBAN_NATS_URL",
                             help="NATS 服务器地址，如 nats://127.0.0.1:4222：处理本站 NATS 流中搁置的消息")
 _site_option = click.option("--site", default=None, envvar="TONGBAN_SITE", help="站点行政区划代码（6 位，用于 --nats）")
+_certs_option = click.option("--certs", "certs_dir", type=click.Path(file_okay=False, path_type=Path),
+                             envvar="TONGBAN_CERTS", default=None, help="证书目录（连接加密的 NATS 时用）")
+_credentials_option = click.option("--nats-credentials", "credentials", envvar="TONGBAN_NATS_CREDENTIALS",
+                                   type=click.Path(dir_okay=False, path_type=Path), default=None,
+                                   help="本站 nkey 种子文件（tongban nats-config 生成）")
+
+
+def _access(nats_url: str, site: str, certs_dir: Path | None, credentials: Path | None) -> NatsAccess:
+    """The site's own NATS credentials: with a seed, mutual TLS from the certs dir as well."""
+    if credentials is not None and certs_dir is None:
+        fail("--nats-credentials 需要同时给出 --certs（双向 TLS）", 2)
+    tls = TlsFiles.for_site(certs_dir, site) if credentials is not None and certs_dir is not None else None
+    return NatsAccess(nats_url, site, tls, credentials)
 _partner_option = click.option("--partner", default=None, help="伙伴站点行政区划代码（用于 --config）")
 _by_option = click.option("--by", "by", default="", envvar="TONGBAN_OPERATOR",
                           help="操作人姓名或工号（记录在案；在员工登录上线前由此给出）")
@@ -88,6 +102,8 @@ def _call(work: Callable[[], _T]) -> _T:
         fail(f"站点 {error.site} 的流不存在（该站点从未在此 NATS 上启动收件）", 3)
     except NotParked as error:
         fail(f"序号 {error.stream_seq} 不是站点 {error.site} 的搁置消息", 3)
+    except TlsError as error:
+        fail(str(error), 2)
     except NatsChannelError as error:
         fail(str(error), 1)
 
@@ -156,14 +172,16 @@ def _operator(by: str) -> str:
 @_partner_option
 @_nats_option
 @_site_option
+@_certs_option
+@_credentials_option
 @click.option("--all", "include_closed", is_flag=True, help="连同已重放、已放弃的记录一起列出（用于 --config）")
 @click.option("--json", "as_json", is_flag=True, help="输出 JSON（供脚本使用）")
-def parked(config: str | None, partner: str | None, nats_url: str | None, site: str | None, include_closed: bool,
-           as_json: bool) -> None:
+def parked(config: str | None, partner: str | None, nats_url: str | None, site: str | None,
+           certs_dir: Path | None, credentials: Path | None, include_closed: bool, as_json: bool) -> None:
     """列出搁置的投递：伙伴、办件、事件序号与类型、拒收原因、时间。"""
     if _which(config, nats_url, site) == "nats":
         assert nats_url is not None and site is not None
-        _nats_parked(nats_url, site, as_json)
+        _nats_parked(_access(nats_url, site, certs_dir, credentials), site, as_json)
         return
     assert config is not None
     ours = Site(config)
@@ -204,8 +222,8 @@ def entries_table(site: str, entries: Sequence[ParkedEntry], include_closed: boo
     return table
 
 
-def _nats_parked(nats_url: str, site: str, as_json: bool) -> None:
-    messages = _call(lambda: list_parked(nats_url, site))
+def _nats_parked(nats: NatsAccess, site: str, as_json: bool) -> None:
+    messages = _call(lambda: list_parked(nats, site))
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(m) for m in messages], ensure_ascii=False, indent=2))
         return
@@ -231,14 +249,16 @@ def parked_table(site: str, messages: list[ParkedMessage]) -> Table:
 @_by_option
 @_nats_option
 @_site_option
+@_certs_option
+@_credentials_option
 @click.option("--seq", "stream_seq", type=click.IntRange(min=1), default=None,
               help="只重放这一条（序号见 parked，用于 --nats）；不给则按顺序重放全部")
 def replay(config: str | None, partner: str | None, case: str | None, by: str, nats_url: str | None,
-           site: str | None, stream_seq: int | None) -> None:
+           site: str | None, certs_dir: Path | None, credentials: Path | None, stream_seq: int | None) -> None:
     """重新投递搁置的事件（原因排除后使用）；伙伴确认收妥后移出搁置清单。"""
     if _which(config, nats_url, site) == "nats":
         assert nats_url is not None and site is not None
-        count = _call(lambda: replay_parked(nats_url, site, stream_seq))
+        count = _call(lambda: replay_parked(_access(nats_url, site, certs_dir, credentials), site, stream_seq))
         out.print(f"已重放 {count} 条消息")
         return
     assert config is not None
@@ -273,11 +293,13 @@ def replay(config: str | None, partner: str | None, case: str | None, by: str, n
 @click.option("--case", "case", default=None, help="放弃这一办件的搁置投递（用于 --config）")
 @_nats_option
 @_site_option
+@_certs_option
+@_credentials_option
 @click.option("--seq", "stream_seq", type=click.IntRange(min=1), default=None, help="放弃这一条（用于 --nats）")
 @click.option("--reason", default="", help="放弃的理由（必填，记录在案）")
 @_by_option
 def discard(config: str | None, partner: str | None, case: str | None, nats_url: str | None, site: str | None,
-            stream_seq: int | None, reason: str, by: str) -> None:
+            certs_dir: Path | None, credentials: Path | None, stream_seq: int | None, reason: str, by: str) -> None:
     """放弃搁置的投递（不再投递），记录操作人与理由，记录保留备查。"""
     channel = _which(config, nats_url, site)
     if not reason.strip():
@@ -287,7 +309,8 @@ def discard(config: str | None, partner: str | None, case: str | None, nats_url:
         assert nats_url is not None and site is not None
         if stream_seq is None:
             fail("请用 --seq 指定要放弃的消息（序号见 parked）", 2)
-        _call(lambda: discard_parked(nats_url, site, stream_seq, reason.strip(), operator))
+        access = _access(nats_url, site, certs_dir, credentials)
+        _call(lambda: discard_parked(access, site, stream_seq, reason.strip(), operator))
         out.print(f"已放弃消息 {stream_seq}（{operator}：{reason.strip()}）")
         return
     assert config is not None

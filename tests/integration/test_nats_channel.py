@@ -1,7 +1,8 @@
-"""The NATS JetStream channel between two real hubs (SQLite) through a real nats-server.
+"""The NATS JetStream channel between two real hubs (SQLite) through a real, secured nats-server.
 
 Site A (410400, receiving) relays its events to B (320500, handling) with a NatsPartner; both run a
-NatsInbox: B's applies the events, A's records B's receipts and resends on a gap. Outcomes are
+NatsInbox: B's applies the events, A's records B's receipts and resends on a gap. Every client connects
+with its site's certificate and nkey, and every payload is sealed for its receiver. Outcomes are
 awaited by polling with a deadline, never by sleeping a fixed time.
 """
 
@@ -25,8 +26,8 @@ from nats.js.api import PubAck
 from adapters.bootstrap import build_hub
 from adapters.cli.exchange import exchange as exchange_cli
 from adapters.exchange.nats_channel import (
+    MESSAGE_ID,
     MSG_ID,
-    SENDER,
     DeliveryFailed,
     NatsChannelError,
     NatsInbox,
@@ -34,6 +35,7 @@ from adapters.exchange.nats_channel import (
     NatsUnavailable,
     ParkedMessage,
     Redelivery,
+    Sealer,
     list_parked,
     replay_parked,
     stream_name,
@@ -42,6 +44,8 @@ from adapters.exchange.nats_channel import (
 from adapters.exchange.relay import Relay
 from adapters.exchange.wire import event_message, receipt_message
 from adapters.free_port import free_port
+from adapters.launcher import make_certs
+from adapters.nats.access import NatsAccess
 from adapters.nats.loop import LoopThread
 from adapters.nats.server import NatsServer
 from adapters.settings import Settings
@@ -72,15 +76,21 @@ def eventually(check: Callable[[], object], timeout: float = 10.0, what: str = "
 
 
 class Probe:
-    """Test-side raw access to the server: publish anything, read consumer state."""
+    """Test-side raw access to the server as any of the test sites: publish (sealed or not), read consumer state."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, server: NatsServer) -> None:
+        self.server = server
         self.loop = LoopThread("nats-probe")
 
-    def _with_js(self, work: Callable[[Any], Any]) -> Any:
+    def sealer(self, site: str) -> Sealer:
+        assert self.server.certs_dir is not None
+        return Sealer.for_site(self.server.certs_dir, site)
+
+    def _with_js(self, site: str, work: Callable[[Any], Any]) -> Any:
+        access = self.server.access(site)
+
         async def run() -> Any:
-            nc = await nats.connect(self.url, allow_reconnect=False, connect_timeout=2)
+            nc = await nats.connect(access.url, allow_reconnect=False, connect_timeout=2, **access.connect_options())
             try:
                 return await work(nc.jetstream())
             finally:
@@ -88,20 +98,24 @@ class Probe:
 
         return self.loop.run(run(), timeout=10)
 
-    def publish(self, to: str, data: bytes, headers: dict[str, str]) -> PubAck:
+    def publish(self, to: str, data: bytes, headers: dict[str, str], as_site: str) -> PubAck:
         async def work(js: Any) -> PubAck:
             ack: PubAck = await js.publish(to, data, headers=dict(headers))
             return ack
 
-        result: PubAck = self._with_js(work)
+        result: PubAck = self._with_js(as_site, work)
         return result
 
     def event(self, event: SharedEvent, sender: str | None = None, msg_id: str | None = None,
-              data: bytes | None = None) -> PubAck:
-        return self.publish(
-            subject(HANDLING, "events"), data if data is not None else event_message(event).SerializeToString(),
-            {MSG_ID: msg_id or event.event_id, SENDER: sender or event.origin},
-        )
+              data: bytes | None = None, sealed: bool = True) -> PubAck:
+        """``event`` (or ``data`` in its place) from ``sender`` (its origin by default) to B, sealed by the sender."""
+        sender = sender or event.origin
+        payload = data if data is not None else event_message(event).SerializeToString()
+        if sealed:
+            payload = self.sealer(sender).seal("events", HANDLING, event.event_id, payload)
+        return self.publish(subject(HANDLING, "events", sender), payload,
+                            {MSG_ID: msg_id or f"{sender}:{event.event_id}", MESSAGE_ID: event.event_id},
+                            as_site=sender)
 
     def settled(self, site: str) -> bool:
         """Both of the site's consumers have delivered and settled every message."""
@@ -112,7 +126,7 @@ class Probe:
                     return False
             return True
 
-        settled: bool = self._with_js(work)
+        settled: bool = self._with_js(site, work)
         return settled
 
     def close(self) -> None:
@@ -141,18 +155,24 @@ class Net:
 
     def __init__(self, tmp_path: Path, server: NatsServer) -> None:
         self.server, self.url = server, server.url
+        assert server.certs_dir is not None
+        self.certs = server.certs_dir
         self.a = build_hub(Settings(site=RECEIVING, data_dir=tmp_path / "a"))
         self.b = build_hub(Settings(site=HANDLING, data_dir=tmp_path / "b"))
-        self.to_b = NatsPartner(RECEIVING, HANDLING, self.url)
+        self.probe = Probe(server)
+        self.to_b = NatsPartner(RECEIVING, HANDLING, server.access(RECEIVING), self.probe.sealer(RECEIVING))
         self.relay = Relay(CaseSharing(self.a), self.to_b)
         self.resending = True
         self.resent: list[CaseReceipt] = []
-        self.probe = Probe(self.url)
         self.inboxes: list[NatsInbox] = []
 
+    def inbox(self, sharing: CaseSharing, **options: Any) -> NatsInbox:
+        site = sharing.site
+        return NatsInbox(sharing, self.server.access(site), self.probe.sealer(site), redelivery=FAST, **options)
+
     def start(self, exchange_b: CaseSharing | None = None, max_deliver: int = 5) -> None:
-        self.inbox_b = NatsInbox(exchange_b or CaseSharing(self.b), self.url, max_deliver=max_deliver, redelivery=FAST)
-        self.inbox_a = NatsInbox(CaseSharing(self.a), self.url, resend=self._resend, redelivery=FAST)
+        self.inbox_b = self.inbox(exchange_b or CaseSharing(self.b), max_deliver=max_deliver)
+        self.inbox_a = self.inbox(CaseSharing(self.a), resend=self._resend)
         for inbox in (self.inbox_b, self.inbox_a):
             inbox.start()
             self.inboxes.append(inbox)
@@ -198,7 +218,15 @@ class Net:
         )
 
     def parked(self, site: str = HANDLING) -> list[ParkedMessage]:
-        return list_parked(self.url, site)
+        return list_parked(self.server.access(site), site)
+
+    def replay(self, site: str, stream_seq: int | None = None) -> int:
+        return replay_parked(self.server.access(site), site, stream_seq)
+
+    def cli(self, site: str = HANDLING) -> list[str]:
+        """The `tongban exchange` options that connect as ``site``."""
+        return ["--nats", self.url, "--site", site, "--certs", str(self.certs),
+                "--nats-credentials", str(self.server.seed_file(site))]
 
     def close(self) -> None:
         for inbox in self.inboxes:
@@ -286,39 +314,40 @@ def test_poison_messages_are_parked_with_a_reason_and_replayable(net: Net) -> No
     net.start()
     case_id = net.new_case()
     first, _second = net.a.get_case(case_id).shared_events()
-    net.probe.event(first, sender=OTHER)  # a third site passes A's event off as its own
-    net.probe.event(first, msg_id="junk", data=b"\xff\x00 not a protobuf")
+    net.probe.event(first, sender=OTHER)  # a third site, on its own subject, passes A's event off as its own
+    net.probe.event(first, msg_id="junk", data=b"\xff\x00 not a protobuf")  # sealed, but not an event
+    net.probe.event(first, msg_id="unsealed", sealed=False)  # A's event in the clear
     tampered = event_message(first)
     tampered.data_json = b'{"note":"changed on the way"}'
     net.probe.event(first, msg_id="tampered", data=tampered.SerializeToString())
-    net.probe.publish(subject(HANDLING, "events"), event_message(first).SerializeToString(), {MSG_ID: "no-sender"})
     forged = dataclasses.replace(first, origin=OTHER, event_id="forged-1")
     net.probe.event(forged)  # an event of OTHER's own, for a case not routed to it
-    net.probe.publish(subject(RECEIVING, "receipts"), b"\xff\xff", {MSG_ID: "bad-receipt", SENDER: HANDLING})
+    net.probe.publish(subject(RECEIVING, "receipts", HANDLING), b"\xff\xff", {MSG_ID: "bad-receipt",
+                      MESSAGE_ID: "bad-receipt"}, as_site=HANDLING)
 
     eventually(lambda: len(net.parked()) == 5, what="five events parked at B")
     eventually(lambda: len(net.parked(RECEIVING)) == 1, what="the bad receipt parked at A")
     reasons = {p.reason.split(":", 1)[0]: p for p in net.parked()}
-    assert set(reasons) == {"sender_mismatch", "undecodable", "INVALID_ARGUMENT", "bad_sender", "NOT_ROUTED"}
+    assert set(reasons) == {"sender_mismatch", "undecodable", "unsealable", "INVALID_ARGUMENT", "NOT_ROUTED"}
     mismatch = reasons["sender_mismatch"]
     assert (mismatch.sender, mismatch.event_id, mismatch.case_id) == (OTHER, first.event_id, str(case_id))
-    assert mismatch.parked_from == subject(HANDLING, "events")
+    assert mismatch.parked_from == subject(HANDLING, "events", OTHER)
+    assert reasons["unsealable"].sender == RECEIVING
     assert "未在" in reasons["NOT_ROUTED"].reason  # the hub's own words survive the header round trip
+    assert net.parked(RECEIVING)[0].reason.startswith("unsealable")
     with pytest.raises(CaseNotFound):
         net.b.get_case(case_id)  # nothing stored
 
-    assert replay_parked(net.url, HANDLING, mismatch.stream_seq) == 1  # still refused: parked again
+    assert net.replay(HANDLING, mismatch.stream_seq) == 1  # still refused: parked again, still as OTHER's
     eventually(lambda: any(p.reason.startswith("sender_mismatch") and p.stream_seq > mismatch.stream_seq
-                           for p in net.parked()), what="the replayed message parked again")
+                           and p.sender == OTHER for p in net.parked()), what="the replayed message parked again")
     assert len(net.parked()) == 5
-    assert replay_parked(net.url, RECEIVING) == 1
+    assert net.replay(RECEIVING) == 1
     eventually(lambda: len(net.parked(RECEIVING)) == 1 and net.probe.settled(RECEIVING), what="receipt re-parked")
 
-    # The genuine seq 1 now loses its Nats-Msg-Id to the parked forgery (a repeat within the duplicate
-    # window), so B sees seq 2 alone, reports the gap, and A's resend under fresh ids fills it.
+    # Message ids name their sender, so nothing OTHER sent took the genuine events' ids: they arrive.
     net.pump_all()
     eventually(lambda: net.same(case_id), what="genuine events applied")
-    assert net.resent
 
 
 def test_the_operator_cli_lists_and_replays_parked_messages(net: Net) -> None:
@@ -328,29 +357,31 @@ def test_the_operator_cli_lists_and_replays_parked_messages(net: Net) -> None:
     net.probe.event(first, sender=OTHER)
     eventually(lambda: len(net.parked()) == 1, what="parked")
     runner = CliRunner()
-    table = runner.invoke(exchange_cli, ["parked", "--nats", net.url, "--site", HANDLING])
+    table = runner.invoke(exchange_cli, ["parked", *net.cli()])
     assert table.exit_code == 0, table.output
     assert all(h in table.output for h in ("序号", "原因", "来源站点", "事件", "办件")) and OTHER in table.output
-    listed = json.loads(runner.invoke(exchange_cli, ["parked", "--nats", net.url, "--site", HANDLING, "--json"]).output)
+    listed = json.loads(runner.invoke(exchange_cli, ["parked", *net.cli(), "--json"]).output)
     assert [(m["sender"], m["event_id"], m["case_id"]) for m in listed] == [(OTHER, first.event_id, str(case_id))]
-    replayed = runner.invoke(exchange_cli, ["replay", "--nats", net.url, "--site", HANDLING,
+    replayed = runner.invoke(exchange_cli, ["replay", *net.cli(),
                                             "--seq", str(listed[0]["stream_seq"])])
     assert replayed.exit_code == 0 and "已重放 1 条消息" in replayed.output
-    missing = runner.invoke(exchange_cli, ["replay", "--nats", net.url, "--site", HANDLING, "--seq", "9999"])
+    missing = runner.invoke(exchange_cli, ["replay", *net.cli(), "--seq", "9999"])
     assert missing.exit_code == 3
     eventually(lambda: len(net.parked()) == 1, what="still refused: parked again")
     again = str(net.parked()[0].stream_seq)
-    no_reason = runner.invoke(exchange_cli, ["discard", "--nats", net.url, "--site", HANDLING, "--seq", again,
+    no_reason = runner.invoke(exchange_cli, ["discard", *net.cli(), "--seq", again,
                                              "--by", "王工"])
     assert no_reason.exit_code == 2 and len(net.parked()) == 1
-    discarded = runner.invoke(exchange_cli, ["discard", "--nats", net.url, "--site", HANDLING, "--seq", again,
+    discarded = runner.invoke(exchange_cli, ["discard", *net.cli(), "--seq", again,
                                              "--reason", "伪造的发送方", "--by", "王工"])
     assert discarded.exit_code == 0, discarded.output
     assert net.parked() == []
-    gone = runner.invoke(exchange_cli, ["replay", "--nats", net.url, "--site", HANDLING, "--seq", again])
+    gone = runner.invoke(exchange_cli, ["replay", *net.cli(), "--seq", again])
     assert gone.exit_code == 3  # no longer a parked message: kept on the discarded subject instead
-    unknown = runner.invoke(exchange_cli, ["parked", "--nats", net.url, "--site", "110000"])
+    unknown = runner.invoke(exchange_cli, ["parked", *net.cli(OTHER)])  # OTHER never started an inbox
     assert unknown.exit_code == 3 and len(unknown.output.strip().splitlines()) == 1
+    bare = runner.invoke(exchange_cli, ["parked", "--nats", net.url, "--site", HANDLING])  # no credentials
+    assert bare.exit_code == 6 and len(bare.output.strip().splitlines()) == 1
 
 
 def _dead_url() -> str:
@@ -359,21 +390,23 @@ def _dead_url() -> str:
 
 def test_an_unreachable_server_fails_fast_and_leaks_nothing(tmp_path: Path) -> None:
     url = _dead_url()
+    certs = make_certs(tmp_path / "certs", RECEIVING, HANDLING)
+    access, sealer = NatsAccess(url, RECEIVING), Sealer.for_site(certs, RECEIVING)
     hub = build_hub(Settings(site=RECEIVING, data_dir=tmp_path / "a"))
     try:
         case, _ = hub.receive(c.parse(c.ReceiveCase, receive_request()))
-        partner = NatsPartner(RECEIVING, HANDLING, url, timeout=2.0)
+        partner = NatsPartner(RECEIVING, HANDLING, access, sealer, timeout=2.0)
         started = time.monotonic()
         with pytest.raises(NatsChannelError):
             partner.deliver(hub.get_case(case.id).shared_events())
         assert time.monotonic() - started < 10  # its 2 s timeout, not the client's minutes of reconnecting
         partner.close()
-        inbox = NatsInbox(CaseSharing(hub), url)
+        inbox = NatsInbox(CaseSharing(hub), access, sealer)
         with pytest.raises(NatsUnavailable):
             inbox.start(wait=1.0)
         with pytest.raises(NatsUnavailable):
-            list_parked(url, RECEIVING, timeout=2.0)
-        result = CliRunner().invoke(exchange_cli, ["replay", "--nats", url, "--site", RECEIVING])
+            list_parked(access, RECEIVING, timeout=2.0)
+        result = CliRunner().invoke(exchange_cli, ["replay", "--nats", url, "--site", RECEIVING])  # open: no TLS
         assert result.exit_code == 6 and len(result.output.strip().splitlines()) == 1
     finally:
         hub.close()
@@ -393,11 +426,12 @@ def test_a_hub_failure_is_retried_not_acknowledged_and_parks_only_when_deliverie
     net.pump_all()
     eventually(lambda: len(net.parked()) == 1, what="parked after 3 deliveries")
     parked = net.parked()[0]
-    assert parked.reason.startswith("gave_up after 3 deliveries") and parked.parked_from == subject(HANDLING, "events")
+    assert parked.reason.startswith("gave_up after 3 deliveries")
+    assert parked.parked_from == subject(HANDLING, "events", RECEIVING)
     assert net.b.get_case(case_id).version == 2
 
     flaky.failing = False  # the store is back: the operator replays
-    assert replay_parked(net.url, HANDLING) == 1
+    assert net.replay(HANDLING) == 1
     eventually(lambda: net.same(case_id), what="the replayed event stored")
     assert net.parked() == []
     eventually(lambda: net.receipted(case_id), what="A records the receipt")
@@ -436,7 +470,8 @@ def test_unacknowledged_publishes_fail_the_batch_and_free_their_window_slots(net
     slots it held are free again, so once B's stream exists the same partner delivers at once."""
     case_id = net.new_case()
     events = net.a.get_case(case_id).shared_events()
-    partner = NatsPartner(RECEIVING, HANDLING, net.url, timeout=2.0, in_flight=1)  # one slot: a leak stalls
+    partner = NatsPartner(RECEIVING, HANDLING, net.server.access(RECEIVING), net.probe.sealer(RECEIVING),
+                          timeout=2.0, in_flight=1)  # one slot: a leak stalls
     try:
         with pytest.raises(DeliveryFailed) as refused:
             partner.deliver(events)
@@ -457,9 +492,11 @@ def test_receipts_fetched_together_are_recorded_together_and_only_the_bad_one_is
     genuine = CaseReceipt(case_id, RECEIVING, through, case.chain_head(RECEIVING), "stored", 0)
     for n, sender in enumerate((HANDLING, OTHER, HANDLING)):  # OTHER does not share the case
         receipt = dataclasses.replace(genuine, stored_through=through - 1) if n == 2 else genuine
-        net.probe.publish(subject(RECEIVING, "receipts"), receipt_message(receipt).SerializeToString(),
-                          {MSG_ID: f"receipt-{n}", SENDER: sender})
-    inbox = NatsInbox(CaseSharing(net.a), net.url, redelivery=FAST)
+        sealed = net.probe.sealer(sender).seal("receipts", RECEIVING, f"receipt-{n}",
+                                              receipt_message(receipt).SerializeToString())
+        net.probe.publish(subject(RECEIVING, "receipts", sender), sealed,
+                          {MSG_ID: f"receipt-{n}", MESSAGE_ID: f"receipt-{n}"}, as_site=sender)
+    inbox = net.inbox(CaseSharing(net.a))
     inbox.start()
     net.inboxes.append(inbox)
     eventually(lambda: len(net.parked(RECEIVING)) == 1, what="the receipt from a site outside the case parked")

@@ -21,10 +21,13 @@ from nats.js.api import (
 from nats.js.errors import Error as JetStreamError
 from nats.js.errors import NotFoundError
 
+from adapters.nats.access import NatsAccess
+
 log = structlog.get_logger("tongban.nats")
 
 MSG_ID = "Nats-Msg-Id"
-SENDER = "Tongban-Sender"
+MESSAGE_ID = "Tongban-Message-Id"  # the id a payload is sealed under: kept through resends, parking, replay
+PARKED_CASE = "Tongban-Parked-Case"
 PARK_REASON = "Tongban-Park-Reason"
 PARKED_FROM = "Tongban-Parked-From"
 PARKED_SEQ = "Tongban-Parked-Seq"
@@ -35,8 +38,8 @@ EVENTS_CONSUMER, RECEIPTS_CONSUMER = "hub-events", "hub-receipts"
 DUPLICATE_WINDOW = 600.0  # seconds: a re-publish within it is dropped by the server
 PARKING_SPARE = 2  # deliveries the consumer allows beyond the inbox's limit, so a failed park is retried
 SITE_CODE = re.compile(r"\d{6}")
-Kind = Literal["events", "receipts", "parked", "discarded"]
-
+Kind = Literal["events", "receipts"]
+REPLAY = "replay"
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -78,7 +81,7 @@ class NotParked(NatsChannelError):
 
 # ------------------------------------------------------------------------------------ subjects, stream
 def checked_site(site: str) -> str:
-    """Site codes become subject tokens, and a sender's code comes from a header: only 6 digits pass."""
+    """Site codes become subject tokens, and a sender's code is read from one: only 6 digits pass."""
     if not SITE_CODE.fullmatch(site):
         raise ValueError(f"not a site code: {site!r}")
     return site
@@ -88,8 +91,38 @@ def stream_name(site: str) -> str:
     return f"TONGBAN_{checked_site(site)}"
 
 
-def subject(site: str, kind: Kind) -> str:
-    return f"tongban.{checked_site(site)}.{kind}"
+def subject(receiver: str, kind: Kind, sender: str) -> str:
+    """``tongban.<receiver>.<kind>.<sender>``: the server lets only ``sender`` publish on it."""
+    return f"tongban.{checked_site(receiver)}.{kind}.{checked_site(sender)}"
+
+
+def parked_subject(site: str) -> str:
+    return f"tongban.{checked_site(site)}.parked"
+
+
+def discarded_subject(site: str) -> str:
+    """Where an operator's discarded parked messages are kept, with who and why in their headers."""
+    return f"tongban.{checked_site(site)}.discarded"
+
+
+def replay_subject(original: str) -> str:
+    """Where an operator sends a parked message back: only the receiving site may publish there."""
+    return f"{original}.{REPLAY}"
+
+
+def consumed(site: str, kind: Kind) -> str:
+    """The consumer filter: every sender's messages of ``kind`` to ``site``, replays included."""
+    return f"tongban.{checked_site(site)}.{kind}.>"
+
+
+def sender_of(subject_: str, site: str, kind: Kind) -> str | None:
+    """The sending site a subject names, for a message of ``kind`` to ``site``; None if it names none."""
+    tokens = subject_.split(".")
+    if len(tokens) == 5 and tokens[4] == REPLAY:
+        tokens = tokens[:4]
+    if len(tokens) != 4 or tokens[:3] != ["tongban", site, kind] or not SITE_CODE.fullmatch(tokens[3]):
+        return None
+    return tokens[3]
 
 
 async def ensure_stream(js: JetStreamContext, site: str) -> StreamInfo:
@@ -117,6 +150,17 @@ async def ensure_stream(js: JetStreamContext, site: str) -> StreamInfo:
     raise NatsChannelError(f"could not create or read stream {name}")
 
 
+def named_sender(subject_: str) -> tuple[str, Kind] | None:
+    """(sender, kind) an events or receipts subject of any site names, or None (for parked messages)."""
+    tokens = subject_.split(".")
+    if len(tokens) >= 4 and tokens[2] in ("events", "receipts"):
+        kind: Kind = "events" if tokens[2] == "events" else "receipts"
+        sender = sender_of(subject_, tokens[1], kind)
+        if sender is not None:
+            return sender, kind
+    return None
+
+
 # ---------------------------------------------------------------------------------------- connections
 def _where(url: str) -> str:
     """host:port only: a URL may carry credentials, which never reach a log or an error message."""
@@ -132,11 +176,11 @@ class NatsConnection:
     options, and a failed attempt is closed so that no half-open socket is left behind.
     """
 
-    def __init__(self, url: str, name: str, connect_timeout: float = 3.0, reconnect: bool = True,
+    def __init__(self, access: NatsAccess, name: str, connect_timeout: float = 3.0, reconnect: bool = True,
                  max_pending: int = 4000) -> None:
-        self.url, self.name, self.connect_timeout, self.reconnect = url, name, connect_timeout, reconnect
+        self.access, self.name, self.connect_timeout, self.reconnect = access, name, connect_timeout, reconnect
         self.max_pending = max_pending  # JetStream publish_async: at most this many unacknowledged
-        self.where = _where(url)
+        self.where = _where(access.url)
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._lock: asyncio.Lock | None = None
@@ -154,7 +198,8 @@ class NatsConnection:
                     # The client retries a failed first connect by itself (allow_reconnect or not) as
                     # long as max_reconnect_attempts allows, -1 meaning forever: the timeout bounds it.
                     await nc.connect(
-                        self.url, name=self.name, allow_reconnect=self.reconnect,
+                        self.access.url, name=self.name, **self.access.connect_options(),
+                        allow_reconnect=self.reconnect,
                         max_reconnect_attempts=-1 if self.reconnect else 1,
                         reconnect_time_wait=1 if self.reconnect else 0,
                         connect_timeout=max(1, round(self.connect_timeout)),

@@ -26,26 +26,32 @@ from nats.js.errors import Error as JetStreamError
 
 from adapters.exchange.nats_channel.common import (
     EVENTS_CONSUMER,
+    MESSAGE_ID,
     MSG_ID,
     ORIGINAL_MSG_ID,
     PARK_REASON,
+    PARKED_CASE,
     PARKED_FROM,
     PARKED_SEQ,
     PARKING_SPARE,
     RECEIPTS_CONSUMER,
-    SENDER,
-    SITE_CODE,
     Kind,
     NatsConnection,
     NatsUnavailable,
     checked_site,
+    consumed,
     ensure_stream,
     log,
+    named_sender,
+    parked_subject,
+    sender_of,
     stream_name,
     subject,
 )
+from adapters.exchange.nats_channel.sealing import Sealer, Unsealable
 from adapters.exchange.observer import ExchangeObserver, Unobserved
 from adapters.exchange.wire import event_from, receipt_from, receipt_message
+from adapters.nats.access import NatsAccess
 from adapters.nats.loop import LoopThread
 from hub.application.case_sharing import CaseSharing, NotRouted
 from hub.domain.errors import ConcurrentUpdate, HubError
@@ -88,11 +94,11 @@ _ACK, _GAP = _Verdict("ack"), _Verdict("gap")
 
 
 class _Poison(Exception):
-    """This message can never be applied; it is parked with ``reason``."""
+    """This message can never be applied; it is parked with ``reason`` (and its case, once known)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, case_id: str = "") -> None:
         super().__init__(reason)
-        self.reason = reason
+        self.reason, self.case_id = reason, case_id
 
 
 def _retryable(error: BaseException) -> bool:
@@ -116,23 +122,28 @@ class NatsInbox:
     is acknowledged only after the hub stored it and its receipt was published; everything that can
     succeed later comes back (``nak``), what never can is parked.
 
+    The sender is the last token of the subject (``tongban.<site>.events.<sender>``), which the server
+    lets only that site publish on; the payload must open as sealed by that sender for us under the
+    message id, and an event must be the sender's own (origin = sender). Anything else is parked.
+
     Hub calls run on one worker thread, never on the event loop: a slow store must not stall the
     connection's pings and acknowledgements.
     """
 
     def __init__(
-        self, sharing: CaseSharing, nats_url: str, resend: Callable[[CaseReceipt], None] | None = None,
-        max_deliver: int = 5, *, batch: int = 100, fetch_timeout: float = 1.0, ack_wait: float = 10.0,
+        self, sharing: CaseSharing, nats: NatsAccess, sealer: Sealer,
+        resend: Callable[[CaseReceipt], None] | None = None, max_deliver: int = 5, *, batch: int = 100,
+        fetch_timeout: float = 1.0, ack_wait: float = 10.0,
         redelivery: Redelivery | None = None, timeout: float = 5.0, observer: ExchangeObserver | None = None,
     ) -> None:
-        self.sharing, self.site = sharing, checked_site(sharing.site)
+        self.sharing, self.site, self.sealer = sharing, checked_site(sharing.site), sealer
         self.observer: ExchangeObserver = observer or Unobserved()
         self.resend, self.max_deliver = resend, max_deliver
         self.batch, self.fetch_timeout, self.ack_wait = batch, fetch_timeout, ack_wait
         self.redelivery = redelivery or Redelivery()
         self.timeout = timeout
         self.stream = stream_name(self.site)
-        self._connection = NatsConnection(nats_url, f"tongban-{self.site}-inbox", timeout)
+        self._connection = NatsConnection(nats, f"tongban-{self.site}-inbox", timeout)
         self._loop: LoopThread | None = None
         self._worker: ThreadPoolExecutor | None = None
         self._task: Future[None] | None = None
@@ -210,7 +221,7 @@ class NatsInbox:
 
     async def _consumer(self, js: JetStreamContext, durable: str, kind: Kind) -> JetStreamContext.PullSubscription:
         await js.add_consumer(self.stream, ConsumerConfig(
-            durable_name=durable, name=durable, filter_subject=subject(self.site, kind),
+            durable_name=durable, name=durable, filter_subject=consumed(self.site, kind),
             ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, ack_wait=self.ack_wait,
             max_deliver=self.max_deliver + PARKING_SPARE,
         ))
@@ -243,25 +254,37 @@ class NatsInbox:
             try:
                 sender, event = self._decode_event(msg)
             except _Poison as poison:
-                await self._park(msg, poison.reason)
+                await self._park(msg, poison.reason, poison.case_id)
                 continue
             by_sender[sender].append((msg, event))
         for sender, items in by_sender.items():
             await self._ingest_from(sender, items)
 
-    @staticmethod
-    def _decode_event(msg: Msg) -> tuple[str, SharedEvent]:
-        sender = (msg.headers or {}).get(SENDER, "")
-        if not SITE_CODE.fullmatch(sender):
-            raise _Poison(f"bad_sender: header {SENDER} missing or not a site code")
+    def _opened(self, msg: Msg, kind: Kind) -> tuple[str, str, bytes]:
+        """(sender, message id, plaintext) of a message on our ``kind`` subjects, or _Poison."""
+        sender = sender_of(msg.subject, self.site, kind)
+        if sender is None:
+            raise _Poison(f"bad_subject: {msg.subject} names no sending site")
+        message_id = (msg.headers or {}).get(MESSAGE_ID, "")
+        if not message_id:
+            raise _Poison(f"unsealable: header {MESSAGE_ID} missing")
         try:
-            event = event_from(exchange_pb2.SharedEvent.FromString(msg.data))
+            return sender, message_id, self.sealer.open(kind, sender, message_id, msg.data)
+        except Unsealable as error:
+            raise _Poison(str(error)) from None
+
+    def _decode_event(self, msg: Msg) -> tuple[str, SharedEvent]:
+        sender, message_id, plaintext = self._opened(msg, "events")
+        try:
+            event = event_from(exchange_pb2.SharedEvent.FromString(plaintext))
         except DecodeError as error:
             raise _Poison(f"undecodable: {error}") from None
         except HubError as error:  # InvalidInput: bad fields, or the hash does not match the content
             raise _Poison(_describe(error)) from None
+        if event.event_id != message_id:
+            raise _Poison(f"id_mismatch: sealed as {message_id}, event {event.event_id}", str(event.case_id))
         if event.origin != sender:
-            raise _Poison(f"sender_mismatch: {SENDER} {sender} sent an event of origin {event.origin}")
+            raise _Poison(f"sender_mismatch: {sender} sent an event of origin {event.origin}", str(event.case_id))
         return sender, event
 
     async def _ingest_from(self, sender: str, items: list[tuple[Msg, SharedEvent]]) -> None:
@@ -341,12 +364,13 @@ class NatsInbox:
 
     async def _send_receipts(self, sender: str, receipts: list[CaseReceipt]) -> None:
         js = await self._connection.jetstream()
-        target, stream = subject(sender, "receipts"), stream_name(sender)
+        target, stream = subject(sender, "receipts", self.site), stream_name(sender)
 
         async def one(r: CaseReceipt) -> None:
-            msg_id = f"receipt:{r.case_id}:{r.origin}:{r.stored_through}:{r.status}"
-            await js.publish(target, receipt_message(r).SerializeToString(), timeout=self.timeout, stream=stream,
-                             headers={MSG_ID: msg_id, SENDER: self.site})
+            msg_id = f"receipt:{self.site}:{r.case_id}:{r.origin}:{r.stored_through}:{r.status}"
+            sealed = self.sealer.seal("receipts", sender, msg_id, receipt_message(r).SerializeToString())
+            await js.publish(target, sealed, timeout=self.timeout, stream=stream,
+                             headers={MSG_ID: msg_id, MESSAGE_ID: msg_id})
 
         results = await asyncio.gather(*(one(r) for r in receipts), return_exceptions=True)
         for result in results:
@@ -359,12 +383,13 @@ class NatsInbox:
         one by one, so that only the receipt at fault is retried or parked."""
         by_partner: dict[str, list[tuple[Msg, CaseReceipt]]] = defaultdict(list)
         for msg in msgs:
-            partner = (msg.headers or {}).get(SENDER, "")
-            if not SITE_CODE.fullmatch(partner):
-                await self._park(msg, f"bad_sender: header {SENDER} missing or not a site code")
+            try:
+                partner, _message_id, plaintext = self._opened(msg, "receipts")
+            except _Poison as poison:
+                await self._park(msg, poison.reason)
                 continue
             try:
-                by_partner[partner].append((msg, receipt_from(exchange_pb2.Receipt.FromString(msg.data))))
+                by_partner[partner].append((msg, receipt_from(exchange_pb2.Receipt.FromString(plaintext))))
             except (DecodeError, ValueError) as error:
                 await self._park(msg, f"undecodable: {error}")
         for partner, items in by_partner.items():
@@ -445,8 +470,9 @@ class NatsInbox:
         else:
             await msg.nak(delay=delay)
 
-    async def _park(self, msg: Msg, reason: str) -> None:
-        """Copy the message to the parked subject, then terminate it. If parking fails, it comes back."""
+    async def _park(self, msg: Msg, reason: str, case_id: str = "") -> None:
+        """Copy the message (still sealed) to the parked subject, with where it came from in a header, then
+        terminate it. If parking fails, it comes back."""
         meta = msg.metadata
         original_id = (msg.headers or {}).get(MSG_ID, "")
         headers = own_headers(msg.headers)
@@ -458,9 +484,11 @@ class NatsInbox:
         })
         if original_id:
             headers[ORIGINAL_MSG_ID] = original_id
+        if case_id:
+            headers[PARKED_CASE] = case_id
         try:
             js = await self._connection.jetstream()
-            await js.publish(subject(self.site, "parked"), msg.data, timeout=self.timeout, stream=self.stream,
+            await js.publish(parked_subject(self.site), msg.data, timeout=self.timeout, stream=self.stream,
                              headers=headers)
         except (TimeoutError, NatsError, JetStreamError, OSError) as error:
             log.warning("nats_park_failed", site=self.site, stream_seq=meta.sequence.stream,
@@ -469,7 +497,7 @@ class NatsInbox:
             return
         await msg.term()
         log.warning("nats_message_parked", site=self.site, parked_from=msg.subject, stream_seq=meta.sequence.stream,
-                    deliveries=meta.num_delivered, sender=headers.get(SENDER, ""),
+                    deliveries=meta.num_delivered, sender=(named_sender(msg.subject) or ("",))[0],
                     reason=reason.split(":", 1)[0])
 
 

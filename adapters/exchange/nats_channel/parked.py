@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from google.protobuf.message import DecodeError
 from nats.js import JetStreamContext
 from nats.js.api import (
     RawStreamMsg,
@@ -20,23 +19,29 @@ from nats.js.errors import NotFoundError
 from adapters.exchange.nats_channel.common import (
     DISCARD_REASON,
     DISCARDED_BY,
+    MESSAGE_ID,
     MSG_ID,
     ORIGINAL_MSG_ID,
     PARK_REASON,
+    PARKED_CASE,
     PARKED_FROM,
     PARKED_SEQ,
-    SENDER,
+    REPLAY,
     NatsConnection,
     NatsUnavailable,
     NotParked,
     StreamMissing,
     log,
+    named_sender,
+    discarded_subject,
+    parked_subject,
+    replay_subject,
+    sender_of,
     stream_name,
-    subject,
 )
 from adapters.exchange.nats_channel.inbox import header_text, own_headers
+from adapters.nats.access import NatsAccess
 from adapters.nats.loop import LoopThread
-from tongban.v1 import exchange_pb2
 
 _T = TypeVar("_T")
 
@@ -54,33 +59,36 @@ class ParkedMessage:
     parked_from: str
 
 
-def list_parked(nats_url: str, site: str, timeout: float = 10.0) -> list[ParkedMessage]:
-    """Every message parked in the site's stream, oldest first."""
-    return _operate(nats_url, site, timeout, lambda js: _parked(js, site))
+def list_parked(nats: NatsAccess, site: str, timeout: float = 10.0) -> list[ParkedMessage]:
+    """Every message parked in the site's stream, oldest first. Payloads stay sealed: what is listed
+    comes from the headers the inbox wrote when it parked them."""
+    return _operate(nats, site, timeout, lambda js: _parked(js, site))
 
 
-def replay_parked(nats_url: str, site: str, stream_seq: int | None = None, timeout: float = 30.0) -> int:
-    """Send parked messages (one, or all in order) back to where they were parked from; how many.
+def replay_parked(nats: NatsAccess, site: str, stream_seq: int | None = None, timeout: float = 30.0) -> int:
+    """Send parked messages (one, or all in order) back to the inbox they were parked from; how many.
 
-    Each goes out with a fresh ``Nats-Msg-Id`` (the duplicate window would drop the original id) and
-    is then deleted from the parked subject. A message that fails again is simply parked again.
+    Each goes out on ``<original subject>.replay`` (only this site may publish there; the sender is
+    still the subject's token), still sealed and under its original ``Tongban-Message-Id``, with a
+    fresh ``Nats-Msg-Id`` (the duplicate window would drop the original id), and is then deleted from
+    the parked subject. A message that fails again is simply parked again.
     """
-    return _operate(nats_url, site, timeout, lambda js: _replay(js, site, stream_seq))
+    return _operate(nats, site, timeout, lambda js: _replay(js, site, stream_seq))
 
 
-def discard_parked(nats_url: str, site: str, stream_seq: int, reason: str, by: str, timeout: float = 30.0) -> None:
+def discard_parked(nats: NatsAccess, site: str, stream_seq: int, reason: str, by: str, timeout: float = 30.0) -> None:
     """Give up on one parked message, on the record: it moves to the ``discarded`` subject with ``by``
     and ``reason`` in its headers (and its parking headers kept), and leaves the parked subject."""
     if not reason.strip() or not by.strip():
         raise ValueError("放弃搁置的消息须写明理由和操作人")
-    _operate(nats_url, site, timeout, lambda js: _discard(js, site, stream_seq, reason, by))
+    _operate(nats, site, timeout, lambda js: _discard(js, site, stream_seq, reason, by))
 
 
 def _operate(
-    nats_url: str, site: str, timeout: float, work: Callable[[JetStreamContext], Awaitable[_T]]
+    nats: NatsAccess, site: str, timeout: float, work: Callable[[JetStreamContext], Awaitable[_T]]
 ) -> _T:
     stream_name(site)  # validates the code before anything connects
-    connection = NatsConnection(nats_url, f"tongban-{site}-operator", min(timeout, 3.0), reconnect=False)
+    connection = NatsConnection(nats, f"tongban-{site}-operator", min(timeout, 3.0), reconnect=False)
 
     async def run() -> _T:
         try:
@@ -101,7 +109,7 @@ def _operate(
 
 
 async def _raw_parked(js: JetStreamContext, site: str) -> list[RawStreamMsg]:
-    stream, parked = stream_name(site), subject(site, "parked")
+    stream, parked = stream_name(site), parked_subject(site)
     out: list[RawStreamMsg] = []
     seq = 1
     while True:
@@ -120,28 +128,16 @@ async def _parked(js: JetStreamContext, site: str) -> list[ParkedMessage]:
 def _as_parked(raw: RawStreamMsg) -> ParkedMessage:
     headers = {k: str(v) for k, v in (raw.headers or {}).items()}  # a sender's odd header may not be a str
     parked_from = headers.get(PARKED_FROM, "")
-    event_id, case_id = _ids(parked_from, raw.data or b"")
+    sender, kind = named_sender(parked_from) or ("", "")
     return ParkedMessage(
         stream_seq=raw.seq or 0, reason=urllib.parse.unquote(headers.get(PARK_REASON, "")),
-        sender=headers.get(SENDER, ""), event_id=event_id, case_id=case_id, parked_from=parked_from,
+        sender=sender, event_id=headers.get(MESSAGE_ID, "") if kind == "events" else "",
+        case_id=headers.get(PARKED_CASE, ""), parked_from=parked_from,
     )
 
 
-def _ids(parked_from: str, data: bytes) -> tuple[str, str]:
-    """(event id, case id) read from the payload, best effort: a poison payload may yield nothing."""
-    try:
-        if parked_from.endswith(".events"):
-            event = exchange_pb2.SharedEvent.FromString(data)
-            return event.event_id, event.case_id
-        if parked_from.endswith(".receipts"):
-            return "", exchange_pb2.Receipt.FromString(data).case_id
-    except DecodeError:
-        pass
-    return "", ""
-
-
 async def _replay(js: JetStreamContext, site: str, stream_seq: int | None) -> int:
-    stream, parked = stream_name(site), subject(site, "parked")
+    stream, parked = stream_name(site), parked_subject(site)
     if stream_seq is None:
         targets = await _raw_parked(js, site)
     else:
@@ -152,19 +148,18 @@ async def _replay(js: JetStreamContext, site: str, stream_seq: int | None) -> in
         if raw.subject != parked:
             raise NotParked(site, stream_seq)
         targets = [raw]
-    allowed = {subject(site, "events"), subject(site, "receipts")}
     replayed = 0
     for raw in targets:
         headers = own_headers(raw.headers)
-        target = headers.pop(PARKED_FROM, "")
-        if target not in allowed:
-            log.warning("nats_replay_skipped", site=site, stream_seq=raw.seq, parked_from=target)
+        origin = headers.pop(PARKED_FROM, "").removesuffix(f".{REPLAY}")
+        if sender_of(origin, site, "events") is None and sender_of(origin, site, "receipts") is None:
+            log.warning("nats_replay_skipped", site=site, stream_seq=raw.seq, parked_from=origin)
             continue
         original_id = headers.pop(ORIGINAL_MSG_ID, "")
-        for name in (PARK_REASON, PARKED_SEQ):
+        for name in (PARK_REASON, PARKED_SEQ, PARKED_CASE):
             headers.pop(name, None)
-        event_id, _case_id = _ids(target, raw.data or b"")
-        headers[MSG_ID] = f"{event_id or original_id or 'message'}:replay:{raw.seq}"
+        headers[MSG_ID] = f"{headers.get(MESSAGE_ID) or original_id or 'message'}:replay:{raw.seq}"
+        target = replay_subject(origin)
         await js.publish(target, raw.data or b"", stream=stream, headers=headers)
         await js.delete_msg(stream, raw.seq or 0)
         replayed += 1
@@ -173,7 +168,7 @@ async def _replay(js: JetStreamContext, site: str, stream_seq: int | None) -> in
 
 
 async def _discard(js: JetStreamContext, site: str, stream_seq: int, reason: str, by: str) -> None:
-    stream, parked = stream_name(site), subject(site, "parked")
+    stream, parked = stream_name(site), parked_subject(site)
     try:
         raw = await js.get_msg(stream, seq=stream_seq)
     except NotFoundError:
@@ -183,6 +178,6 @@ async def _discard(js: JetStreamContext, site: str, stream_seq: int, reason: str
     headers = own_headers(raw.headers)
     headers.update({DISCARDED_BY: header_text(by), DISCARD_REASON: header_text(reason),
                     MSG_ID: f"discarded:{raw.seq}"})
-    await js.publish(subject(site, "discarded"), raw.data or b"", stream=stream, headers=headers)
+    await js.publish(discarded_subject(site), raw.data or b"", stream=stream, headers=headers)
     await js.delete_msg(stream, raw.seq or 0)
     log.info("nats_message_discarded", site=site, stream_seq=raw.seq, by=by, reason=reason)
