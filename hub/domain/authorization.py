@@ -215,8 +215,15 @@ def check_reviewed_place(action: str, side: Side, about: Party) -> None:
         )
 
 
+__all__ = [
+    "NOT_YET_RATEABLE", "PERMISSIONS", "SERVICE_ENDED", "SERVICE_ENDING", "WRONG_ROLE", "WRONG_SIDE", "Permission",
+    "Side", "authorize", "check_reviewed_place", "permission", "side_of",
+]
+
+
 def _role(value: Role | str) -> Role | None:
+    """The role named, or None for anything else (a partner's data is not trusted to be a string)."""
     try:
         return Role(value)
-    except ValueError:
+    except (ValueError, TypeError):
         return None
