@@ -52,6 +52,7 @@ from hub.domain.values import (
 
 CASE_TOPIC_PREFIX = "tongban.case:"  # every stored case event's topic starts so: how the log is filtered
 JOINT_LEGAL_DAYS = 45  # 多地联办: 45 working days (+15 extension) per DOMAIN.md
+_PLACES = frozenset(p.value for p in Party)
 _LEGACY_IDS = uuid5(NAMESPACE_URL, "urn:tongban:legacy-event")
 _NOT_DATA = frozenset(
     {"originator_id", "originator_version", "timestamp", "originator_topic", "origin", "seq", "lamport",
@@ -268,9 +269,9 @@ class Case(CaseFold, Aggregate):
     @classmethod
     def from_partner(cls, shared: SharedEvent) -> Case:
         """Open the local copy of a case from the receiving site's CaseReceived (checked like ``admit``)."""
-        sites = receipt_sites(shared.data)
-        authorize("CaseReceived", shared.actor.get("role", ""), side_of(shared.origin, sites[0], sites[1], sites[2:]),
-                  None)
+        receiving, handling, *co_handling = receipt_sites(shared.data)
+        side = side_of(shared.origin, receiving, handling, co_handling)
+        authorize("CaseReceived", shared.actor.get("role", ""), side, None)
         return cls._create(Case.CaseReceived, id=shared.case_id, timestamp=shared.occurred_at, **_fields(shared))
 
     def admit(self, shared: SharedEvent) -> None:
@@ -291,8 +292,9 @@ class Case(CaseFold, Aggregate):
         ):
             raise RuleViolation(NOT_YET_RATEABLE, "服务尚未结束，暂不能评价（评价前无办结送达、不予受理或撤回）",
                                 {"action": shared.type, "event_id": shared.event_id})
-        if self.rating is not None:
-            check_reviewed_place(shared.type, side, Party(self.rating["about"]))
+        about = str(self.rating.get("about")) if self.rating is not None else ""
+        if about in _PLACES:
+            check_reviewed_place(shared.type, side, Party(about))
 
     # ------------------------------------------------------------------ receipt
     @classmethod
