@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from hub.domain.case import Case
-from hub.domain.lifecycle import TRANSITIONS, CaseState, Side, Step
+from hub.domain.authorization import PERMISSIONS, Side
+from hub.domain.case import STEP_EVENTS, Case
+from hub.domain.lifecycle import CaseState, Step
 from hub.domain.values import (
     Actor,
     Applicant,
@@ -25,6 +26,8 @@ from hub.domain.values import (
 RECEIVING, HANDLING, OTHER = "410400", "320500", "330100"
 CLERK = Actor("PDS-1", Role.WINDOW_CLERK, RECEIVING, "李敏")
 HANDLER = Actor("SZ-1", Role.HANDLER, HANDLING, "周婷")
+SUPERVISOR = Actor("SZ-SUP-1", Role.SUPERVISOR, HANDLING, "陈督")
+APPLICANT = Actor("applicant", Role.APPLICANT, RECEIVING, "王建国")
 OUTSIDER = Actor("HZ-1", Role.HANDLER, OTHER)
 ID_NUMBER = "410402199003072416"
 ITEM = ServiceItem(
@@ -73,8 +76,8 @@ PATHS: dict[CaseState, list[Step]] = {
 
 
 def actor_for(step: Step) -> Actor:
-    side = TRANSITIONS[step].side
-    return CLERK if side in (Side.RECEIVING, Side.EITHER) else HANDLER
+    """The receiving window's clerk if it may take ``step``, else the handling site's handler."""
+    return CLERK if (CLERK.role, Side.RECEIVING) in PERMISSIONS[STEP_EVENTS[step].__name__].who else HANDLER
 
 
 def new_case(case_id: UUID | None = None, mode: Mode = Mode.PROXY, co_sites: list[str] | None = None) -> Case:
@@ -126,8 +129,8 @@ def actor_data(actor: Actor) -> dict[str, str]:
 # Every action a case can be asked to take, legal or not in its state: for property tests.
 ACTIONS: list[tuple[str, Any]] = [(f"step:{s.value}", s) for s in Step if s is not Step.RECEIVE] + [
     ("issue", lambda c: c.raise_issue(CLERK, IssueKind.OVERDUE, "超期", site=RECEIVING)),
-    ("assign", lambda c: c.assign_responsibility(HANDLER, f"Q{max(len(c.issues), 1)}", Party.HANDLING_PLACE, "",
-                                                   site=HANDLING)),
+    ("assign", lambda c: c.assign_responsibility(SUPERVISOR, f"Q{max(len(c.issues), 1)}", Party.HANDLING_PLACE,
+                                                   "", site=HANDLING)),
     ("resolve", lambda c: c.resolve_issue(HANDLER, f"Q{max(len(c.issues), 1)}", "已处理", site=HANDLING)),
     ("rate-bad", lambda c: c.rate(CLERK, RatingLevel.DISSATISFIED, "慢", Party.HANDLING_PLACE, site=RECEIVING)),
     ("rate-good", lambda c: c.rate(CLERK, RatingLevel.VERY_SATISFIED, "", Party.RECEIVING_PLACE, site=RECEIVING)),

@@ -24,9 +24,17 @@ from eventsourcing.domain import Aggregate, Snapshot
 from eventsourcing.utils import get_topic, resolve_topic
 from uuid6 import uuid7
 
-from hub.domain.case_state import CaseFold
+from hub.domain.authorization import (
+    NOT_YET_RATEABLE,
+    SERVICE_ENDING,
+    Side,
+    authorize,
+    check_reviewed_place,
+    side_of,
+)
+from hub.domain.case_state import CaseFold, receipt_sites
 from hub.domain.errors import RuleViolation
-from hub.domain.lifecycle import TRANSITIONS, Side, Step, next_state
+from hub.domain.lifecycle import Step
 from hub.domain.shared import SharedEvent
 from hub.domain.step_rules import STEP_RULES, no_rule
 from hub.domain.values import (
@@ -44,6 +52,7 @@ from hub.domain.values import (
 
 CASE_TOPIC_PREFIX = "tongban.case:"  # every stored case event's topic starts so: how the log is filtered
 JOINT_LEGAL_DAYS = 45  # 多地联办: 45 working days (+15 extension) per DOMAIN.md
+_PLACES = frozenset(p.value for p in Party)
 _LEGACY_IDS = uuid5(NAMESPACE_URL, "urn:tongban:legacy-event")
 _NOT_DATA = frozenset(
     {"originator_id", "originator_version", "timestamp", "originator_topic", "origin", "seq", "lamport",
@@ -252,13 +261,40 @@ class Case(CaseFold, Aggregate):
         self.trigger_event(event_class, actor=actor_data(actor), **self._identity(site), **data)
 
     def ingest(self, shared: SharedEvent) -> None:
-        """Record an event a partner site originated, exactly as it was (its time, actor and identity)."""
+        """Record an event a partner site originated, exactly as it was (its time, actor and identity),
+        once ``admit`` has checked its sender may take that step."""
+        self.admit(shared)
         self.trigger_event(EVENT_TYPES[shared.type], timestamp=shared.occurred_at, **_fields(shared))
 
     @classmethod
     def from_partner(cls, shared: SharedEvent) -> Case:
-        """Open the local copy of a case from the receiving site's CaseReceived."""
+        """Open the local copy of a case from the receiving site's CaseReceived (checked like ``admit``)."""
+        receiving, handling, *co_handling = receipt_sites(shared.data)
+        side = side_of(shared.origin, receiving, handling, co_handling)
+        authorize("CaseReceived", shared.actor.get("role", ""), side, None)
         return cls._create(Case.CaseReceived, id=shared.case_id, timestamp=shared.occurred_at, **_fields(shared))
+
+    def admit(self, shared: SharedEvent) -> None:
+        """Refuse (NotPermitted, nothing applied) a partner's event for a step its sender may not take.
+
+        The sender's side comes from the event's origin, the site the partner's certificate vouches
+        for. Role and side are checked strictly; the state is left to the fold (a concurrent step is a
+        conflict, listed on both sites), except where a refusal is unambiguous: a rating of a two-site
+        case with no service-ending event before it, since every event the sender could have seen is
+        here (authorization.py).
+        """
+        if shared.type == "CaseReceived":
+            raise RuleViolation("ALREADY_RECEIVED", "办件已收件")
+        side = self.side_of(shared.origin)
+        authorize(shared.type, shared.actor.get("role", ""), side, None)
+        if shared.type == "CaseRated" and len(set(self.sites)) == 2 and not any(
+            e.shared.type in SERVICE_ENDING and e.shared.key < shared.key for e in self.log
+        ):
+            raise RuleViolation(NOT_YET_RATEABLE, "服务尚未结束，暂不能评价（评价前无办结送达、不予受理或撤回）",
+                                {"action": shared.type, "event_id": shared.event_id})
+        about = str(self.rating.get("about")) if self.rating is not None else ""
+        if about in _PLACES:
+            check_reviewed_place(shared.type, side, Party(about))
 
     # ------------------------------------------------------------------ receipt
     @classmethod
@@ -281,6 +317,7 @@ class Case(CaseFold, Aggregate):
         route: dict[str, Any] | None = None,
     ) -> Case:
         """Open a case at the receiving window (收件). The receiving site is the actor's site."""
+        authorize("CaseReceived", actor.role, Side.RECEIVING, None)
         if mode not in item.modes:
             raise RuleViolation(
                 "MODE_NOT_OFFERED",
@@ -323,53 +360,44 @@ class Case(CaseFold, Aggregate):
         )
 
     # ------------------------------------------------------------------ checks
-    def _check(self, step: Step, actor: Actor) -> None:
-        """The state table allows the step, and the actor's site is the one accountable for it."""
-        next_state(self.state, step)
-        self._check_site(actor, TRANSITIONS[step].side, step.label)
+    def side_of(self, site: str) -> Side:
+        """Which side of this case ``site`` is on (receiving, handling, co-handling, outside)."""
+        return side_of(site, self.receiving_site, self.handling_site, self.co_handling_sites)
 
-    def _check_site(self, actor: Actor, side: Side, what: str) -> None:
-        allowed = {
-            Side.RECEIVING: (self.receiving_site,),
-            Side.HANDLING: self.handling_sites,
-            Side.EITHER: self.sites,
-        }[side]
-        if actor.site not in allowed:
-            raise RuleViolation(
-                "WRONG_SITE",
-                f"「{what}」须由{'、'.join(allowed)}的工作人员办理，当前操作人属于 {actor.site}",
-                {"actor_site": actor.site, "allowed": ",".join(allowed)},
-            )
+    def _authorize(self, action: str, actor: Actor) -> None:
+        """The actor's role, at its site's side of the case, may take ``action`` in the case's state."""
+        authorize(action, actor.role, self.side_of(actor.site), self.state)
 
     # ------------------------------------------------------------------ main track
     def take_step(self, step: Step, actor: Actor, *, site: str, **details: Any) -> None:
-        """Take a main-track step after checking the state table, the actor's site and the step's rules.
+        """Take a main-track step after checking who may (role, side and state: authorization.py) and the
+        step's rules.
 
         Here and in every command below, ``site`` is the site recording the event (its origin).
         """
         if step is Step.RECEIVE:
             raise RuleViolation("ALREADY_RECEIVED", "办件已收件")
-        self._check(step, actor)
+        self._authorize(STEP_EVENTS[step].__name__, actor)
         recorded = STEP_RULES.get(step, no_rule)(self, details)
         self._record(STEP_EVENTS[step], actor, site, details=recorded)
 
     # ------------------------------------------------------------------ issues (问题件)
     def raise_issue(self, actor: Actor, kind: IssueKind, description: str, *, site: str) -> str:
-        self._check_site(actor, Side.EITHER, "登记问题件")
+        self._authorize("IssueRaised", actor)
         raised_here = sum(1 for i in self.issues if i.endswith(f"-{site}")) + 1
         issue_id = f"Q{raised_here}-{site}"  # unique even when two sites raise issues at once
         self._record(Case.IssueRaised, actor, site, issue_id=issue_id, kind=kind.value, description=description)
         return issue_id
 
     def assign_responsibility(self, actor: Actor, issue_id: str, party: Party, note: str, *, site: str) -> None:
-        self._check_site(actor, Side.EITHER, "责任认定")
+        self._authorize("ResponsibilityAssigned", actor)
         issue = self._open_issue(issue_id)
         if issue["responsible"] == party.value:
             raise RuleViolation("ALREADY_ASSIGNED", f"问题件 {issue_id} 已认定由{party.label}负责")
         self._record(Case.ResponsibilityAssigned, actor, site, issue_id=issue_id, party=party.value, note=note)
 
     def resolve_issue(self, actor: Actor, issue_id: str, resolution: str, *, site: str) -> None:
-        self._check_site(actor, Side.EITHER, "问题件办结")
+        self._authorize("IssueResolved", actor)
         issue = self._open_issue(issue_id)
         if issue["responsible"] is None:
             raise RuleViolation("RESPONSIBILITY_FIRST", f"问题件 {issue_id} 须先认定责任方再办结")
@@ -385,7 +413,7 @@ class Case(CaseFold, Aggregate):
 
     # ------------------------------------------------------------------ rating (好差评)
     def rate(self, actor: Actor, level: RatingLevel, reason: str, about: Party, *, site: str) -> None:
-        self._check_site(actor, Side.EITHER, "评价")
+        self._authorize("CaseRated", actor)
         if self.rating is not None:
             raise RuleViolation("ALREADY_RATED", "该办件已评价，一件一评")
         if level.score < 3 and not reason.strip():
@@ -395,13 +423,13 @@ class Case(CaseFold, Aggregate):
         self._record(Case.CaseRated, actor, site, score=level.score, reason=reason, about=about.value)
 
     def record_callback(self, actor: Actor, note: str, *, site: str) -> None:
-        review = self._bad_review(actor)
+        review = self._bad_review("BadReviewCallbackMade", actor)
         if review["callback_done"]:
             raise RuleViolation("CALLBACK_DONE", "差评已回访")
         self._record(Case.BadReviewCallbackMade, actor, site, note=note)
 
     def close_bad_review(self, actor: Actor, outcome: RectificationOutcome, note: str, *, site: str) -> None:
-        review = self._bad_review(actor)
+        review = self._bad_review("BadReviewClosed", actor)
         if not review["callback_done"]:
             raise RuleViolation("CALLBACK_FIRST", "差评须先回访申请人，再整改、解释或申诉")
         if review["outcome"] is not None:
@@ -411,20 +439,20 @@ class Case(CaseFold, Aggregate):
         self._record(Case.BadReviewClosed, actor, site, outcome=outcome.value, note=note)
 
     def record_feedback(self, actor: Actor, satisfied: bool, note: str, *, site: str) -> None:
-        review = self._bad_review(actor, anyone=True)
+        review = self._bad_review("RectificationFeedbackRecorded", actor)
         if review["outcome"] is None:
             raise RuleViolation("NOT_CLOSED_YET", "差评尚未整改、解释或申诉，不能登记反馈")
         if review["feedback"] is not None:
             raise RuleViolation("FEEDBACK_RECORDED", "已登记申请人反馈")
         self._record(Case.RectificationFeedbackRecorded, actor, site, satisfied=satisfied, note=note)
 
-    def _bad_review(self, actor: Actor, anyone: bool = False) -> dict[str, Any]:
-        """The open bad review; only the place it is about handles it (谁办理谁负责)."""
+    def _bad_review(self, action: str, actor: Actor) -> dict[str, Any]:
+        """The open bad review, once the actor may take ``action`` on it: callback and closing only at
+        the place it is about (谁办理谁负责)."""
+        self._authorize(action, actor)
         if self.rating is None or not self.rating["bad_review"]:
             raise RuleViolation("NO_BAD_REVIEW", "该办件没有待处理的差评")
-        about = Party(self.rating["about"])
-        side = Side.RECEIVING if about is Party.RECEIVING_PLACE else Side.HANDLING
-        self._check_site(actor, Side.EITHER if anyone else side, "差评处理")
+        check_reviewed_place(action, self.side_of(actor.site), Party(self.rating["about"]))
         return self.rating
 
 

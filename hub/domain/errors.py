@@ -67,9 +67,19 @@ class IllegalStep(RuleViolation):
 
 
 class NotPermitted(HubError):
-    """The caller may not do this at all (maps to PERMISSION_DENIED)."""
+    """The caller may not do this at all (maps to PERMISSION_DENIED).
+
+    ``reason`` (a stable code such as ``WRONG_ROLE``) and ``metadata`` are optional: without them the
+    class's own reason stands, so ``NotPermitted(message)`` and subclasses keep working.
+    """
 
     reason = "NOT_PERMITTED"
+
+    def __init__(self, message: str, reason: str | None = None, metadata: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+        self.metadata = dict(metadata or {})
 
 
 class CaseNotFound(HubError):

@@ -1,23 +1,16 @@
 """What each stored case event is called for people: one table, read by the history and the audit trail.
 
 A main-track event is named after its step (``Step.label``, through ``STEP_EVENTS``); the other events
-(intake, issues, ratings, rectification) are listed here. An unknown type is shown as its own name.
+(intake, issues, ratings, rectification) are named where their permissions are (authorization.py). An
+unknown type is shown as its own name.
 """
 
 from __future__ import annotations
 
+from hub.domain.authorization import PERMISSIONS
 from hub.domain.case import STEP_EVENTS
 
-TRACK_LABELS = {
-    "CaseReceived": "收件",
-    "IssueRaised": "登记问题件",
-    "ResponsibilityAssigned": "责任认定",
-    "IssueResolved": "问题件办结",
-    "CaseRated": "评价",
-    "BadReviewCallbackMade": "差评回访",
-    "BadReviewClosed": "差评处理",
-    "RectificationFeedbackRecorded": "整改反馈",
-}
+TRACK_LABELS = {name: rule.label for name, rule in PERMISSIONS.items() if rule.step is None}
 _LABELS = {**TRACK_LABELS, **{cls.__name__: step.label for step, cls in STEP_EVENTS.items()}}
 
 

@@ -1,13 +1,12 @@
-"""The case state machine as data: which step is allowed from which state, and who may take it.
+"""The case state machine as data: which step is allowed from which state, and where it leads.
 
 Keeping the table apart from the aggregate makes the rules reviewable in one screen and lets the
-tests walk every (state, step) pair.
+tests walk every (state, step) pair. Who may take a step (role and side) is authorization.py's table.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 from hub.domain.errors import IllegalStep
 from hub.domain.values import LabelledEnum
@@ -36,14 +35,6 @@ TERMINAL: frozenset[CaseState] = frozenset(
 )
 
 
-class Side(Enum):
-    """Which site's staff may take a step (accountability: 谁办理谁负责)."""
-
-    RECEIVING = "receiving"
-    HANDLING = "handling"
-    EITHER = "either"
-
-
 class Step(LabelledEnum):
     RECEIVE = ("receive", "收件")
     REFUSE_INTAKE = ("refuse_intake", "收件不予接收")
@@ -69,11 +60,10 @@ class Step(LabelledEnum):
 class Transition:
     sources: frozenset[CaseState]
     target: CaseState
-    side: Side
 
 
-def _t(sources: set[CaseState], target: CaseState, side: Side) -> Transition:
-    return Transition(frozenset(sources), target, side)
+def _t(sources: set[CaseState], target: CaseState) -> Transition:
+    return Transition(frozenset(sources), target)
 
 
 S = CaseState
@@ -86,23 +76,23 @@ WITHDRAWABLE = {
 }
 
 TRANSITIONS: dict[Step, Transition] = {
-    Step.REFUSE_INTAKE: _t({S.RECEIVED, S.RETURNED_TO_INTAKE}, S.REFUSED_AT_INTAKE, Side.RECEIVING),
-    Step.FORWARD: _t({S.RECEIVED, S.RETURNED_TO_INTAKE}, S.FORWARDED, Side.RECEIVING),
-    Step.SIGN: _t({S.FORWARDED}, S.PENDING_ACCEPTANCE, Side.HANDLING),
-    Step.REQUEST_SUPPLEMENT: _t({S.PENDING_ACCEPTANCE}, S.AWAITING_SUPPLEMENT, Side.HANDLING),
-    Step.SUBMIT_SUPPLEMENT: _t({S.AWAITING_SUPPLEMENT}, S.PENDING_ACCEPTANCE, Side.EITHER),
-    Step.REJECT: _t({S.PENDING_ACCEPTANCE, S.AWAITING_SUPPLEMENT}, S.NOT_ACCEPTED, Side.HANDLING),
-    Step.RETURN: _t({S.PENDING_ACCEPTANCE}, S.RETURNED_TO_INTAKE, Side.HANDLING),
-    Step.ACCEPT: _t({S.PENDING_ACCEPTANCE}, S.IN_REVIEW, Side.HANDLING),
-    Step.SUSPEND: _t({S.IN_REVIEW}, S.SUSPENDED, Side.HANDLING),
-    Step.RESUME: _t({S.SUSPENDED}, S.IN_REVIEW, Side.HANDLING),
-    Step.START_SPECIAL: _t({S.IN_REVIEW}, S.SPECIAL_PROCEDURE, Side.HANDLING),
-    Step.END_SPECIAL: _t({S.SPECIAL_PROCEDURE}, S.IN_REVIEW, Side.HANDLING),
-    Step.DECIDE: _t({S.IN_REVIEW}, S.DECIDED, Side.HANDLING),
-    Step.DISPATCH: _t({S.DECIDED}, S.RESULT_IN_TRANSIT, Side.HANDLING),
-    Step.CONFIRM_DELIVERY: _t({S.RESULT_IN_TRANSIT}, S.DELIVERED, Side.EITHER),
-    Step.ARCHIVE: _t({S.DELIVERED}, S.ARCHIVED, Side.HANDLING),
-    Step.WITHDRAW: _t(WITHDRAWABLE, S.WITHDRAWN, Side.EITHER),
+    Step.REFUSE_INTAKE: _t({S.RECEIVED, S.RETURNED_TO_INTAKE}, S.REFUSED_AT_INTAKE),
+    Step.FORWARD: _t({S.RECEIVED, S.RETURNED_TO_INTAKE}, S.FORWARDED),
+    Step.SIGN: _t({S.FORWARDED}, S.PENDING_ACCEPTANCE),
+    Step.REQUEST_SUPPLEMENT: _t({S.PENDING_ACCEPTANCE}, S.AWAITING_SUPPLEMENT),
+    Step.SUBMIT_SUPPLEMENT: _t({S.AWAITING_SUPPLEMENT}, S.PENDING_ACCEPTANCE),
+    Step.REJECT: _t({S.PENDING_ACCEPTANCE, S.AWAITING_SUPPLEMENT}, S.NOT_ACCEPTED),
+    Step.RETURN: _t({S.PENDING_ACCEPTANCE}, S.RETURNED_TO_INTAKE),
+    Step.ACCEPT: _t({S.PENDING_ACCEPTANCE}, S.IN_REVIEW),
+    Step.SUSPEND: _t({S.IN_REVIEW}, S.SUSPENDED),
+    Step.RESUME: _t({S.SUSPENDED}, S.IN_REVIEW),
+    Step.START_SPECIAL: _t({S.IN_REVIEW}, S.SPECIAL_PROCEDURE),
+    Step.END_SPECIAL: _t({S.SPECIAL_PROCEDURE}, S.IN_REVIEW),
+    Step.DECIDE: _t({S.IN_REVIEW}, S.DECIDED),
+    Step.DISPATCH: _t({S.DECIDED}, S.RESULT_IN_TRANSIT),
+    Step.CONFIRM_DELIVERY: _t({S.RESULT_IN_TRANSIT}, S.DELIVERED),
+    Step.ARCHIVE: _t({S.DELIVERED}, S.ARCHIVED),
+    Step.WITHDRAW: _t(WITHDRAWABLE, S.WITHDRAWN),
 }
 
 

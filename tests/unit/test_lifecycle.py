@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from hub.domain.errors import IllegalStep, RuleViolation
+from hub.domain.errors import IllegalStep, NotPermitted, RuleViolation
 from hub.domain.lifecycle import TERMINAL, TRANSITIONS, CaseState, Step
-from hub.domain.values import Mode
-from tests.builders import CLERK, HANDLER, OUTSIDER, PATHS, case_in, new_case, take
+from hub.domain.values import Actor, Mode, Role
+from tests.builders import CLERK, HANDLER, HANDLING, OUTSIDER, PATHS, RECEIVING, case_in, new_case, take
 
 MAIN_STEPS = [s for s in Step if s is not Step.RECEIVE]
 PAIRS = [(state, step) for state in CaseState for step in MAIN_STEPS]
@@ -43,16 +43,18 @@ def test_terminal_states_allow_no_main_step() -> None:
 @pytest.mark.parametrize("step", [Step.SIGN, Step.ACCEPT])
 def test_handling_steps_need_handling_site_staff(step: Step) -> None:
     case = case_in(CaseState.FORWARDED if step is Step.SIGN else CaseState.PENDING_ACCEPTANCE)
-    for wrong in (CLERK, OUTSIDER):
-        with pytest.raises(RuleViolation) as refused:
+    at_the_window = Actor("PDS-9", Role.HANDLER, RECEIVING)
+    for wrong, reason in ((CLERK, "WRONG_ROLE"), (OUTSIDER, "WRONG_SIDE"), (at_the_window, "WRONG_SIDE")):
+        with pytest.raises(NotPermitted) as refused:
             take(case, step, wrong)
-        assert refused.value.reason == "WRONG_SITE"
+        assert refused.value.reason == reason
 
 
 def test_forward_needs_receiving_site_staff() -> None:
-    with pytest.raises(RuleViolation) as refused:
-        take(new_case(), Step.FORWARD, HANDLER)
-    assert refused.value.reason == "WRONG_SITE"
+    for wrong, reason in ((HANDLER, "WRONG_ROLE"), (Actor("SZ-9", Role.WINDOW_CLERK, HANDLING), "WRONG_SIDE")):
+        with pytest.raises(NotPermitted) as refused:
+            take(new_case(), Step.FORWARD, wrong)
+        assert refused.value.reason == reason
 
 
 def test_supplement_is_requested_once() -> None:
