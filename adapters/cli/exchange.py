@@ -41,8 +41,8 @@ from adapters.exchange.nats_channel import (
     replay_parked,
 )
 from adapters.exchange.refusal import deliver_or_refuse
-from adapters.settings import ConfigError, Settings, load_settings
 from adapters.nats.access import NatsAccess
+from adapters.settings import ConfigError, Settings, load_settings
 from adapters.tls import TlsError, TlsFiles, channel_credentials
 from hub.application.case_sharing import CaseSharing
 from hub.application.dead_letters import DeadLetters
