@@ -101,7 +101,10 @@ class Settings:
     listen: str = "127.0.0.1:7400"
     staff_workers: int = 16  # [server] workers: staff RPCs served at once (group commit batches what they send)
     staff_tls: bool = False  # [server] tls: the staff port over TLS with the site certificate (certs_dir)
-    staff_client_certs: Literal["optional", "required"] = "optional"  # [server] client_certs (service accounts)
+    # [server] client_certs: "required" = every client shows a certificate from the site CA (service accounts
+    # act by it; staff still send tokens). gRPC's Python server cannot ask for a certificate and verify it
+    # without requiring it, so there is no "optional": run systems and staff on separate sites' ports if needed.
+    staff_client_certs: Literal["none", "required"] = "none"
     auth: AuthSettings = field(default_factory=AuthSettings)
     pii_key_env: str = "TONGBAN_PII_KEY"
     calendar_dir: Path | None = None
@@ -209,11 +212,11 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
     environment = site.get("environment", "development")
     if environment not in ("development", "production"):
         raise ConfigError(f"[site] environment must be 'development' or 'production', got {environment!r}")
-    staff_tls, client_certs = server.get("tls", False), server.get("client_certs", "optional")
+    staff_tls, client_certs = server.get("tls", False), server.get("client_certs", "none")
     if not isinstance(staff_tls, bool):
         raise ConfigError(f"[server] tls must be true or false, got {staff_tls!r}")
-    if client_certs not in ("optional", "required"):
-        raise ConfigError(f"[server] client_certs must be 'optional' or 'required', got {client_certs!r}")
+    if client_certs not in ("none", "required"):
+        raise ConfigError(f"[server] client_certs must be 'none' or 'required', got {client_certs!r}")
     if staff_tls and not certs_dir:
         raise ConfigError("[server] tls = true needs [exchange] certs_dir (the site certificate and CA)")
     auth = _auth(raw.get("auth", {}), base)

@@ -276,8 +276,9 @@ def server_credentials(files: TlsFiles) -> grpc.ServerCredentials:
 
 
 def staff_server_credentials(files: TlsFiles, require_client_certs: bool) -> grpc.ServerCredentials:
-    """The staff port over TLS: staff clients need only trust our CA; service accounts present a client
-    certificate (required when ``require_client_certs``, as on a port only systems use)."""
+    """The staff port over TLS. Without ``require_client_certs`` clients only verify us (staff send tokens);
+    with it every client must present a certificate our CA issued, which is how a service account
+    authenticates (gRPC Python offers no verified-but-optional mode: not requiring means not asking)."""
     ca, cert, key = files.read()
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=require_client_certs)
 

@@ -71,6 +71,7 @@ class RunningSite:
 def start_site(
     settings: Settings, *, workers: int = 16,
     committer: Callable[[CaseHub], GroupCommitter] | None = None, staff: Sequence[Actor] | None = None,
+    tls: tuple[grpc.ServerCredentials, grpc.ChannelCredentials] | None = None,
 ) -> RunningSite:
     """The staff port over a site built as the composition root builds it (no partners, no loops), with
     ``staff`` (default: the site's accounts in STAFF_OF) in its directory and signed in."""
@@ -80,9 +81,10 @@ def start_site(
     identity = build_identity(settings)
     writer = committer(hub) if committer is not None else None
     server = staff_server(hub, CaseReadModel(hub, index, clocks), clocks, "127.0.0.1:0", identity=identity,
-                          workers=workers, committer=writer)
+                          workers=workers, committer=writer, credentials=tls[0] if tls else None)
     server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    target = f"127.0.0.1:{server.port}"
+    channel = grpc.secure_channel(target, tls[1]) if tls else grpc.insecure_channel(target)
     grpc.channel_ready_future(channel).result(timeout=10)
     site = RunningSite(settings, hub, index, server, channel, identity, committer=writer)
     for actor in STAFF_OF.get(settings.site, ()) if staff is None else staff:

@@ -40,8 +40,10 @@ def receive_request(request_id: str | None = None, **changes: Any) -> svc.Receiv
         identity_verified=True,
     )
     for key, value in changes.items():
-        if isinstance(value, pb.Applicant):
-            request.applicant.CopyFrom(value)
+        if value is None:
+            request.ClearField(key)
+        elif isinstance(value, pb.Applicant | pb.Actor):
+            getattr(request, key).CopyFrom(value)
         else:
             setattr(request, key, value)
     return request
