@@ -32,7 +32,7 @@ _T = TypeVar("_T")
 
 _nats_option = click.option("--nats", "nats_url", required=True, envvar="TONGBAN_NATS_URL",
                             help="NATS 服务器地址，如 nats://127.0.0.1:4222")
-_site_option = click.option("--site", required=True, envvar="TONGBAN_SITE", help="站点行政区划代码（6 位）")
+_site_option = click.option("--site", required=True, help="站点行政区划代码（6 位）")
 
 
 def _call(work: Callable[[], _T]) -> _T:
