@@ -145,3 +145,17 @@ def test_serve_with_a_bad_config_fails_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and "6-digit" in result.stderr and "Traceback" not in result.stderr
     missing = tongban("serve", "--config", str(tmp_path / "nope.toml"))
     assert missing.returncode == 2 and "no such configuration file" in missing.stderr
+
+
+def test_a_production_site_with_unsafe_settings_refuses_to_start(tmp_path: Path) -> None:
+    config = tmp_path / "prod.toml"
+    config.write_text('[site]\ncode = "410400"\nenvironment = "production"\n[store]\ndata_dir = "data"\n'
+                      '[server]\nlisten = "127.0.0.1:0"\n')
+    env = {k: v for k, v in os.environ.items() if k != "TONGBAN_PII_KEY"}
+    result = subprocess.run([sys.executable, "-m", "adapters.cli.main", "serve", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60, env=env, check=False)
+    output = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 1 and len(output) == 1 and "start_failed" in output[0], output
+    for problem in ("PII key", "plaintext", "embedded"):
+        assert problem in output[0]
+    assert not (tmp_path / "data").exists()  # refused before anything was built
