@@ -17,6 +17,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 
 from adapters.auth.caller import Caller
+from adapters.auth.directory import STAFF_ID
 from adapters.auth.errors import Refused
 from adapters.auth.tokens import decode, invalid
 from hub.domain.values import Role
@@ -69,6 +70,6 @@ class OidcVerifier:
             raise Refused("NO_ROLE", "令牌中的角色未对应到本站点的唯一角色" if ours else "令牌中没有本站点认可的角色",
                           {"roles": json.dumps(sorted(str(n) for n in names), ensure_ascii=False)[:200]})
         staff_id = str(claims.get(s.staff_id_claim, ""))
-        if not staff_id:
-            raise invalid("令牌缺少工号声明")
+        if not STAFF_ID.fullmatch(staff_id):  # what the event store records as a staff id
+            raise invalid("令牌的工号声明缺失或格式无效")
         return Caller(staff_id, str(claims.get(s.name_claim, ""))[:32], ours.pop(), self.site, "oidc")

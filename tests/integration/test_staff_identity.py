@@ -239,6 +239,7 @@ def test_an_oidc_token_with_a_mapped_role_acts_as_its_subject(oidc_site: Running
     ({"iss": "https://idp.example.com/evil"}, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID"),
     ({"site": HANDLING}, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID"),
     ({"site": None}, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID"),
+    ({"sub": "张丽 (410400)"}, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID"),
     ({"exp": datetime.now(UTC) - timedelta(minutes=5)}, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_EXPIRED"),
     ({"groups": ["staff"]}, grpc.StatusCode.PERMISSION_DENIED, "NO_ROLE"),
     ({"groups": ["tongban-clerk", "tongban-audit"]}, grpc.StatusCode.PERMISSION_DENIED, "NO_ROLE"),
