@@ -8,9 +8,11 @@ closes them itself if building fails half way.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
+import grpc
 import psycopg
 import structlog
 from psycopg import sql
@@ -19,6 +21,13 @@ from adapters.audit.chain_store import PostgresChainStore, SqliteChainStore
 from adapters.audit.servicer import AuditServicer, ReadOnlyInterceptor
 from adapters.audit.signing import Checkpointer, load_or_create_key
 from adapters.audit.site_chain import SiteChain
+from adapters.auth.authenticator import Authenticator
+from adapters.auth.directory import SqlStaffDirectory, postgres_directory, sqlite_directory
+from adapters.auth.interceptor import AuthInterceptor
+from adapters.auth.oidc import OidcVerifier
+from adapters.auth.servicer import AuthServicer
+from adapters.auth.throttle import LoginThrottle
+from adapters.auth.tokens import TokenSigner, load_or_create_signing_key
 from adapters.background import ChainFollower, CheckpointSigner, ParkedCounter, ReadinessWatch
 from adapters.calendar_notices import load_notices
 from adapters.exchange.channel import Channel
@@ -41,7 +50,14 @@ from adapters.site import Service, Site
 from adapters.store.digest_index import PostgresDigestIndex, SqliteDigestIndex, ensure_digests
 from adapters.store.postgres_index import PostgresCaseIndex
 from adapters.store.sqlite_index import SqliteCaseIndex
-from adapters.tls import TlsFiles, channel_credentials, peer_identity, peer_site, server_credentials
+from adapters.tls import (
+    TlsFiles,
+    channel_credentials,
+    peer_identity,
+    peer_site,
+    server_credentials,
+    staff_server_credentials,
+)
 from audit.chain import Finding
 from audit.ledger import CheckpointLedger
 from audit.ports import ChainStore
@@ -138,13 +154,59 @@ def build_hub(settings: Settings, observer: StoreObserver | None = None) -> Case
     )
 
 
+def build_directory(settings: Settings) -> SqlStaffDirectory:
+    """The site's staff directory, beside its other stores (`tongban staff` opens the same)."""
+    if settings.store == "sqlite":
+        return sqlite_directory(settings.data_dir / "staff.sqlite3", settings.site)
+    ensure_postgres_schema(settings.postgres)
+    return postgres_directory(conninfo(settings.postgres), settings.postgres.schema, settings.site)
+
+
+@dataclass
+class StaffIdentity:
+    """How the staff port knows its callers: the gate's authenticator, the Login service, the directory."""
+
+    authenticator: Authenticator
+    login: AuthServicer
+    directory: SqlStaffDirectory | None
+
+    def close(self) -> None:
+        if self.directory is not None:
+            self.directory.close()
+
+
+def build_identity(settings: Settings) -> StaffIdentity:
+    """Embedded (the site's staff directory and token key, created on first start) or OIDC. The caller
+    closes it."""
+    a, site = settings.auth, settings.site
+    by_staff = LoginThrottle(a.login_max_failures, a.login_lockout, a.login_lockout_max)
+    by_peer = LoginThrottle(4 * a.login_max_failures, a.login_lockout, a.login_lockout_max)
+    if a.mode == "oidc":
+        assert a.oidc is not None, "settings check: oidc mode has [auth.oidc]"
+        auth = Authenticator(site, oidc=OidcVerifier(site, a.oidc), services=a.services)
+        return StaffIdentity(auth, AuthServicer(None, None, by_staff, by_peer), None)
+    directory = build_directory(settings)
+    try:
+        key = load_or_create_signing_key(a.token_key_file or settings.data_dir / "staff-token.pem")
+    except BaseException:
+        directory.close()
+        raise
+    signer = TokenSigner(site, key, timedelta(seconds=a.token_ttl))
+    auth = Authenticator(site, signer=signer, directory=directory, services=a.services,
+                         active_ttl=a.active_cache_seconds)
+    return StaffIdentity(auth, AuthServicer(signer, directory, by_staff, by_peer), directory)
+
+
 def staff_server(
-    hub: CaseHub, read_model: CaseReadModel, clocks: CaseClocks, listen: str, *, workers: int = 16,
-    metrics: SiteMetrics | None = None, committer: GroupCommitter | None = None,
+    hub: CaseHub, read_model: CaseReadModel, clocks: CaseClocks, listen: str, *, identity: StaffIdentity,
+    workers: int = 16, metrics: SiteMetrics | None = None, committer: GroupCommitter | None = None,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> SiteServer:
-    """The staff port over a built hub (its writes through ``committer`` when group commit is on)."""
+    """The staff port over a built hub (its writes through ``committer`` when group commit is on): every
+    call but health, reflection and Login passes the credential gate first."""
     servicer = CaseServicer(hub, read_model, clocks, metrics, committer)
-    return SiteServer(servicer, listen, workers, [LoggingInterceptor(hub.site, metrics)])
+    interceptors = [LoggingInterceptor(hub.site, metrics), AuthInterceptor(identity.authenticator)]
+    return SiteServer(servicer, identity.login, listen, workers, interceptors, credentials)
 
 
 def nats_access(settings: Settings) -> NatsAccess:
@@ -197,8 +259,15 @@ def _build_site(settings: Settings, closers: list[Callable[[], None]]) -> Site:
     if settings.group_commit_max > 1:
         committer = GroupCommitter(hub, settings.group_commit_max, settings.group_commit_window_ms / 1000)
         closers.append(committer.close)
-    staff = staff_server(hub, read_model, clocks, settings.listen, workers=settings.staff_workers, metrics=metrics,
-                         committer=committer)
+    identity = build_identity(settings)
+    closers.append(identity.close)
+    staff_tls = None
+    if settings.staff_tls:
+        assert settings.certs_dir is not None, "settings check: [server] tls needs certs_dir"
+        staff_tls = staff_server_credentials(TlsFiles.for_site(settings.certs_dir, site),
+                                             settings.staff_client_certs == "required")
+    staff = staff_server(hub, read_model, clocks, settings.listen, identity=identity, workers=settings.staff_workers,
+                         metrics=metrics, committer=committer, credentials=staff_tls)
     chain_store = build_chain_store(settings)
     closers.append(chain_store.close)
     chain = SiteChain(hub, chain_store)

@@ -24,11 +24,13 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
+from adapters.auth.client import login, signed_channel
 from adapters.cli.render import local_time
 from adapters.grpc.errors import error_info
 from adapters.grpc.rpc import CASE_SERVICE, request_type, unary
 from adapters.launcher import SiteProcess, SiteSpec, link, make_certs
 from adapters.nats.server import NatsServer
+from hub.domain.values import Role
 from routing.catalogue import Catalogue
 from tongban.v1 import case_pb2 as pb
 
@@ -36,7 +38,9 @@ PDS, SZ = "410400", "320500"
 NAMES = {PDS: "平顶山", SZ: "苏州"}
 CLERK = pb.Actor(staff_id="PDS-0107", role=pb.ROLE_WINDOW_CLERK, site=PDS, name="李敏")
 HANDLER = pb.Actor(staff_id="SZ-2231", role=pb.ROLE_HANDLER, site=SZ, name="周婷")
-APPLICANT = pb.Actor(staff_id="applicant", role=pb.ROLE_APPLICANT, site=PDS, name="王建国")
+APPLICANT = pb.Actor(staff_id="PDS-HCP", role=pb.ROLE_APPLICANT, site=PDS, name="好差评系统")  # the rating channel
+ACCOUNTS = {PDS: (CLERK, APPLICANT), SZ: (HANDLER,)}  # each window signs in at its own site
+DEMO_PASSWORD = "demo-only-password"
 WAIT = 30.0
 console = Console(width=180)
 T = TypeVar("T")
@@ -57,18 +61,30 @@ def until(check: Callable[[], T | None], what: str) -> T:
     raise RuntimeError(f"timed out waiting for {what}")
 
 
+def create_accounts(process: SiteProcess) -> None:
+    """The demo's staff accounts, in each site's own directory (`tongban staff add` does the same)."""
+    for actor in ACCOUNTS[process.spec.site]:
+        process.add_staff(actor.staff_id, actor.name, Role(pb.Role.Name(actor.role).removeprefix("ROLE_").lower()),
+                          DEMO_PASSWORD)
+        say(f"  账号 {actor.staff_id}（{actor.name}，{pb.Role.Name(actor.role)}）@ {NAMES[process.spec.site]}")
+
+
 class Window:
-    """A staff terminal at one site."""
+    """The staff terminals at one site, each signed in there as its own account (the site records every
+    step under the account that signed in, never under what a request claims)."""
 
     def __init__(self, process: SiteProcess) -> None:
-        self.channel = grpc.insecure_channel(process.staff_address)
         self.site = process.spec.site
+        self.channel = grpc.insecure_channel(process.staff_address)
+        self.signed = {a.staff_id: signed_channel(self.channel, login(self.channel, a.staff_id, DEMO_PASSWORD).token)
+                       for a in ACCOUNTS[self.site]}
 
-    def call(self, rpc: str, **fields: Any) -> Any:
-        return unary(self.channel, CASE_SERVICE, rpc)(request_type(CASE_SERVICE, rpc)(**fields), timeout=10)
+    def call(self, rpc: str, actor: pb.Actor | None = None, **fields: Any) -> Any:
+        channel = self.signed[(actor or ACCOUNTS[self.site][0]).staff_id]
+        return unary(channel, CASE_SERVICE, rpc)(request_type(CASE_SERVICE, rpc)(**fields), timeout=10)
 
     def step(self, rpc: str, label: str, case_id: str, actor: pb.Actor, **fields: Any) -> pb.Case:
-        case = self.call(rpc, case_id=case_id, actor=actor, **fields).case
+        case = self.call(rpc, actor, case_id=case_id, **fields).case
         say(f"  [{NAMES[self.site]}] 【{label}】{actor.name} → {case.state_label}")
         return case
 
@@ -87,7 +103,7 @@ class Window:
 
 def drive(pds: Window, sz: Window, item_code: str) -> str:
     received = pds.call(
-        "ReceiveCase", request_id=uuid.uuid4().hex, actor=CLERK, item_code=item_code, mode=pb.MODE_PROXY,
+        "ReceiveCase", CLERK, request_id=uuid.uuid4().hex, item_code=item_code, mode=pb.MODE_PROXY,
         handling_site="320505",  # the applicant's insured place: 苏州市虎丘区, routed to the 苏州 site
         applicant=pb.Applicant(kind=pb.APPLICANT_KIND_PERSON, name="王建国", id_type=pb.ID_TYPE_RESIDENT_ID,
                                id_number="410402199003072416", phone="13837512345",
@@ -105,7 +121,7 @@ def drive(pds: Window, sz: Window, item_code: str) -> str:
             missing_materials=["原参保地社保经办机构出具的参保缴费凭证（盖章件）"], note="原凭证未加盖公章")
     pds.sees(case_id, pb.CASE_STATE_AWAITING_SUPPLEMENT)
     try:
-        sz.call("DecideCase", case_id=case_id, actor=HANDLER, outcome=pb.OUTCOME_APPROVED)
+        sz.call("DecideCase", HANDLER, case_id=case_id, outcome=pb.OUTCOME_APPROVED)
     except grpc.RpcError as error:
         info = error_info(error)
         say(f"  [苏州] 【拒绝】未受理即办结：{error.code().name} {error.details()}（{info.reason if info else ''}）")
@@ -188,6 +204,9 @@ def main() -> int:
         processes = [SiteProcess(a, root / "a"), SiteProcess(b, root / "b")]
         say(f"nats-server {nats.url}（pid {nats.pid}，双向 TLS + 每站点 nkey，载荷按收件站点加密）；证书 {certs}")
         try:
+            say("员工账号（演示密码，仅用于本次演示）：")
+            for p in processes:
+                create_accounts(p)
             for p in processes:
                 p.start()
                 say(f"站点 {p.spec.name} {p.spec.site}：员工端口 {p.staff_port}，伙伴端口 {p.spec.partner_port}"

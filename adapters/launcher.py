@@ -16,8 +16,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from adapters.auth.client import login
 from adapters.free_port import free_port
 from adapters.tls import create_ca, issue_nats_server_cert, issue_site_cert
+from hub.domain.values import Role
 
 
 @dataclass
@@ -105,8 +107,30 @@ class SiteProcess:
     def pid(self) -> int | None:
         return self.process.pid if self.process and self.process.poll() is None else None
 
-    def start(self, timeout: float = 30.0) -> None:
+    def write_config(self) -> None:
         self.config_path.write_text(self.spec.config(), encoding="utf-8")
+
+    def add_staff(self, staff_id: str, name: str, role: Role, password: str) -> None:
+        """An account in this site's staff directory (what `tongban staff add` does), unless it exists."""
+        from adapters.auth.passwords import hash_password
+        from adapters.bootstrap import build_directory
+        from adapters.settings import load_settings
+
+        self.write_config()
+        directory = build_directory(load_settings(self.config_path))
+        try:
+            if directory.get(staff_id) is None:
+                directory.add(staff_id, name, role, hash_password(password), by="launcher")
+        finally:
+            directory.close()
+
+    def sign_in(self, staff_id: str, password: str) -> str:
+        """A token for ``staff_id`` from this site's Login."""
+        with grpc.insecure_channel(self.staff_address) as channel:
+            return login(channel, staff_id, password).token
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.write_config()
         self.port_file.unlink(missing_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

@@ -13,7 +13,7 @@ import structlog
 
 from adapters.bootstrap import build_site
 from adapters.calendar_notices import CalendarError
-from adapters.settings import ConfigError, describe, load_settings
+from adapters.settings import ConfigError, describe, load_settings, production_problems
 from adapters.tls import TlsError
 from ops.logging import configure_logging
 
@@ -29,6 +29,10 @@ def run(config_path: str, listen: str | None = None, port_file: str | None = Non
         return 2
     configure_logging(settings.log_format, logging.getLevelNamesMapping()[settings.log_level.upper()])
     structlog.contextvars.bind_contextvars(site=settings.site)
+    problems = production_problems(settings)
+    if problems:
+        log.error("start_failed", error="production site refuses to start: " + "; ".join(problems))
+        return 1
     try:
         site = build_site(settings)
     except (CalendarError, OSError, TlsError) as exc:

@@ -8,14 +8,16 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from grpc import StatusCode
 
+from adapters.auth.oidc import OidcSettings
 from adapters.retry import Backoff, GrpcRetry
 from hub.domain.deadlines import DeadlinePolicy
+from hub.domain.values import Role
 
 
 class ConfigError(Exception):
@@ -69,14 +71,41 @@ class RetrySettings:
 
 
 @dataclass(frozen=True)
+class AuthSettings:
+    """[auth]: how staff-port callers prove who they are (adapters/auth).
+
+    ``embedded``: the site's own staff directory and tokens it signs; ``oidc``: tokens of the
+    province's identity service ([auth.oidc]). Either way, ``services`` maps service-account names
+    (client certificates from ``tongban certs --service``) to roles.
+    """
+
+    mode: Literal["embedded", "oidc"] = "embedded"
+    token_ttl: float = 8 * 3600.0  # seconds an embedded token is valid
+    token_key_file: Path | None = None  # Ed25519 token key; default <data_dir>/staff-token.pem
+    login_max_failures: int = 5  # failed logins per staff id before a lockout (per address: 4x this)
+    login_lockout: float = 30.0  # first lockout in seconds, doubling with each further failure ...
+    login_lockout_max: float = 900.0  # ... up to this
+    active_cache_seconds: float = 5.0  # how long "this account is active" is believed before re-reading
+    oidc: OidcSettings | None = None
+    services: dict[str, Role] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Settings:
     site: str
     site_name: str = ""
+    environment: Literal["development", "production"] = "development"
     store: Literal["sqlite", "postgres"] = "sqlite"
     data_dir: Path = Path(".data")
     postgres: PostgresSettings = field(default_factory=PostgresSettings)
     listen: str = "127.0.0.1:7400"
     staff_workers: int = 16  # [server] workers: staff RPCs served at once (group commit batches what they send)
+    staff_tls: bool = False  # [server] tls: the staff port over TLS with the site certificate (certs_dir)
+    # [server] client_certs: "required" = every client shows a certificate from the site CA (service accounts
+    # act by it; staff still send tokens). gRPC's Python server cannot ask for a certificate and verify it
+    # without requiring it, so there is no "optional": run systems and staff on separate sites' ports if needed.
+    staff_client_certs: Literal["none", "required"] = "none"
+    auth: AuthSettings = field(default_factory=AuthSettings)
     pii_key_env: str = "TONGBAN_PII_KEY"
     calendar_dir: Path | None = None
     log_format: Literal["console", "json"] = "console"
@@ -187,14 +216,29 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
                           "site certificates (and NATS TLS uses them)")
     if (exchange.get("listen") or raw.get("audit", {}).get("listen")) and not certs_dir:
         raise ConfigError("[exchange] certs_dir is required: partners and auditors connect over mutual TLS")
+    environment = site.get("environment", "development")
+    if environment not in ("development", "production"):
+        raise ConfigError(f"[site] environment must be 'development' or 'production', got {environment!r}")
+    staff_tls, client_certs = server.get("tls", False), server.get("client_certs", "none")
+    if not isinstance(staff_tls, bool):
+        raise ConfigError(f"[server] tls must be true or false, got {staff_tls!r}")
+    if client_certs not in ("none", "required"):
+        raise ConfigError(f"[server] client_certs must be 'none' or 'required', got {client_certs!r}")
+    if staff_tls and not certs_dir:
+        raise ConfigError("[server] tls = true needs [exchange] certs_dir (the site certificate and CA)")
+    auth = _auth(raw.get("auth", {}), base)
     return Settings(
         site=code,
         site_name=str(site.get("name", "")),
+        environment=environment,
         store=kind,
         data_dir=(base / store.get("data_dir", ".data")).resolve(),
         postgres=postgres,
         listen=str(server.get("listen", "127.0.0.1:7400")),
         staff_workers=int(server.get("workers", 16)),
+        staff_tls=staff_tls,
+        staff_client_certs=client_certs,
+        auth=auth,
         pii_key_env=str(raw.get("security", {}).get("pii_key_env", "TONGBAN_PII_KEY")),
         calendar_dir=(base / calendar_dir).resolve() if calendar_dir else None,
         log_format=log_format,
@@ -218,6 +262,66 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         agreements_file=(base / agreements).resolve() if (agreements := raw.get("routing", {}).get("agreements"))
         else None,
     )
+
+
+def _role(where: str, value: Any) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise ConfigError(f"{where}: {value!r} is not a role ({', '.join(r.value for r in Role)})") from None
+
+
+def _auth(raw: dict[str, Any], base: Path) -> AuthSettings:
+    raw = dict(raw)
+    oidc_raw, services = dict(raw.pop("oidc", {})), raw.pop("services", {})
+    mode = raw.pop("mode", "embedded")
+    if mode not in ("embedded", "oidc"):
+        raise ConfigError(f"[auth] mode must be 'embedded' or 'oidc', got {mode!r}")
+    key_file = raw.pop("token_key_file", None)
+    try:
+        numbers = {k: float(v) if k != "login_max_failures" else int(v) for k, v in raw.items()}
+        auth = AuthSettings(mode=mode, token_key_file=(base / key_file).resolve() if key_file else None,
+                            services={str(k): _role(f"[auth.services] {k}", v) for k, v in services.items()},
+                            **numbers)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[auth]: {exc}") from None
+    if auth.token_ttl <= 0 or auth.login_max_failures < 1:
+        raise ConfigError("[auth] token_ttl must be > 0 and login_max_failures >= 1")
+    if mode == "embedded":
+        return auth
+    roles = {str(k): _role(f"[auth.oidc.roles] {k}", v) for k, v in oidc_raw.pop("roles", {}).items()}
+    for name in ("jwks_file", "public_key_file"):
+        if oidc_raw.get(name):
+            oidc_raw[name] = (base / oidc_raw[name]).resolve()
+    if "algorithms" in oidc_raw:
+        oidc_raw["algorithms"] = tuple(str(a) for a in oidc_raw["algorithms"])
+    try:
+        oidc = OidcSettings(roles=roles, **oidc_raw)
+    except TypeError as exc:
+        raise ConfigError(f"[auth.oidc]: {exc}") from None
+    if not oidc.issuer or not oidc.audience or not (oidc.jwks_file or oidc.public_key_file):
+        raise ConfigError("[auth.oidc] needs issuer, audience and jwks_file or public_key_file")
+    if "none" in (a.lower() for a in oidc.algorithms):
+        raise ConfigError("[auth.oidc] algorithms may not include 'none'")
+    if not roles:
+        raise ConfigError("[auth.oidc.roles] must map at least one identity-service role to ours")
+    return replace(auth, oidc=oidc)
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """Why a site that says it is production must not start (empty: it may). A production site keeps
+    applicant PII encrypted at rest, serves staff only over TLS, and signs staff in through the
+    province's identity service (a local password list has no central leaver process and no MFA)."""
+    if settings.environment != "production":
+        return []
+    problems = []
+    if not settings.pii_key:
+        problems.append(f"no PII key (set {settings.pii_key_env})")
+    if not settings.staff_tls:
+        problems.append("the staff port is plaintext (set [server] tls = true)")
+    if settings.auth.mode != "oidc":
+        problems.append("staff sign in with embedded passwords (set [auth] mode = \"oidc\")")
+    return problems
 
 
 def _backoff(section: str, raw: dict[str, Any], default: Backoff) -> Backoff:
@@ -261,11 +365,13 @@ def _partner(raw: dict[str, Any]) -> PartnerSettings:
 
 def describe(settings: Settings) -> dict[str, str]:
     """Settings as strings for a start-up log line (no secrets)."""
-    skip = ("postgres", "policy", "partners", "reconcile", "retry")
+    skip = ("postgres", "policy", "partners", "reconcile", "retry", "auth")
     out = {name: str(value) for name, value in vars(settings).items() if name not in skip}
     out["partners"] = ", ".join(f"{p.site}/{p.channel}" for p in settings.partners)
     if settings.store == "postgres":
         pg = settings.postgres
         out["postgres"] = f"{pg.user}@{pg.host}:{pg.port}/{pg.dbname} schema={pg.schema}"
     out["pii_encryption"] = "on" if settings.pii_key else "off"
+    out["auth"] = settings.auth.mode + (f" services={','.join(sorted(settings.auth.services))}"
+                                        if settings.auth.services else "")
     return out

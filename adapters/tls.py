@@ -37,18 +37,22 @@ __all__ = [
     "create_ca",
     "issue_auditor_cert",
     "issue_nats_server_cert",
+    "issue_service_cert",
     "issue_site_cert",
     "peer_identity",
     "peer_site",
     "server_credentials",
+    "service_account",
     "site_key",
     "site_public_key",
+    "staff_server_credentials",
 ]
 
 SITE_URI_PREFIX = "urn:tongban:site:"
 AUDITOR_URI_PREFIX = "urn:tongban:auditor:"
 NATS_SERVER = "nats-server"  # the stem of the NATS server's certificate files
 _NATS_SERVER_URI = "urn:tongban:nats-server"
+SERVICE_URI_PREFIX = "urn:tongban:service:"
 _AUDITOR_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 ORGANIZATION = "Tongban Hub"
 CA_VALIDITY = datetime.timedelta(days=3652)
@@ -195,6 +199,19 @@ def issue_nats_server_cert(directory: Path) -> None:
     _issue(directory, NATS_SERVER, NATS_SERVER, _NATS_SERVER_URI, client=False)
 
 
+def issue_service_cert(directory: Path, site: str, name: str) -> None:
+    """Issue ``service-<site>-<name>.pem``/``.key``: a client certificate for a system (a city's own
+    window system) calling the staff API of ``site`` as the service account ``name``.
+
+    SAN URI ``urn:tongban:service:<site>:<name>``; CN ``service:<site>:<name>``. The staff port maps
+    the name to a role (``[auth.services]``); the partner port refuses it (it names no site).
+    """
+    _check_site(site)
+    if not _AUDITOR_NAME.fullmatch(name):
+        raise ValueError(f"service name must be 1-32 letters, digits, '-' or '_': {name!r}")
+    _issue(directory, f"service-{site}-{name}", f"service:{site}:{name}", f"{SERVICE_URI_PREFIX}{site}:{name}")
+
+
 def _issue(directory: Path, stem: str, common_name: str, uri: str, client: bool = True) -> None:
     site = common_name
     ca_cert, ca_key = _load_ca(directory)
@@ -275,6 +292,29 @@ def server_credentials(files: TlsFiles) -> grpc.ServerCredentials:
     """Server credentials that require a client certificate signed by our CA (mutual TLS)."""
     ca, cert, key = files.read()
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
+
+
+def staff_server_credentials(files: TlsFiles, require_client_certs: bool) -> grpc.ServerCredentials:
+    """The staff port over TLS. Without ``require_client_certs`` clients only verify us (staff send tokens);
+    with it every client must present a certificate our CA issued, which is how a service account
+    authenticates (gRPC Python offers no verified-but-optional mode: not requiring means not asking)."""
+    ca, cert, key = files.read()
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=require_client_certs)
+
+
+def service_account(auth: dict[str, list[bytes]]) -> tuple[str, str] | None:
+    """(site, name) from a verified client certificate issued to a service account, else None."""
+    for pem in auth.get("x509_pem_cert", []):
+        try:
+            cert = x509.load_pem_x509_certificate(pem)
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except (ValueError, x509.ExtensionNotFound):
+            continue
+        for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+            site, _, name = uri.removeprefix(SERVICE_URI_PREFIX).partition(":")
+            if uri.startswith(SERVICE_URI_PREFIX) and _SITE_CODE.fullmatch(site) and _AUDITOR_NAME.fullmatch(name):
+                return site, name
+    return None
 
 
 def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:

@@ -25,7 +25,7 @@ from psycopg import sql
 from adapters.launcher import SiteProcess, SiteSpec, link, make_certs
 from adapters.settings import PostgresSettings
 from bench.common import CpuMeter, Figure, connect, fresh_schema, percentile, rss_mb, schema_settings
-from bench.workload import HANDLING, RECEIVING, receive_request
+from bench.workload import CLERK, HANDLING, RECEIVING, receive_request
 from hub.domain.receipts import ledger_id
 from tongban.v1 import case_service_pb2_grpc
 
@@ -38,6 +38,7 @@ class TwoSites:
     b: SiteProcess
     a_schema: str
     b_schema: str
+    token: str  # A's window clerk, signed in at A: every staff call carries it
 
     def pids(self) -> list[int]:
         return [p for p in (self.a.pid, self.b.pid) if p is not None]
@@ -70,13 +71,15 @@ def two_sites(root: Path, channel: str = CHANNEL, nats_url: str = "", group_comm
         stack.callback(a.stop)
         b.start(timeout=60)
         a.start(timeout=60)
-        yield TwoSites(a, b, used[0].schema, used[1].schema)
+        a.add_staff(CLERK.staff_id, CLERK.name, CLERK.role, BENCH_PASSWORD)
+        yield TwoSites(a, b, used[0].schema, used[1].schema, a.sign_in(CLERK.staff_id, BENCH_PASSWORD))
 
 
 def _pg(pg: PostgresSettings) -> dict[str, str | int]:
     return {"host": pg.host, "port": pg.port, "dbname": pg.dbname, "user": pg.user, "schema": pg.schema}
 
 
+BENCH_PASSWORD = "bench-password-1"
 _LOG_HEAD = "SELECT max(notification_id) FROM {}.tongban_events"  # the newest position in a log
 
 class ReceiptWatch:
@@ -144,10 +147,11 @@ class Load:
     ended: float = 0.0
 
 
-async def _send(stub: Any, load: Load) -> None:
+async def _send(stub: Any, load: Load, token: str) -> None:
     t = time.perf_counter()
     try:
-        response = await stub.ReceiveCase(receive_request(), timeout=30)
+        response = await stub.ReceiveCase(receive_request(), timeout=30,
+                                          metadata=(("authorization", f"Bearer {token}"),))
     except grpc.RpcError:
         load.errors += 1
         return
@@ -155,7 +159,7 @@ async def _send(stub: Any, load: Load) -> None:
     load.accepted[response.case.case_id] = time.perf_counter() - t
 
 
-async def closed_loop(address: str, callers: int, seconds: float) -> Load:
+async def closed_loop(address: str, token: str, callers: int, seconds: float) -> Load:
     """``callers`` concurrent clients, each sending its next case as soon as the last is accepted."""
     load = Load()
     async with grpc.aio.insecure_channel(address) as channel:
@@ -165,14 +169,14 @@ async def closed_loop(address: str, callers: int, seconds: float) -> Load:
 
         async def client() -> None:
             while time.perf_counter() < until:
-                await _send(stub, load)
+                await _send(stub, load, token)
 
         await asyncio.gather(*(client() for _ in range(callers)))
         load.ended = time.perf_counter()
     return load
 
 
-async def open_loop(address: str, rate: float, seconds: float, max_outstanding: int = 2000) -> Load:
+async def open_loop(address: str, token: str, rate: float, seconds: float, max_outstanding: int = 2000) -> Load:
     """Cases sent at a fixed ``rate`` whatever the answers (so a slow hub shows as latency, not fewer calls)."""
     load = Load()
     async with grpc.aio.insecure_channel(address) as channel:
@@ -182,7 +186,7 @@ async def open_loop(address: str, rate: float, seconds: float, max_outstanding: 
 
         async def one() -> None:
             try:
-                await _send(stub, load)
+                await _send(stub, load, token)
             finally:
                 gate.release()
 

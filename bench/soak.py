@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         catch_up(watch, end_to_end.log_head(sites.a_schema))
         rate = args.rate
         if rate <= 0:  # after a warm-up: a site that just started is still chaining its preloaded events
-            asyncio.run(end_to_end.closed_loop(sites.a.staff_address, args.callers, args.warm_up))
-            load = asyncio.run(end_to_end.closed_loop(sites.a.staff_address, args.callers, 15.0))
+            asyncio.run(end_to_end.closed_loop(sites.a.staff_address, sites.token, args.callers, args.warm_up))
+            load = asyncio.run(end_to_end.closed_loop(sites.a.staff_address, sites.token, args.callers, 15.0))
             calibrated = end_to_end.measure(sites, watch, load, "calibration", "closed loop 15 s", 30.0)
             rate = max(calibrated.rate / 2, 1.0)
             print(f"calibration: {calibrated.rate:.0f} cases/s receipted end to end; soaking at {rate:.0f}/s",
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         while time.perf_counter() - started < args.seconds:
             n += 1
             span = min(args.window, args.seconds - (time.perf_counter() - started))
-            load = asyncio.run(end_to_end.open_loop(sites.a.staff_address, rate, span))
+            load = asyncio.run(end_to_end.open_loop(sites.a.staff_address, sites.token, rate, span))
             figure = end_to_end.measure(sites, watch, load, f"window {n}", f"open loop {rate:.0f}/s", 5.0)
             figure.extra["site_rss_now_mb"] = {"A": rss_mb(sites.a.pid), "B": rss_mb(sites.b.pid)}
             figure.rss_mb = max(figure.extra["site_rss_now_mb"].values())

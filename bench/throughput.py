@@ -141,7 +141,7 @@ def _end_to_end(root: Path) -> list[Figure]:
         seconds = SETTINGS["e2e_seconds"]
         print(f"(d) full load: {SETTINGS['e2e_callers']} concurrent callers for {seconds:g} s ...", flush=True)
         cpu, rows = end_to_end.cpu_meter(sites), end_to_end.table_rows(sites)
-        load = asyncio.run(end_to_end.closed_loop(sites.a.staff_address, SETTINGS["e2e_callers"], seconds))
+        load = asyncio.run(end_to_end.closed_loop(sites.a.staff_address, sites.token, SETTINGS["e2e_callers"], seconds))
         full = end_to_end.measure(sites, watch, load, "end to end: full load",
                                   f"{SETTINGS['e2e_callers']} callers, {seconds:g} s", SETTINGS["drain_seconds"], cpu)
         full.extra["rows_per_case"] = end_to_end.rows_per_case(rows, end_to_end.table_rows(sites), len(load.sent))
@@ -149,13 +149,15 @@ def _end_to_end(root: Path) -> list[Figure]:
         print(f"(d) half of the measured rate: {rate:g} cases/s for {SETTINGS['half_load_seconds']:g} s ...",
               flush=True)
         cpu = end_to_end.cpu_meter(sites)
-        load = asyncio.run(end_to_end.open_loop(sites.a.staff_address, rate, SETTINGS["half_load_seconds"]))
+        load = asyncio.run(end_to_end.open_loop(sites.a.staff_address, sites.token, rate,
+                                                SETTINGS["half_load_seconds"]))
         measured_half = end_to_end.measure(sites, watch, load, "end to end: half of measured",
                                            f"open loop {rate:g}/s, {SETTINGS['half_load_seconds']:g} s",
                                            SETTINGS["drain_seconds"], cpu)
         rate = E2E_BAR / 2  # last: if the hub cannot take it, the backlog spoils no later phase
         print(f"(d) half of the bar: {rate:g} cases/s for {SETTINGS['half_load_seconds']:g} s ...", flush=True)
-        load = asyncio.run(end_to_end.open_loop(sites.a.staff_address, rate, SETTINGS["half_load_seconds"]))
+        load = asyncio.run(end_to_end.open_loop(sites.a.staff_address, sites.token, rate,
+                                                SETTINGS["half_load_seconds"]))
         half = end_to_end.measure(sites, watch, load, "end to end: half of the bar",
                                   f"open loop {rate:g}/s, {SETTINGS['half_load_seconds']:g} s",
                                   SETTINGS["drain_seconds"])
@@ -173,7 +175,7 @@ def _end_to_end_over_nats(root: Path, nats_url: str) -> Figure:
         seconds = SETTINGS["nats_seconds"]
         print(f"(d) over NATS: {SETTINGS['e2e_callers']} concurrent callers for {seconds:g} s ...", flush=True)
         cpu = end_to_end.cpu_meter(sites)
-        load = asyncio.run(end_to_end.closed_loop(sites.a.staff_address, SETTINGS["e2e_callers"], seconds))
+        load = asyncio.run(end_to_end.closed_loop(sites.a.staff_address, sites.token, SETTINGS["e2e_callers"], seconds))
         return end_to_end.measure(sites, watch, load, "end to end over NATS: full",
                                   f"{SETTINGS['e2e_callers']} callers, {seconds:g} s", SETTINGS["drain_seconds"], cpu)
 

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from adapters.tls import NATS_SERVER, TlsError, create_ca, issue_auditor_cert, issue_nats_server_cert, issue_site_cert
+from adapters.tls import (
+    NATS_SERVER,
+    TlsError,
+    create_ca,
+    issue_auditor_cert,
+    issue_nats_server_cert,
+    issue_service_cert,
+    issue_site_cert,
+)
 
 __all__ = ["certs"]
 
@@ -19,13 +27,19 @@ __all__ = ["certs"]
 @click.option("--site", "sites", multiple=True, metavar="CODE", help="站点行政区划代码（6 位），可重复")
 @click.option("--auditor", "auditors", multiple=True, metavar="NAME", help="审计人员证书（只读审计端口），可重复")
 @click.option("--nats-server", "nats_server", is_flag=True, help="NATS 服务器证书（nats-server.pem/.key）")
-def certs(out_dir: Path, sites: tuple[str, ...], auditors: tuple[str, ...], nats_server: bool) -> None:
+@click.option("--service", "services", multiple=True, metavar="SITE:NAME",
+              help="服务账号客户端证书（某站点员工端口的系统调用方，如 410400:window-system），可重复")
+def certs(out_dir: Path, sites: tuple[str, ...], auditors: tuple[str, ...], nats_server: bool,
+          services: tuple[str, ...]) -> None:
     """生成演示 CA（已有则沿用）和各站点的双向 TLS 证书。
 
     Creates ca.pem/ca.key if missing, then <CODE>.pem/<CODE>.key for every --site (re-issued if present).
     """
-    if not sites and not auditors and not nats_server:
-        click.echo("错误：至少指定一个 --site、--auditor 或 --nats-server", err=True)
+    if not sites and not auditors and not nats_server and not services:
+        click.echo("错误：至少指定一个 --site、--auditor、--service 或 --nats-server", err=True)
+        sys.exit(2)
+    if any(":" not in s for s in services):
+        click.echo("错误：--service 须为 SITE:NAME，如 410400:window-system", err=True)
         sys.exit(2)
     bad = [site for site in sites if not (len(site) == 6 and site.isascii() and site.isdigit())]
     if bad:
@@ -49,6 +63,11 @@ def certs(out_dir: Path, sites: tuple[str, ...], auditors: tuple[str, ...], nats
             issue_nats_server_cert(out_dir)
             click.echo(f"已生成 {out_dir / f'{NATS_SERVER}.pem'}")
             click.echo(f"已生成 {out_dir / f'{NATS_SERVER}.key'}")
+        for service in dict.fromkeys(services):
+            site, name = service.split(":", 1)
+            issue_service_cert(out_dir, site, name)
+            click.echo(f"已生成 {out_dir / f'service-{site}-{name}.pem'}")
+            click.echo(f"已生成 {out_dir / f'service-{site}-{name}.key'}")
     except (TlsError, OSError, ValueError) as error:
         click.echo(f"错误：{error}", err=True)
         sys.exit(1)

@@ -58,7 +58,10 @@ _config_option = click.option("--config", "config", default=None, type=click.Pat
                               help="站点配置文件 (TOML)：处理经 gRPC 投递、被伙伴拒收而搁置在本站的事件")
 _nats_option = click.option("--nats", "nats_url", default=None, envvar="TONGBAN_NATS_URL",
                             help="NATS 服务器地址，如 nats://127.0.0.1:4222：处理本站 NATS 流中搁置的消息")
-_site_option = click.option("--site", default=None, envvar="TONGBAN_SITE", help="站点行政区划代码（6 位，用于 --nats）")
+_site_option = click.option("--site", default=None, help="站点行政区划代码（6 位，用于 --nats）")
+_partner_option = click.option("--partner", default=None, help="伙伴站点行政区划代码（用于 --config）")
+_by_option = click.option("--by", "by", default="", envvar="TONGBAN_OPERATOR",
+                          help="操作人姓名或工号（记录在案；在员工登录上线前由此给出）")
 _certs_option = click.option("--certs", "certs_dir", type=click.Path(file_okay=False, path_type=Path),
                              envvar="TONGBAN_CERTS", default=None, help="证书目录（连接加密的 NATS 时用）")
 _credentials_option = click.option("--nats-credentials", "credentials", envvar="TONGBAN_NATS_CREDENTIALS",
@@ -72,9 +75,6 @@ def _access(nats_url: str, site: str, certs_dir: Path | None, credentials: Path 
         fail("--nats-credentials 需要同时给出 --certs（双向 TLS）", 2)
     tls = TlsFiles.for_site(certs_dir, site) if credentials is not None and certs_dir is not None else None
     return NatsAccess(nats_url, site, tls, credentials)
-_partner_option = click.option("--partner", default=None, help="伙伴站点行政区划代码（用于 --config）")
-_by_option = click.option("--by", "by", default="", envvar="TONGBAN_OPERATOR",
-                          help="操作人姓名或工号（记录在案；在员工登录上线前由此给出）")
 
 
 def _call(work: Callable[[], _T]) -> _T:

@@ -1,8 +1,9 @@
 """`tongban`: run a site, and drive cases against a running site over gRPC.
 
-Staff options (--staff, --role, --site) can come from the environment (TONGBAN_STAFF, TONGBAN_ROLE,
-TONGBAN_SITE) so a window terminal is set up once. Errors are one line on stderr with a non-zero
-exit code: 2 bad input, 3 not found, 4 rule violation, 5 concurrent update, 6 site unreachable.
+Who acts is whoever signed in: `tongban login --staff-id X` stores a token (adapters/cli/token_file.py)
+and every `tongban case ...` sends it; the site records each step under that account. Errors are one
+line on stderr with a non-zero exit code: 2 bad input, 3 not found, 4 rule violation, 5 concurrent
+update, 6 site unreachable, 7 not logged in / login failed or expired, 8 not permitted.
 """
 
 from __future__ import annotations
@@ -10,20 +11,23 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from adapters.cli import render
+from adapters.auth.client import login as login_call
+from adapters.auth.client import signed_channel
+from adapters.cli import render, token_file
 from adapters.cli.audit import audit
 from adapters.cli.certs import certs
 from adapters.cli.console import err, out
 from adapters.cli.exchange import exchange
 from adapters.cli.nats_config import nats_config
 from adapters.cli.reconcile import reconcile
+from adapters.cli.staff import read_password, staff
 from adapters.grpc.errors import error_info, field_violations
 from adapters.grpc.rpc import CASE_SERVICE, request_type, unary
 from adapters.grpc.translate import wire_enum
@@ -42,6 +46,7 @@ from hub.domain.values import (
     ResultMethod,
     Role,
 )
+from tongban.v1 import auth_pb2, auth_pb2_grpc
 from tongban.v1 import case_pb2 as pb
 from tongban.v1 import case_service_pb2 as svc
 
@@ -52,7 +57,12 @@ EXIT_CODES = {
     grpc.StatusCode.ABORTED: 5,
     grpc.StatusCode.UNAVAILABLE: 6,
     grpc.StatusCode.DEADLINE_EXCEEDED: 6,
+    grpc.StatusCode.UNAUTHENTICATED: 7,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 7,
+    grpc.StatusCode.PERMISSION_DENIED: 8,
 }
+NOT_LOGGED_IN = 7
+DEFAULT_TARGET = "127.0.0.1:7400"
 
 
 def choice(enum: type[LabelledEnum]) -> click.Choice:
@@ -63,11 +73,20 @@ def wire(enum: type[LabelledEnum], descriptor: Any, value: str | None) -> int:
     return wire_enum(descriptor, enum(value)) if value else 0
 
 
-class Client:
-    """CaseService over one channel, with a deadline on every call and a request id for the logs."""
+def open_channel(target: str, ca: str | None) -> grpc.Channel:
+    """Plaintext (the embedded demo), or TLS verifying the site against ``ca``."""
+    if not ca:
+        return grpc.insecure_channel(target)
+    with open(ca, "rb") as handle:
+        return grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=handle.read()))
 
-    def __init__(self, target: str, timeout: float) -> None:
-        self.channel = grpc.insecure_channel(target)
+
+class Client:
+    """CaseService over one channel carrying the signed-in token, with a deadline on every call and a
+    request id for the logs."""
+
+    def __init__(self, target: str, timeout: float, token: str, ca: str | None = None) -> None:
+        self.channel = signed_channel(open_channel(target, ca), token)
         self.timeout = timeout
 
     def call(self, rpc: str, request: Any) -> Any:
@@ -84,7 +103,8 @@ def fail(error: grpc.RpcError) -> None:
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         for field, description in field_violations(error).items():
             err.print(f"  - {field}: {description}", highlight=False)
-    elif code == grpc.StatusCode.FAILED_PRECONDITION:
+    elif code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED,
+                  grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED):
         info = error_info(error)
         if info is not None:
             err.print(f"  ({info.reason})", highlight=False)
@@ -92,13 +112,66 @@ def fail(error: grpc.RpcError) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--target", envvar="TONGBAN_TARGET", default="127.0.0.1:7400", show_default=True,
-              help="站点 gRPC 地址")
+@click.option("--target", envvar="TONGBAN_TARGET", default=None,
+              help=f"站点 gRPC 地址（默认：登录时的地址，或 {DEFAULT_TARGET}）")
+@click.option("--ca", envvar="TONGBAN_CA", default=None, type=click.Path(dir_okay=False),
+              help="员工端口启用 TLS 时用于校验站点证书的 CA 文件")
 @click.option("--timeout", default=10.0, show_default=True, help="每次调用的超时（秒）")
 @click.pass_context
-def main(ctx: click.Context, target: str, timeout: float) -> None:
+def main(ctx: click.Context, target: str | None, ca: str | None, timeout: float) -> None:
     """通办枢纽 Tongban Hub."""
-    ctx.obj = {"target": target, "timeout": timeout}
+    ctx.obj = {"target": target, "ca": ca, "timeout": timeout}
+
+
+@main.command()
+@click.option("--staff-id", required=True, help="工号")
+@click.option("--password-stdin", is_flag=True, help="从标准输入读取密码（一行）")
+@click.pass_context
+def login(ctx: click.Context, staff_id: str, password_stdin: bool) -> None:
+    """登录站点，保存令牌（$TONGBAN_TOKEN_FILE 或 ~/.config/tongban/token.json）。"""
+    target = ctx.obj["target"] or DEFAULT_TARGET
+    password = read_password(password_stdin)
+    try:
+        response = login_call(open_channel(target, ctx.obj["ca"]), staff_id, password, ctx.obj["timeout"])
+    except grpc.RpcError as error:
+        fail(error)
+    path = token_file.save(token_file.StoredToken(target, response.token,
+                                                  response.expires_at.ToDatetime(tzinfo=UTC), staff_id))
+    actor = response.actor
+    click.echo(f"已登录 {actor.staff_id}（{actor.name}，{Role(_role_value(actor.role)).label}，站点 {actor.site}），"
+               f"有效至 {response.expires_at.ToDatetime(tzinfo=UTC).astimezone(LOCAL_TZ):%Y-%m-%d %H:%M}；令牌 {path}")
+
+
+@main.command()
+def logout() -> None:
+    """删除保存的令牌。"""
+    token_file.token_path().unlink(missing_ok=True)
+    click.echo("已退出登录")
+
+
+@main.command()
+@click.pass_context
+def whoami(ctx: click.Context) -> None:
+    """显示当前登录身份（由站点核验）。"""
+    client = _client(ctx)
+    try:
+        me = auth_pb2_grpc.AuthServiceStub(client.channel).WhoAmI(auth_pb2.WhoAmIRequest(), timeout=client.timeout)
+    except grpc.RpcError as error:
+        fail(error)
+    click.echo(f"{me.actor.staff_id}\t{me.actor.name}\t{_role_value(me.actor.role)}\t{me.actor.site}\t{me.via}")
+
+
+def _role_value(number: int) -> str:
+    return pb.Role.Name(number).removeprefix("ROLE_").lower() if number else ""
+
+
+def _client(ctx: click.Context) -> Client:
+    """A client with the stored token: exit 7 when nobody is logged in or the token has expired."""
+    stored = token_file.load()
+    if stored is None or stored.expired:
+        err.print("[red]错误[/]：未登录或登录已过期，请先运行 tongban login --staff-id 工号", highlight=False)
+        sys.exit(NOT_LOGGED_IN)
+    return Client(ctx.obj["target"] or stored.target, ctx.obj["timeout"], stored.token, ctx.obj["ca"])
 
 
 @main.command()
@@ -113,19 +186,11 @@ def serve(config_path: str, listen: str | None, port_file: str | None) -> None:
 
 
 @main.group()
-@click.option("--staff", envvar="TONGBAN_STAFF", default="", help="工号")
-@click.option("--role", envvar="TONGBAN_ROLE", type=choice(Role), default=None, help="角色")
-@click.option("--site", envvar="TONGBAN_SITE", default="", help="所属站点行政区划代码")
-@click.option("--staff-name", envvar="TONGBAN_STAFF_NAME", default="", help="姓名")
 @click.option("--json", "as_json", is_flag=True, help="输出 JSON（供脚本使用）")
 @click.pass_context
-def case(ctx: click.Context, staff: str, role: str | None, site: str, staff_name: str, as_json: bool) -> None:
-    """办件操作。"""
-    ctx.obj.update(
-        client=Client(ctx.obj["target"], ctx.obj["timeout"]),
-        actor=pb.Actor(staff_id=staff, role=wire(Role, pb.Role.DESCRIPTOR, role), site=site, name=staff_name),
-        json=as_json,
-    )
+def case(ctx: click.Context, as_json: bool) -> None:
+    """办件操作（以登录身份办理：tongban login）。"""
+    ctx.obj.update(client=_client(ctx), json=as_json)
 
 
 def _run(ctx: click.Context, rpc: str, request: Any) -> Any:
@@ -164,7 +229,6 @@ def receive(ctx: click.Context, **o: Any) -> None:
     """收件：在本窗口为外地事项收件。"""
     request = svc.ReceiveCaseRequest(
         request_id=o["request_id"] or uuid.uuid4().hex,
-        actor=ctx.obj["actor"],
         item_code=o["item_code"],
         mode=wire(Mode, pb.Mode.DESCRIPTOR, o["mode"]),
         handling_site=o["handling_site"],
@@ -264,7 +328,7 @@ def _step_command(name: str, rpc: str, help_text: str, options: list[click.Optio
     def callback(case_id: str, expected_version: int, **o: Any) -> None:
         ctx = click.get_current_context()
         request = request_type(CASE_SERVICE, rpc)(
-            case_id=case_id, actor=ctx.obj["actor"], expected_version=expected_version, **fields(o)
+            case_id=case_id, expected_version=expected_version, **fields(o)
         )
         _show(ctx, _run(ctx, rpc, request))
 
@@ -339,6 +403,7 @@ main.add_command(exchange)
 main.add_command(nats_config)
 main.add_command(audit)
 main.add_command(reconcile)
+main.add_command(staff)
 
 if __name__ == "__main__":
     main()

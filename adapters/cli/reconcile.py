@@ -173,8 +173,8 @@ def _data(d: Discrepancy) -> dict[str, Any]:
 
 
 _staff = [
-    click.option("--staff", envvar="TONGBAN_STAFF", required=True, help="工号"),
-    click.option("--staff-name", envvar="TONGBAN_STAFF_NAME", default="", help="姓名"),
+    click.option("--staff", required=True, help="工号（记入处理记录）"),
+    click.option("--staff-name", default="", help="姓名"),
 ]
 
 

@@ -3,6 +3,11 @@
 Every lifecycle RPC has the same shape (request -> command -> writer -> case message): each is a
 one-line method over ``_step``. The request messages carry exactly the command's fields, and a
 request is validated by its command model before any case is loaded; reads are written out.
+
+Who acts is the authenticated caller (adapters/auth: the gate runs each call inside
+``acting_as(caller)``), never the request: a request's ``actor``, when set, must name the same staff
+id, role and site as the credential (else PERMISSION_DENIED ACTOR_MISMATCH); left empty, the
+credential's actor is used.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from typing import Any, Protocol
 
 import grpc
 
+from adapters.auth.caller import current_caller
+from adapters.auth.errors import Refused, Unauthenticated
 from adapters.grpc.errors import parse_uuid, translate_errors
 from adapters.grpc.translate import case_message, history_message, receipt_message, request_data, summary_message
 from hub.application import commands as c
@@ -50,11 +57,11 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
 
     def _step(self, command: type[c.CaseCommand], request: Any) -> case_pb2.Case:
         """Validate the request as ``command``, have the writer take it, and answer with the case."""
-        return self._case(self.writer.execute(c.parse(command, request_data(request))))
+        return self._case(self.writer.execute(c.parse(command, acting(request))))
 
     @translate_errors
     def ReceiveCase(self, request: svc.ReceiveCaseRequest, context: grpc.ServicerContext) -> svc.ReceiveCaseResponse:
-        command = c.parse(c.ReceiveCase, request_data(request), self.reference)
+        command = c.parse(c.ReceiveCase, acting(request), self.reference)
         case, created = self.writer.receive(command)
         return svc.ReceiveCaseResponse(case=self._case(case), created=created)
 
@@ -200,6 +207,25 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
         rows = self.read_model.list_cases(query)
         token = c.page_token(rows[-1].case_id) if len(rows) == query.page_size else ""
         return svc.ListCasesResponse(cases=[summary_message(r, as_of) for r in rows], next_page_token=token)
+
+
+ACTOR_FIELDS = ("staff_id", "role", "site")
+
+
+def acting(request: Any) -> dict[str, Any]:
+    """The request's fields with the actor taken from the credential of the call being served."""
+    caller = current_caller()
+    if caller is None:
+        raise Unauthenticated("UNAUTHENTICATED", "未登录：请先登录（tongban login）")
+    data = request_data(request)
+    ours = caller.actor()
+    claimed = data.get("actor") or {}
+    for key in ACTOR_FIELDS:
+        if claimed.get(key) and claimed[key] != ours[key]:
+            raise Refused("ACTOR_MISMATCH", f"请求中的操作人（{key}）与登录身份不一致",
+                          {"field": key, "credential": ours[key]})
+    data["actor"] = ours
+    return data
 
 
 def _as_of(request: Any) -> datetime | None:

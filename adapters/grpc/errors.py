@@ -2,7 +2,8 @@
 
 Bad input is INVALID_ARGUMENT with google.rpc.BadRequest field violations; a rule is
 FAILED_PRECONDITION with google.rpc.ErrorInfo (reason + metadata); an unknown case NOT_FOUND; a
-lost race ABORTED (re-read and retry). Anything unexpected is INTERNAL with no internals leaked.
+lost race ABORTED (re-read and retry); no usable credential UNAUTHENTICATED, a caller outside its
+role or site PERMISSION_DENIED, both with ErrorInfo reasons. Anything unexpected is INTERNAL with no internals leaked.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from adapters.auth.errors import LoginThrottled, Unauthenticated
 from hub.application.group_commit import CommitterClosed
 from hub.domain.errors import CaseNotFound, ConcurrentUpdate, HubError, InvalidInput, NotPermitted, RuleViolation
 
@@ -26,6 +28,8 @@ log = structlog.get_logger("tongban.grpc")
 
 STATUS_OF: tuple[tuple[type[HubError], int], ...] = (
     (InvalidInput, code_pb2.INVALID_ARGUMENT),
+    (Unauthenticated, code_pb2.UNAUTHENTICATED),
+    (LoginThrottled, code_pb2.RESOURCE_EXHAUSTED),
     (CommitterClosed, code_pb2.UNAVAILABLE),
     (CaseNotFound, code_pb2.NOT_FOUND),
     (ConcurrentUpdate, code_pb2.ABORTED),

@@ -13,10 +13,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from adapters.auth.servicer import AuthServicer
 from adapters.grpc.case_servicer import CaseServicer
-from tongban.v1 import case_service_pb2, case_service_pb2_grpc
+from tongban.v1 import auth_pb2, auth_pb2_grpc, case_service_pb2, case_service_pb2_grpc
 
 CASE_SERVICE = case_service_pb2.DESCRIPTOR.services_by_name["CaseService"].full_name
+AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 LIVENESS = "liveness"
 READINESS = ("", "readiness", CASE_SERVICE)
@@ -67,23 +69,31 @@ def secure_server(
 
 
 class SiteServer:
-    """The staff port, bound to ``port`` (plaintext, loopback in the demo); ``stop`` drains first."""
+    """The staff port, bound to ``port``: CaseService and AuthService behind the credential gate (an
+    interceptor the composition root passes), health and reflection open. Plaintext unless given
+    ``credentials`` (TLS; the embedded demo listens in plaintext on loopback); ``stop`` drains first."""
 
     def __init__(
-        self, servicer: CaseServicer, listen: str, workers: int = 16,
-        interceptors: Sequence[grpc.ServerInterceptor] = (),
+        self, servicer: CaseServicer, auth: AuthServicer, listen: str, workers: int = 16,
+        interceptors: Sequence[grpc.ServerInterceptor] = (), credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self.servicer = servicer
         self.server = grpc_server("rpc", workers, interceptors, max_send=MAX_MESSAGE_BYTES)
         case_service_pb2_grpc.add_CaseServiceServicer_to_server(servicer, self.server)
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            (CASE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (CASE_SERVICE, AUTH_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME),
             self.server,
         )
         self._stopped = False
-        self.port = self.server.add_insecure_port(listen)
+        self.tls = credentials is not None
+        if credentials is None:
+            self.port = self.server.add_insecure_port(listen)
+        else:
+            self.port = self.server.add_secure_port(listen, credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {listen}")
 

@@ -37,6 +37,7 @@ class Role(LabelledEnum):
     SUPERVISOR = ("supervisor", "监督管理人员")
     APPLICANT = ("applicant", "申请人")
     SYSTEM = ("system", "系统")
+    AUDITOR = ("auditor", "审计人员")
 
 
 class Party(LabelledEnum):

@@ -74,11 +74,11 @@ def test_metrics_readiness_and_clean_logs(tmp_path: Path, started: list[SiteProc
     assert value(at_b, "tongban_exchange_events_relayed_total", partner=PDS, channel="nats") >= 2
 
     try:  # a user error is counted under its own code, not as a server error
-        pds.step("DecideCase", case.case_id, HANDLER, outcome=pb.OUTCOME_APPROVED)
+        pds.step("DecideCase", case.case_id, CLERK, outcome=pb.OUTCOME_APPROVED)
     except grpc.RpcError as error:
-        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED  # a clerk may not decide
     assert value(scrape(pa), "tongban_grpc_server_handled_total", method="DecideCase",
-                 code="FAILED_PRECONDITION") == 1
+                 code="PERMISSION_DENIED") == 1
 
     serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
     assert health(pa, "readiness") == serving

@@ -13,7 +13,9 @@ from typing import Any, TypeVar
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from adapters.auth.client import login, signed_channel
 from adapters.launcher import SiteProcess, SiteSpec
+from hub.domain.values import Role
 from tests.builders import ID_NUMBER
 from tongban.v1 import case_pb2 as pb
 from tongban.v1 import case_service_pb2 as svc
@@ -24,8 +26,13 @@ NAMES = {PDS: "平顶山市", SZ: "苏州市", HZ: "杭州市"}
 T = TypeVar("T")
 
 
+PASSWORD = "e2e-password-1"
+
+
 def actor(site: str, role: int = pb.ROLE_HANDLER) -> pb.Actor:
-    return pb.Actor(staff_id=f"S-{site}", role=role, site=site, name=f"{NAMES[site]}工作人员")
+    """A staff member of ``site``; Staff signs in as them (creating the account at their site first)."""
+    kind = pb.Role.Name(role).removeprefix("ROLE_")
+    return pb.Actor(staff_id=f"S-{site}-{kind}", role=role, site=site, name=f"{NAMES[site]}工作人员")
 
 
 CLERK = actor(PDS, pb.ROLE_WINDOW_CLERK)
@@ -47,27 +54,42 @@ def eventually(check: Callable[[], T | None], timeout: float = 20.0, what: str =
 
 
 class Staff:
-    """A staff client of one site's CaseService."""
+    """Staff clients of one site's CaseService, each signed in at that site: ``step`` acts as ``who``
+    (who must belong to this site; their account is created in its directory on first use), reads go
+    as the site's reader account."""
 
     def __init__(self, process: SiteProcess) -> None:
         self.process = process
+        self.site = process.spec.site
+        self.reader = actor(self.site, pb.ROLE_SUPERVISOR)
+        self._tokens: dict[str, str] = {}
+
+    def token(self, who: pb.Actor) -> str:
+        assert who.site == self.site, f"{who.staff_id} of {who.site} cannot sign in at {self.site}"
+        if who.staff_id not in self._tokens:
+            self.process.add_staff(who.staff_id, who.name,
+                                   Role(pb.Role.Name(who.role).removeprefix("ROLE_").lower()), PASSWORD)
+            with grpc.insecure_channel(self.process.staff_address) as channel:
+                self._tokens[who.staff_id] = login(channel, who.staff_id, PASSWORD).token
+        return self._tokens[who.staff_id]
 
     @contextmanager
-    def _stub(self) -> Iterator[case_service_pb2_grpc.CaseServiceStub]:
+    def _stub(self, who: pb.Actor) -> Iterator[case_service_pb2_grpc.CaseServiceStub]:
+        token = self.token(who)
         with grpc.insecure_channel(self.process.staff_address) as channel:
-            yield case_service_pb2_grpc.CaseServiceStub(channel)
+            yield case_service_pb2_grpc.CaseServiceStub(signed_channel(channel, token))
 
-    def call(self, rpc: str, **fields: Any) -> Any:
-        with self._stub() as stub:
+    def call(self, rpc: str, who: pb.Actor | None = None, **fields: Any) -> Any:
+        with self._stub(who or self.reader) as stub:
             return getattr(stub, rpc)(getattr(svc, f"{rpc}Request")(**fields), timeout=10)
 
     def step(self, rpc: str, case_id: str, who: pb.Actor, **fields: Any) -> pb.Case:
-        return self.call(rpc, case_id=case_id, actor=who, **fields).case
+        return self.call(rpc, who, case_id=case_id, actor=who, **fields).case
 
     def receive(self, handling_site: str = SZ, mode: int = pb.MODE_PROXY, item: str = "KSTB-006",
                 co_sites: tuple[str, ...] = ()) -> pb.Case:
         return self.call(
-            "ReceiveCase", request_id=uuid.uuid4().hex, actor=CLERK, item_code=item, mode=mode,
+            "ReceiveCase", CLERK, request_id=uuid.uuid4().hex, actor=CLERK, item_code=item, mode=mode,
             handling_site=handling_site, co_handling_sites=list(co_sites),
             applicant=pb.Applicant(kind=pb.APPLICANT_KIND_PERSON, name="王建国", id_type=pb.ID_TYPE_RESIDENT_ID,
                                    id_number=ID_NUMBER, phone="13837512345"),

@@ -17,10 +17,9 @@ from adapters.settings import PostgresSettings, Settings
 from hub.application import commands as c
 from hub.application.read_model import CaseReadModel
 from ops.logging import configure_logging
-from tests.builders import ID_NUMBER, RECEIVING, receive_request
-from tests.integration.conftest import start_site
-from tests.integration.test_grpc_site import LIFECYCLE, call
-from tests.integration.test_grpc_site import receive_request as wire_receive_request
+from tests.builders import HANDLING, ID_NUMBER, RECEIVING, receive_request
+from tests.integration.conftest import SitePair, start_site
+from tests.integration.test_grpc_site import LIFECYCLE, run_lifecycle
 
 PHONE = "13837512345"
 
@@ -81,14 +80,14 @@ def test_wrong_key_does_not_silently_read(tmp_path: Path, monkeypatch: pytest.Mo
 def test_logs_of_a_full_lifecycle_carry_no_pii(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("json")
     site = start_site(Settings(site=RECEIVING, data_dir=tmp_path, listen="127.0.0.1:0"))
+    handling = start_site(Settings(site=HANDLING, data_dir=tmp_path / "handling", listen="127.0.0.1:0"))
     try:
-        case_id = site.stub.ReceiveCase(wire_receive_request(), timeout=10).case.case_id
-        for rpc, actor, fields, _state in LIFECYCLE:
-            call(site, rpc, case_id=case_id, actor=actor, **fields)
+        run_lifecycle(SitePair(site, handling))
         # Even a careless log call with PII in it comes out masked.
         structlog.get_logger("test").info("careless", applicant={"id_number": ID_NUMBER}, note=f"电话 {PHONE}")
     finally:
         site.stop()
+        handling.stop()
         err = capsys.readouterr().err
         structlog.reset_defaults()
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]

@@ -99,6 +99,8 @@ class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType],
     ROLE_SUPERVISOR: _Role.ValueType  # 3
     ROLE_APPLICANT: _Role.ValueType  # 4
     ROLE_SYSTEM: _Role.ValueType  # 5
+    ROLE_AUDITOR: _Role.ValueType  # 6
+    """Reads everything at its site, writes nothing."""
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper): ...
 
@@ -108,6 +110,8 @@ ROLE_HANDLER: Role.ValueType  # 2
 ROLE_SUPERVISOR: Role.ValueType  # 3
 ROLE_APPLICANT: Role.ValueType  # 4
 ROLE_SYSTEM: Role.ValueType  # 5
+ROLE_AUDITOR: Role.ValueType  # 6
+"""Reads everything at its site, writes nothing."""
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
 class _Party:

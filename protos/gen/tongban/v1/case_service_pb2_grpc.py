@@ -31,6 +31,9 @@ class CaseServiceStub:
     FAILED_PRECONDITION with google.rpc.ErrorInfo for a step the case's state or rules forbid;
     NOT_FOUND for an unknown case; ABORTED when expected_version is stale or another update won
     the race (re-read the case and retry).
+    Every call needs a credential (see AuthService): without one UNAUTHENTICATED. Each step is
+    recorded under the credential's staff id, role and site; a request's `actor` may be left empty,
+    and when set must name exactly that account (else PERMISSION_DENIED, reason ACTOR_MISMATCH).
     """
 
     def __init__(self, channel):
@@ -187,6 +190,9 @@ class CaseServiceServicer:
     FAILED_PRECONDITION with google.rpc.ErrorInfo for a step the case's state or rules forbid;
     NOT_FOUND for an unknown case; ABORTED when expected_version is stale or another update won
     the race (re-read the case and retry).
+    Every call needs a credential (see AuthService): without one UNAUTHENTICATED. Each step is
+    recorded under the credential's staff id, role and site; a request's `actor` may be left empty,
+    and when set must name exactly that account (else PERMISSION_DENIED, reason ACTOR_MISMATCH).
     """
 
     def ReceiveCase(self, request, context):
@@ -542,6 +548,9 @@ class CaseService:
     FAILED_PRECONDITION with google.rpc.ErrorInfo for a step the case's state or rules forbid;
     NOT_FOUND for an unknown case; ABORTED when expected_version is stale or another update won
     the race (re-read the case and retry).
+    Every call needs a credential (see AuthService): without one UNAUTHENTICATED. Each step is
+    recorded under the credential's staff id, role and site; a request's `actor` may be left empty,
+    and when set must name exactly that account (else PERMISSION_DENIED, reason ACTOR_MISMATCH).
     """
 
     @staticmethod

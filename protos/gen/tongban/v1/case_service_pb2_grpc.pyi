@@ -32,6 +32,9 @@ class CaseServiceStub:
     FAILED_PRECONDITION with google.rpc.ErrorInfo for a step the case's state or rules forbid;
     NOT_FOUND for an unknown case; ABORTED when expected_version is stale or another update won
     the race (re-read the case and retry).
+    Every call needs a credential (see AuthService): without one UNAUTHENTICATED. Each step is
+    recorded under the credential's staff id, role and site; a request's `actor` may be left empty,
+    and when set must name exactly that account (else PERMISSION_DENIED, reason ACTOR_MISMATCH).
     """
 
     @_typing.overload
@@ -102,6 +105,9 @@ class CaseServiceAsyncStub(CaseServiceStub):
     FAILED_PRECONDITION with google.rpc.ErrorInfo for a step the case's state or rules forbid;
     NOT_FOUND for an unknown case; ABORTED when expected_version is stale or another update won
     the race (re-read the case and retry).
+    Every call needs a credential (see AuthService): without one UNAUTHENTICATED. Each step is
+    recorded under the credential's staff id, role and site; a request's `actor` may be left empty,
+    and when set must name exactly that account (else PERMISSION_DENIED, reason ACTOR_MISMATCH).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -168,6 +174,9 @@ class CaseServiceServicer(metaclass=_abc_1.ABCMeta):
     FAILED_PRECONDITION with google.rpc.ErrorInfo for a step the case's state or rules forbid;
     NOT_FOUND for an unknown case; ABORTED when expected_version is stale or another update won
     the race (re-read the case and retry).
+    Every call needs a credential (see AuthService): without one UNAUTHENTICATED. Each step is
+    recorded under the credential's staff id, role and site; a request's `actor` may be left empty,
+    and when set must name exactly that account (else PERMISSION_DENIED, reason ACTOR_MISMATCH).
     """
 
     @_abc_1.abstractmethod
