@@ -86,6 +86,8 @@ class Settings:
     certs_dir: Path | None = None
     nats_url: str | None = None
     partners: tuple[PartnerSettings, ...] = ()
+    max_clock_skew_seconds: float = 300.0  # [exchange] a partner's event may be this far ahead of our clock
+    max_lamport_jump: int = 100_000  # [exchange] ... and its Lamport clock this far ahead of its seq
     agreements_file: Path | None = None  # None: the packaged seed agreements (routing/data)
     metrics_listen: str | None = None  # e.g. "127.0.0.1:9464": serves /metrics
     audit_listen: str | None = None  # the read-only audit port (mutual TLS; auditors and partner sites)
@@ -178,6 +180,11 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
     certs_dir = exchange.get("certs_dir")
     if any(p.channel == "nats" for p in partners) and not exchange.get("nats_url"):
         raise ConfigError("[exchange] nats_url is required when a partner uses channel = 'nats'")
+    skew, jump = exchange.get("max_clock_skew_seconds", 300.0), exchange.get("max_lamport_jump", 100_000)
+    if isinstance(skew, bool) or not isinstance(skew, int | float) or not 0 <= skew <= 86_400:
+        raise ConfigError(f"[exchange] max_clock_skew_seconds must be between 0 and 86400, got {skew!r}")
+    if isinstance(jump, bool) or not isinstance(jump, int) or not 1 <= jump <= 1_000_000_000:
+        raise ConfigError(f"[exchange] max_lamport_jump must be a whole number from 1 to 10**9, got {jump!r}")
     if (exchange.get("listen") or raw.get("audit", {}).get("listen")) and not certs_dir:
         raise ConfigError("[exchange] certs_dir is required: partners and auditors connect over mutual TLS")
     return Settings(
@@ -197,6 +204,8 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         certs_dir=(base / certs_dir).resolve() if certs_dir else None,
         nats_url=exchange.get("nats_url"),
         partners=partners,
+        max_clock_skew_seconds=float(skew),
+        max_lamport_jump=jump,
         metrics_listen=raw.get("metrics", {}).get("listen"),
         audit_listen=raw.get("audit", {}).get("listen"),
         audit_key_file=(base / key).resolve() if (key := raw.get("audit", {}).get("key_file")) else None,
