@@ -18,10 +18,11 @@ The checks, in order, for each event:
 3. the actor is well formed and works for the origin (ACTOR_NOT_ORIGIN, PERMISSION_DENIED);
 4. the data has no key of the envelope or of the store (IDENTITY_OVERRIDE) and fits the type's
    schema (BAD_DATA; event_schema.py);
-5. a receipt (CaseReceived) names its origin as receiving site and comes from a configured partner
-   (NOT_A_PARTNER) under an agreement we hold for its item and mode on the day it was received
-   (NO_AGREEMENT), both PERMISSION_DENIED. Without partners or agreements given (in-memory tests),
-   step 5 is skipped; the composition root always gives both.
+5. a receipt (CaseReceived) comes from a configured partner (NOT_A_PARTNER) under an agreement we
+   hold for its item and mode on the day it was received (NO_AGREEMENT), both PERMISSION_DENIED.
+   Without partners or agreements given (in-memory tests), step 5 is skipped; the composition root
+   always gives both. (That the receipt names the sender as receiving site and us among its
+   handling sites is CaseSharing's routing check, NOT_ROUTED.)
 
 The checks are pure (the clock is an argument) and read nothing from the store.
 """
@@ -196,8 +197,6 @@ class PartnerIntake:
 
     def _check_opening(self, sender: str, event: SharedEvent) -> None:
         data = CaseReceivedData.model_validate(event.data)  # already checked: cannot fail here
-        if data.receiving_site != event.origin:
-            raise EventNotPermitted("NOT_ROUTED", event.event_id, f"收件事件的收件地须为来源站点 {event.origin}")
         if self.partners is not None and sender not in self.partners:
             raise EventNotPermitted("NOT_A_PARTNER", event.event_id, f"站点 {sender} 不是本站配置的合作站点",
                                     {"sender": sender})

@@ -12,6 +12,7 @@ import functools
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -292,14 +293,14 @@ def test_poison_messages_are_parked_with_a_reason_and_replayable(net: Net) -> No
     tampered.data_json = b'{"note":"changed on the way"}'
     net.probe.event(first, msg_id="tampered", data=tampered.SerializeToString())
     net.probe.publish(subject(HANDLING, "events"), event_message(first).SerializeToString(), {MSG_ID: "no-sender"})
-    forged = dataclasses.replace(first, origin=OTHER, event_id="forged-1")
+    forged = dataclasses.replace(first, origin=OTHER, event_id=str(uuid.uuid4()), actor={**first.actor, "site": OTHER})
     net.probe.event(forged)  # an event of OTHER's own, for a case not routed to it
     net.probe.publish(subject(RECEIVING, "receipts"), b"\xff\xff", {MSG_ID: "bad-receipt", SENDER: HANDLING})
 
     eventually(lambda: len(net.parked()) == 5, what="five events parked at B")
     eventually(lambda: len(net.parked(RECEIVING)) == 1, what="the bad receipt parked at A")
     reasons = {p.reason.split(":", 1)[0]: p for p in net.parked()}
-    assert set(reasons) == {"sender_mismatch", "undecodable", "INVALID_ARGUMENT", "bad_sender", "NOT_ROUTED"}
+    assert set(reasons) == {"sender_mismatch", "undecodable", "HASH_MISMATCH", "bad_sender", "NOT_ROUTED"}
     mismatch = reasons["sender_mismatch"]
     assert (mismatch.sender, mismatch.event_id, mismatch.case_id) == (OTHER, first.event_id, str(case_id))
     assert mismatch.parked_from == subject(HANDLING, "events")
