@@ -8,8 +8,9 @@ characters, enums closed, numbers bounded, nothing missing that the fold reads a
 the event is stored as it was sent, so its hash stays the sender's.
 
 Free texts (notes, reasons) may hold line breaks and tabs; codes, names and numbers hold no control
-character at all. Fields a command fills with a default are optional here (older events, and
-domain-level callers, may leave them out); fields the fold reads are required.
+character at all. Every field of an event class is required (the class cannot be constructed
+without it; tests pin the two together); inside a step's ``details``, fields the step's command fills
+with a default are optional (older events, and domain-level callers, may leave them out).
 """
 
 from __future__ import annotations
@@ -143,8 +144,8 @@ class CaseReceivedData(Schema):
     co_handling_sites: list[SiteCode] = Field(max_length=5)
     applicant: ApplicantData
     materials: list[MaterialData] = Field(max_length=50)
-    note: Text = ""
-    route: Annotated[RouteData | None, BeforeValidator(_no_route)] = None
+    note: Text
+    route: Annotated[RouteData | None, BeforeValidator(_no_route)]
 
 
 # ---------------------------------------------------------------------------- main-track step details
@@ -226,7 +227,7 @@ class IssueRaisedData(Schema):
 class ResponsibilityAssignedData(Schema):
     issue_id: IssueId
     party: Party
-    note: Text = ""
+    note: Text
 
 
 class IssueResolvedData(Schema):
@@ -236,7 +237,7 @@ class IssueResolvedData(Schema):
 
 class CaseRatedData(Schema):
     score: Annotated[StrictInt, Field(ge=1, le=5)]
-    reason: Text = ""
+    reason: Text
     about: Party
 
 
@@ -251,7 +252,7 @@ class ReviewClosedData(Schema):
 
 class FeedbackData(Schema):
     satisfied: StrictBool
-    note: Text = ""
+    note: Text
 
 
 # Every event type a partner may send (the names are the stored event types, case.EVENT_TYPES).

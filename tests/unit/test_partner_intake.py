@@ -16,6 +16,7 @@ from adapters.exchange.wire import event_from, event_message
 from hub.application import commands as c
 from hub.application.case_hub import CaseHub
 from hub.application.case_sharing import CaseSharing
+from hub.application.event_schema import DATA_SCHEMAS
 from hub.application.partner_intake import (
     REFUSAL_REASONS,
     EventInvalid,
@@ -23,7 +24,7 @@ from hub.application.partner_intake import (
     EventNotUnderstood,
     PartnerIntake,
 )
-from hub.domain.case import Case
+from hub.domain.case import EVENT_TYPES, Case
 from hub.domain.errors import HubError
 from hub.domain.shared import SharedEvent
 from tests.builders import CLERK, HANDLING, RECEIVING, actor_data, receive_request
@@ -275,3 +276,14 @@ def test_replaying_our_store_is_never_checked(life: Lifecycle) -> None:
     """The checks apply to what arrives, not to what we hold: a stored case loads whatever the checks say now."""
     strict = PartnerIntake(RECEIVING, partners=frozenset())
     assert isinstance(CaseSharing(life.a, intake=strict).log.get_case(life.cases[0]), Case)
+
+
+def test_each_schema_names_exactly_the_fields_of_its_event_class() -> None:
+    """An event class cannot be built without each of its fields: the schema requires the same ones."""
+    base = set(Case.Event.__annotations__) | {"originator_topic"}
+    for name, cls in EVENT_TYPES.items():
+        own = {f for klass in cls.__mro__ if issubclass(klass, Case.Event)
+               for f in getattr(klass, "__annotations__", {})} - base - {"STEP"}
+        fields = DATA_SCHEMAS[name].model_fields
+        assert set(fields) == own, name
+        assert all(f.is_required() for f in fields.values()), name
