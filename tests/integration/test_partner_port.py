@@ -85,7 +85,7 @@ def ports() -> Iterator[dict[str, Port]]:
 def site_before(life: Lifecycle, event: SharedEvent) -> CaseHub:
     """A fresh copy of the receiving site holding the event's case as it was just before ``event`` arrived."""
     source = life.a if SITES[event.origin] == RECEIVING else life.b
-    version = next((e.version for e in source.get_case(event.case_id).log if e.shared.event_id == event.event_id))
+    version = next(e.version for e in source.get_case(event.case_id).log if e.shared.event_id == event.event_id)
     fresh = hub(source.site)
     stored = source.recorder.select_events(event.case_id, lte=version - 1)
     if stored:
@@ -133,8 +133,8 @@ def mutated(draw: st.DrawFn, events: list[SharedEvent]) -> tuple[SharedEvent, ex
     """(the genuine event, the message a partner sends instead, what was done)."""
     event = draw(st.sampled_from(events))
     kind = draw(st.sampled_from([
-        "identity_key", "actor_site", "actor_field", "actor_role", "type_version", "lamport", "seq", "occurred_at", "wire_time",
-        "leaf", "delete", "extra", "type", "nested", "huge", "control",
+        "identity_key", "actor_site", "actor_field", "actor_role", "type_version", "lamport", "seq", "occurred_at",
+        "wire_time", "leaf", "delete", "extra", "type", "nested", "huge", "control",
     ]))
     forged, data = event, event.data
     if kind == "identity_key":
@@ -230,9 +230,10 @@ def test_the_partner_port_never_fails_and_refusals_store_nothing(
 
 def test_refusals_are_counted_per_partner_and_reason(ports: dict[str, Port]) -> None:
     """After the property test (same module): the counter holds only the bounded reason codes."""
-    counted = {(s.labels["partner"], s.labels["reason"]) for p in ports.values() for metric in p.metrics.registry.collect()
-               if metric.name == "tongban_exchange_events_refused" for s in metric.samples
-               if s.name.endswith("_total") and s.value}
+    counted = {(s.labels["partner"], s.labels["reason"])
+               for p in ports.values() for metric in p.metrics.registry.collect()
+               if metric.name == "tongban_exchange_events_refused"
+               for s in metric.samples if s.name.endswith("_total") and s.value}
     assert {partner for partner, _ in counted} == {RECEIVING, HANDLING}
     assert {reason for _, reason in counted} <= REFUSAL_REASONS
 

@@ -139,7 +139,7 @@ def test_every_recorded_event_fits_the_schema_a_partner_is_held_to(
     intake = PartnerIntake(RECEIVING)
     events = [e for s in stored if s.topic == "tongban.case:CaseReceived"
               for e in hub.get_case(s.originator_id).shared_events()]
-    for event in events:
-        assert event.type_version == KNOWN_VERSIONS[event.type]
-        intake.check_data(event)
+    for shared in events:
+        assert shared.type_version == KNOWN_VERSIONS[shared.type]
+        intake.check_data(shared)
     assert {e.type for e in events} == set(EVENT_TYPES)
