@@ -16,13 +16,16 @@ The checks, in order, for each event:
    ``earliest`` and now + ``max_clock_skew`` (no lower bound nearer than that: redeliveries and
    reconciliation repairs legitimately carry events years old);
 3. the actor is well formed and works for the origin (ACTOR_NOT_ORIGIN, PERMISSION_DENIED);
-4. the data has no key of the envelope or of the store (IDENTITY_OVERRIDE) and fits the type's
+4. a receipt (CaseReceived) comes from a configured partner (NOT_A_PARTNER, PERMISSION_DENIED):
+   who sends, before what it says;
+5. the data has no key of the envelope or of the store (IDENTITY_OVERRIDE) and fits the type's
    schema (BAD_DATA; event_schema.py);
-5. a receipt (CaseReceived) comes from a configured partner (NOT_A_PARTNER) under an agreement we
-   hold for its item and mode on the day it was received (NO_AGREEMENT), both PERMISSION_DENIED.
-   Without partners or agreements given (in-memory tests), step 5 is skipped; the composition root
-   always gives both. (That the receipt names the sender as receiving site and us among its
-   handling sites is CaseSharing's routing check, NOT_ROUTED.)
+6. a receipt is under an agreement we hold for its item and mode on the day it was received
+   (NO_AGREEMENT, PERMISSION_DENIED).
+
+Without partners or agreements given (in-memory tests), 4 or 6 is skipped; the composition root always
+gives both. (That a receipt names the sender as receiving site and us among its handling sites is
+CaseSharing's routing check, NOT_ROUTED.)
 
 The checks are pure (the clock is an argument) and read nothing from the store.
 """
@@ -135,9 +138,13 @@ class PartnerIntake:
         self._check_type(event)
         self._check_envelope(event, now or self.now())
         self._check_actor(event)
+        opens = event.type == "CaseReceived"
+        if opens and self.partners is not None and sender not in self.partners:  # who, before what it says
+            raise EventNotPermitted("NOT_A_PARTNER", event.event_id, f"站点 {sender} 不是本站配置的合作站点",
+                                    {"sender": sender})
         self.check_data(event)
-        if event.type == "CaseReceived":
-            self._check_opening(sender, event)
+        if opens:
+            self._check_agreement(sender, event)
 
     def _check_type(self, event: SharedEvent) -> None:
         known = KNOWN_VERSIONS.get(event.type)
@@ -195,11 +202,8 @@ class PartnerIntake:
         except ValidationError as error:
             raise EventInvalid("BAD_DATA", event.event_id, _violations(error, "data")) from None
 
-    def _check_opening(self, sender: str, event: SharedEvent) -> None:
+    def _check_agreement(self, sender: str, event: SharedEvent) -> None:
         data = CaseReceivedData.model_validate(event.data)  # already checked: cannot fail here
-        if self.partners is not None and sender not in self.partners:
-            raise EventNotPermitted("NOT_A_PARTNER", event.event_id, f"站点 {sender} 不是本站配置的合作站点",
-                                    {"sender": sender})
         on = event.occurred_at.astimezone(LOCAL_TZ).date()
         if self.agreements is not None and not self.agreements.covers(sender, data.item.code, data.mode, on):
             raise EventNotPermitted(
