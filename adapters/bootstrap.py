@@ -65,6 +65,7 @@ from hub.application.case_clocks import CaseClocks
 from hub.application.case_hub import CaseHub
 from hub.application.case_sharing import CaseSharing
 from hub.application.group_commit import GroupCommitter
+from hub.application.partner_intake import IntakeBounds, PartnerIntake
 from hub.application.ports import CaseIndex, StoreObserver
 from hub.application.read_model import CaseReadModel
 from hub.domain.receipts import CaseReceipt
@@ -75,7 +76,7 @@ from reconciliation.ports import DigestIndex
 from reconciliation.reconciler import Policy as ReconcilePolicy
 from reconciliation.reconciler import Reconciler
 from reconciliation.responder import Responder
-from routing.agreements import Agreements
+from routing.agreements import Agreements, SiteAgreements
 from routing.catalogue import Catalogue
 from routing.regions import RegionDirectory
 from routing.router import Router
@@ -130,6 +131,17 @@ def build_clocks(settings: Settings, hub: CaseHub) -> CaseClocks:
     """Deadlines on the official calendar: the State Council's notices if the site has them."""
     notices = load_notices(settings.calendar_dir) if settings.calendar_dir else []
     return CaseClocks(WorkCalendar(notices), settings.policy, hub.now)
+
+
+def build_intake(settings: Settings) -> PartnerIntake:
+    """The partner port's checks: the configured partners, the agreements we hold, the [exchange] bounds.
+    (The agreements are read again here; build_hub has already checked them against the catalogue.) The
+    clock is the real one, like the clock that stamps every event, whatever ``hub.now`` says."""
+    bounds = IntakeBounds(max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+                          max_lamport_jump=settings.max_lamport_jump)
+    return PartnerIntake(settings.site, partners=frozenset(p.site for p in settings.partners),
+                         agreements=SiteAgreements(settings.site, Agreements.load(settings.agreements_file)),
+                         bounds=bounds)
 
 
 def build_hub(settings: Settings, observer: StoreObserver | None = None) -> CaseHub:
@@ -254,7 +266,7 @@ def _build_site(settings: Settings, closers: list[Callable[[], None]]) -> Site:
     closers.append(index.close)
     read_model = CaseReadModel(hub, index, clocks)
     metrics.watch_cases(case_counts(read_model))
-    sharing = CaseSharing(hub)
+    sharing = CaseSharing(hub, intake=build_intake(settings))
     committer = None
     if settings.group_commit_max > 1:
         committer = GroupCommitter(hub, settings.group_commit_max, settings.group_commit_window_ms / 1000)

@@ -116,6 +116,8 @@ class Settings:
     nats_url: str | None = None
     nats_credentials: Path | None = None  # [exchange] the site's nkey seed: TLS (certs_dir) and auth to NATS
     partners: tuple[PartnerSettings, ...] = ()
+    max_clock_skew_seconds: float = 300.0  # [exchange] a partner's event may be this far ahead of our clock
+    max_lamport_jump: int = 100_000  # [exchange] ... and its Lamport clock this far ahead of its seq
     agreements_file: Path | None = None  # None: the packaged seed agreements (routing/data)
     metrics_listen: str | None = None  # e.g. "127.0.0.1:9464": serves /metrics
     audit_listen: str | None = None  # the read-only audit port (mutual TLS; auditors and partner sites)
@@ -214,6 +216,11 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
     if exchange.get("nats_url") and not certs_dir:
         raise ConfigError("[exchange] certs_dir is required with nats_url: NATS payloads are sealed with the "
                           "site certificates (and NATS TLS uses them)")
+    skew, jump = exchange.get("max_clock_skew_seconds", 300.0), exchange.get("max_lamport_jump", 100_000)
+    if isinstance(skew, bool) or not isinstance(skew, int | float) or not 0 <= skew <= 86_400:
+        raise ConfigError(f"[exchange] max_clock_skew_seconds must be between 0 and 86400, got {skew!r}")
+    if isinstance(jump, bool) or not isinstance(jump, int) or not 1 <= jump <= 1_000_000_000:
+        raise ConfigError(f"[exchange] max_lamport_jump must be a whole number from 1 to 10**9, got {jump!r}")
     if (exchange.get("listen") or raw.get("audit", {}).get("listen")) and not certs_dir:
         raise ConfigError("[exchange] certs_dir is required: partners and auditors connect over mutual TLS")
     environment = site.get("environment", "development")
@@ -249,6 +256,8 @@ def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         nats_url=exchange.get("nats_url"),
         nats_credentials=(base / nats_credentials).resolve() if nats_credentials else None,
         partners=partners,
+        max_clock_skew_seconds=float(skew),
+        max_lamport_jump=jump,
         metrics_listen=raw.get("metrics", {}).get("listen"),
         audit_listen=raw.get("audit", {}).get("listen"),
         audit_key_file=(base / key).resolve() if (key := raw.get("audit", {}).get("key_file")) else None,

@@ -46,6 +46,10 @@ class SiteMetrics:
         self.events_received = Counter(
             "tongban_exchange_events_received_total", "Shared events received from a partner site and stored.",
             ["partner", "channel"], registry=r)
+        self.events_refused = Counter(
+            "tongban_exchange_events_refused_total",
+            "Partner batches refused before anything was stored, by reason code (a bounded set).",
+            ["partner", "reason"], registry=r)
         self.relay_lag_events = Gauge(
             "tongban_exchange_relay_lag_events", "Events in the log after the relay's receipted position.",
             ["partner", "channel"], registry=r)
@@ -118,6 +122,9 @@ class SiteMetrics:
 
     def received(self, sender: str, channel: str, events: int) -> None:
         self.events_received.labels(sender, channel).inc(events)
+
+    def refused(self, sender: str, reason: str) -> None:
+        self.events_refused.labels(sender, reason).inc()
 
     def delivered(self, partner: str, channel: str, events: int, seconds: float) -> None:
         self.delivery_seconds.labels(partner, channel).observe(seconds)

@@ -26,7 +26,7 @@ from routing.data_files import read_tables
 from routing.errors import AgreementError, UnknownAgreement
 from routing.regions import RegionDirectory
 
-__all__ = ["Agreement", "Agreements", "is_site_code", "site_covers"]
+__all__ = ["Agreement", "Agreements", "SiteAgreements", "is_site_code", "site_covers"]
 
 _SITE = re.compile(r"[1-9][0-9]{3}00")
 _ALL_ITEMS = "*"
@@ -147,6 +147,20 @@ class Agreements:
             for item in sorted(agreement.items or ()):
                 if item not in catalogue:
                     raise AgreementError(self._source, agreement.label, f"item {item} is not in the catalogue")
+
+
+@dataclass(frozen=True)
+class SiteAgreements:
+    """The agreements as one site holds them: the application's ``Agreements`` port
+    (hub/application/ports.py), asked whether a partner may open a case here."""
+
+    site: str
+    agreements: Agreements
+
+    def covers(self, partner: str, item_code: str, mode: Mode, on: date) -> bool:
+        """True when an agreement between this site and ``partner`` covers the item and mode on ``on``."""
+        return partner != self.site and any(
+            a.covers(item_code, mode, on) for a in self.agreements.between(self.site, partner))
 
 
 def _parse(row: Any, index: int, source: str) -> Agreement:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from adapters import bounded_json
 from adapters.audit.site_chain import SiteChain
 from audit import bundle, checkpoints
 from audit.chain import genesis
@@ -64,7 +65,7 @@ class Checkpointer:
     def countersign_for(self, caller: str, signed_json: str) -> str:
         """A partner asks us to countersign its checkpoint: verify, keep it, answer our signature."""
         try:
-            signed = checkpoints.SignedCheckpoint.from_dict(json.loads(signed_json))
+            signed = checkpoints.SignedCheckpoint.from_dict(bounded_json.loads(signed_json))
         except (ValueError, checkpoints.CheckpointError) as error:
             raise InvalidInput.one("signed_checkpoint_json", f"检查点格式无效: {error}") from None
         if signed.checkpoint.site != caller:
@@ -77,7 +78,10 @@ class Checkpointer:
 
     def record_countersignature(self, position: int, countersignature_json: str) -> None:
         """A partner's countersignature of our checkpoint, checked before it is stored."""
-        signature = checkpoints.Signature.from_dict(json.loads(countersignature_json), "countersignature")
+        try:
+            signature = checkpoints.Signature.from_dict(bounded_json.loads(countersignature_json), "countersignature")
+        except (ValueError, checkpoints.CheckpointError) as error:
+            raise InvalidInput.one("countersignature_json", f"会签格式无效: {error}") from None
         ledger = self.ledger()
         signed = next((c for c in ledger.checkpoints if int(c["checkpoint"]["position"]) == position), None)
         keys = trusted_keys(self.keys_dir)

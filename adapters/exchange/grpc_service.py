@@ -11,12 +11,17 @@ from adapters.exchange.observer import ExchangeObserver, Unobserved
 from adapters.exchange.wire import event_from, event_message, receipt_message
 from adapters.grpc.errors import parse_uuid, translate_errors, translate_stream_errors
 from hub.application.case_sharing import CaseSharing, NotRouted
-from hub.domain.errors import InvalidInput, NotPermitted
+from hub.application.partner_intake import EventInvalid, refusal_reason
+from hub.domain.errors import CaseNotFound, ConcurrentUpdate, HubError, NotPermitted
 from hub.domain.receipts import CaseReceipt, ReceiptStatus
 from tongban.v1 import exchange_pb2, exchange_pb2_grpc
 
 log = structlog.get_logger("tongban.exchange")
 MAX_BATCH = 1000
+
+
+class _Impersonation(NotPermitted):
+    reason = "IMPERSONATION"
 
 
 class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
@@ -62,23 +67,30 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     def _ingest(
         self, caller: str, claimed: str, messages: Sequence[exchange_pb2.SharedEvent]
     ) -> list[CaseReceipt]:
-        """Check who sends, decode, and store one batch in one transaction."""
-        if claimed != caller:
-            log.warning("partner_impersonation", caller=caller, claimed=claimed)
-            raise NotPermitted(f"certificate is for site {caller}, request claims {claimed}")
-        if len(messages) > MAX_BATCH:
-            raise InvalidInput.one("events", f"一次最多 {MAX_BATCH} 个事件")
-        events = [event_from(m) for m in messages]
+        """Check who sends, decode, check and store one batch in one transaction. A refusal (a hub error
+        other than a lost race) is logged and counted per partner and reason, then answered."""
         try:
+            if claimed != caller:
+                log.warning("partner_impersonation", caller=caller, claimed=claimed[:16])
+                raise _Impersonation(f"certificate is for site {caller}, request claims {claimed[:16]}")
+            if len(messages) > MAX_BATCH:
+                raise EventInvalid.at("BATCH_TOO_LARGE", "", "events", f"一次最多 {MAX_BATCH} 个事件")
+            events = [event_from(m) for m in messages]
             receipts = self.sharing.ingest(caller, events)
-        except NotRouted as refused:
-            log.warning("partner_refused", partner=caller, reason=refused.message, events=len(events))
+        except HubError as refused:
+            if not isinstance(refused, ConcurrentUpdate | CaseNotFound):
+                self._refused(caller, refused)
             raise
         self.observer.received(caller, "grpc", len(events))
         log.info("partner_events_received", partner=caller, events=len(events),
                  gaps=sum(r.status is ReceiptStatus.GAP for r in receipts),
                  forks=sum(r.status is ReceiptStatus.FORK for r in receipts))
         return receipts
+
+    def _refused(self, caller: str, refused: HubError) -> None:
+        reason = refusal_reason(refused)
+        log.warning("partner_refused", partner=caller, reason=reason, event_id=refused.metadata.get("event_id", ""))
+        self.observer.refused(caller, reason)
 
     @translate_errors
     def CountersignCheckpoint(
@@ -100,6 +112,6 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         try:
             events = self.sharing.events_for(caller, case_id, request.origin_site, request.from_seq)
         except NotRouted as refused:
-            log.warning("partner_refused", partner=caller, reason=refused.message)
+            log.warning("partner_refused", partner=caller, reason=refused.reason)
             raise
         return exchange_pb2.FetchEventsResponse(events=[event_message(e) for e in events])

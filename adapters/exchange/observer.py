@@ -14,6 +14,11 @@ class ExchangeObserver(Protocol):
         """A partner's events were stored."""
         ...
 
+    def refused(self, sender: str, reason: str) -> None:
+        """A partner's batch (or message) was refused with ``reason``, one of partner_intake.REFUSAL_REASONS
+        or OTHER: nothing of it was stored."""
+        ...
+
     def delivered(self, partner: str, channel: str, events: int, seconds: float) -> None:
         """A batch of ours reached the partner (``seconds`` from sending to its answer)."""
         ...
@@ -41,6 +46,9 @@ class Unobserved:
     """An observer that keeps nothing."""
 
     def received(self, sender: str, channel: str, events: int) -> None:
+        return None
+
+    def refused(self, sender: str, reason: str) -> None:
         return None
 
     def delivered(self, partner: str, channel: str, events: int, seconds: float) -> None:

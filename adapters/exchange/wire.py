@@ -6,12 +6,12 @@ bytes can be damaged, and neither may reach the store.
 
 from __future__ import annotations
 
-import json
-import math
-from datetime import UTC
+from datetime import UTC, datetime
 from uuid import UUID
 
+from adapters import bounded_json
 from adapters.grpc.translate import actor_message, domain_value
+from hub.application.partner_intake import EventInvalid
 from hub.domain.errors import InvalidInput
 from hub.domain.receipts import CaseReceipt, ReceiptStatus
 from hub.domain.shared import SharedEvent, canonical_json
@@ -42,25 +42,44 @@ def event_message(event: SharedEvent) -> exchange_pb2.SharedEvent:
     return message
 
 
-def _not_json(constant: str) -> float:
-    raise ValueError(f"{constant} is not JSON")
+MAX_DATA_BYTES = 64 * 1024  # an event's data; a receipt with fifty materials is a few kilobytes
+# google.protobuf.Timestamp's range, 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z: beyond it
+# ToDatetime raises (and an IngestEvents stream would end); the intake holds events to far closer bounds.
+MIN_SECONDS, MAX_SECONDS = -62_135_596_800, 253_402_300_799
 
 
-def _finite(text: str) -> float:
-    """NaN and infinities are not JSON (RFC 8259), and a store could not keep them as they were sent."""
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is not a finite number")
-    return value
+def _id(message: exchange_pb2.SharedEvent) -> str:
+    return message.event_id[:64]
+
+
+def occurred_at(message: exchange_pb2.SharedEvent) -> datetime:
+    """The event's time, checked against the Timestamp range before it is converted."""
+    stamp = message.occurred_at
+    if not message.HasField("occurred_at") or not (
+        MIN_SECONDS <= stamp.seconds <= MAX_SECONDS and 0 <= stamp.nanos <= 999_999_999
+    ):
+        raise EventInvalid.at("TIMESTAMP_OUT_OF_RANGE", _id(message), "occurred_at", "发生时间缺失或超出时间戳范围")
+    return stamp.ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
 
 
 def event_from(message: exchange_pb2.SharedEvent) -> SharedEvent:
-    """Decode and verify one event; InvalidInput names what is wrong."""
+    """Decode and verify one event; EventInvalid (InvalidInput with a reason code) names what is wrong.
+
+    Decoding is bounded (the data's size and depth, the time's range) so that no input makes it raise
+    anything else; what the event means is checked by the intake (hub/application/partner_intake.py).
+    """
     try:
-        data = json.loads(message.data_json.decode("utf-8"), parse_constant=_not_json, parse_float=_finite)
+        data = bounded_json.loads(message.data_json, max_bytes=MAX_DATA_BYTES)
+    except bounded_json.JsonRefused as refused:
+        raise EventInvalid.at(refused.reason, _id(message), "data_json", f"事件数据无法解析: {refused}") from None
+    try:
         case_id = UUID(message.case_id)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput.one("events", f"事件 {message.event_id} 无法解析: {exc}") from None
+    except ValueError:
+        raise EventInvalid.at("UNDECODABLE", _id(message), "case_id", "不是有效的办件编号(UUID)") from None
+    if not isinstance(data, dict):
+        raise EventInvalid.at("UNDECODABLE", _id(message), "data_json", "事件数据须为 JSON 对象")
+    if message.seq < 1 or message.lamport < 1:
+        raise EventInvalid.at("BAD_SEQ", _id(message), "seq", "序号与逻辑时钟须从 1 开始")
     role = domain_value(case_pb2.Role.DESCRIPTOR, message.actor.role)
     event = SharedEvent(
         case_id=case_id,
@@ -70,15 +89,13 @@ def event_from(message: exchange_pb2.SharedEvent) -> SharedEvent:
         event_id=message.event_id,
         type=message.type,
         type_version=message.type_version,
-        occurred_at=message.occurred_at.ToDatetime(tzinfo=UTC),
+        occurred_at=occurred_at(message),
         actor={"staff_id": message.actor.staff_id, "role": role or "", "site": message.actor.site,
                "name": message.actor.name},
-        data=data if isinstance(data, dict) else {},
+        data=data,
     )
-    if event.seq < 1 or event.lamport < 1 or not isinstance(data, dict):
-        raise InvalidInput.one("events", f"事件 {message.event_id} 的序号或数据无效")
     if event.hash() != message.hash:
-        raise InvalidInput.one("events", f"事件 {message.event_id} 的哈希与内容不符")
+        raise EventInvalid.at("HASH_MISMATCH", _id(message), "hash", "事件的哈希与内容不符")
     return event
 
 

@@ -27,6 +27,7 @@ from hub.application.case_hub import CaseHub
 from hub.application.case_sharing import CaseSharing
 from hub.application.history import case_history
 from hub.application.read_model import CaseReadModel
+from hub.domain.errors import InvalidInput
 from hub.domain.identifiers import LOCAL_TZ
 from ops.metrics import SiteMetrics
 from tongban.v1 import case_pb2, case_service_pb2_grpc
@@ -226,9 +227,16 @@ def acting(request: Any) -> dict[str, Any]:
                           {"field": key, "credential": ours[key]})
     data["actor"] = ours
     return data
+# "As of" days a staff client may ask about: checked before conversion (beyond the Timestamp range
+# ToDatetime raises; near its ends the local date overflows) and far wider than any case's life.
+AS_OF_EARLIEST, AS_OF_LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
 
 
 def _as_of(request: Any) -> datetime | None:
     if not request.HasField("as_of"):
         return None
-    return request.as_of.ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
+    stamp = request.as_of
+    if not (int(AS_OF_EARLIEST.timestamp()) <= stamp.seconds < int(AS_OF_LATEST.timestamp())
+            and 0 <= stamp.nanos <= 999_999_999):
+        raise InvalidInput.one("as_of", f"须在 {AS_OF_EARLIEST.date()} 与 {AS_OF_LATEST.date()} 之间（不含后者）")
+    return stamp.ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]

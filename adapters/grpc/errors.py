@@ -48,10 +48,13 @@ def parse_uuid(value: str, field: str) -> UUID:
 
 
 def to_status(error: HubError) -> status_pb2.Status:
+    """Bad input carries its field violations (and, when it has a reason code of its own, such as a
+    partner's refused event, an ErrorInfo too); everything else an ErrorInfo."""
     code = next(code for kind, code in STATUS_OF if isinstance(error, kind))
-    detail = any_pb2.Any()
+    details = []
     if isinstance(error, InvalidInput):
-        detail.Pack(
+        bad = any_pb2.Any()
+        bad.Pack(
             error_details_pb2.BadRequest(
                 field_violations=[
                     error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
@@ -59,10 +62,12 @@ def to_status(error: HubError) -> status_pb2.Status:
                 ]
             )
         )
-    else:
-        metadata = dict(error.metadata)
-        detail.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata))
-    return status_pb2.Status(code=code, message=error.message, details=[detail])
+        details.append(bad)
+    if not isinstance(error, InvalidInput) or error.reason != InvalidInput.reason:
+        info = any_pb2.Any()
+        info.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=dict(error.metadata)))
+        details.append(info)
+    return status_pb2.Status(code=code, message=error.message, details=details)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

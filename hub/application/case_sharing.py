@@ -22,6 +22,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from hub.application.partner_intake import PartnerIntake
 from hub.application.ports import SiteLog
 from hub.domain.case import CASE_TOPIC_PREFIX, Case, shared_form
 from hub.domain.case_state import receipt_sites
@@ -63,9 +64,10 @@ def relay_name(partner: str, channel: str) -> str:
 class CaseSharing:
     """Outbound batches and their receipts, inbound ingest, and events asked for again, over ``log``."""
 
-    def __init__(self, log: SiteLog, sites_cache: int = 50_000) -> None:
+    def __init__(self, log: SiteLog, sites_cache: int = 50_000, intake: PartnerIntake | None = None) -> None:
         self.log = log
         self.site: str = log.site
+        self.intake = intake or PartnerIntake(log.site)  # the composition root gives partners and agreements
         self._sites: dict[UUID, tuple[str, ...]] = {}  # a case's sites never change: remembered, bounded
         self._sites_cache = sites_cache
         self._sites_lock = threading.Lock()
@@ -195,6 +197,7 @@ class CaseSharing:
     # ------------------------------------------------------------------ inbound
     def ingest(self, sender: str, events: Sequence[SharedEvent]) -> list[CaseReceipt]:
         """Apply a partner's events; refuse the whole batch if any is outside what we share with it."""
+        self.intake.check(sender, events)  # schema, envelope, opening: refused whole before anything is read
         by_case: dict[UUID, list[SharedEvent]] = defaultdict(list)
         for shared in events:
             if shared.origin != sender:

@@ -55,6 +55,13 @@ class Router(Protocol):
     ) -> Route: ...
 
 
+class Agreements(Protocol):
+    """The partner agreements this site holds (implemented in routing/): may ``partner`` open cases
+    here for ``item_code`` in ``mode``, received on the day ``on``?"""
+
+    def covers(self, partner: str, item_code: str, mode: Mode, on: date) -> bool: ...
+
+
 @dataclass(frozen=True)
 class CaseRow:
     """One case in the read model: enough to list and filter, no PII."""

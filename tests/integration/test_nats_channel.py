@@ -13,6 +13,7 @@ import functools
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -320,7 +321,7 @@ def test_poison_messages_are_parked_with_a_reason_and_replayable(net: Net) -> No
     tampered = event_message(first)
     tampered.data_json = b'{"note":"changed on the way"}'
     net.probe.event(first, msg_id="tampered", data=tampered.SerializeToString())
-    forged = dataclasses.replace(first, origin=OTHER, event_id="forged-1")
+    forged = dataclasses.replace(first, origin=OTHER, event_id=str(uuid.uuid4()), actor={**first.actor, "site": OTHER})
     net.probe.event(forged)  # an event of OTHER's own, for a case not routed to it
     net.probe.publish(subject(RECEIVING, "receipts", HANDLING), b"\xff\xff", {MSG_ID: "bad-receipt",
                       MESSAGE_ID: "bad-receipt"}, as_site=HANDLING)
@@ -328,7 +329,7 @@ def test_poison_messages_are_parked_with_a_reason_and_replayable(net: Net) -> No
     eventually(lambda: len(net.parked()) == 5, what="five events parked at B")
     eventually(lambda: len(net.parked(RECEIVING)) == 1, what="the bad receipt parked at A")
     reasons = {p.reason.split(":", 1)[0]: p for p in net.parked()}
-    assert set(reasons) == {"sender_mismatch", "undecodable", "unsealable", "INVALID_ARGUMENT", "NOT_ROUTED"}
+    assert set(reasons) == {"sender_mismatch", "undecodable", "unsealable", "HASH_MISMATCH", "NOT_ROUTED"}
     mismatch = reasons["sender_mismatch"]
     assert (mismatch.sender, mismatch.event_id, mismatch.case_id) == (OTHER, first.event_id, str(case_id))
     assert mismatch.parked_from == subject(HANDLING, "events", OTHER)

@@ -23,7 +23,7 @@ from adapters.settings import Settings
 from hub.application.case_clocks import CaseClocks
 from hub.application.case_hub import CaseHub
 from hub.application.history import case_history
-from hub.domain.case import STEP_EVENTS, Case
+from hub.domain.case import EVENT_TYPES, STEP_EVENTS, Case
 from hub.domain.lifecycle import CaseState
 from tests.builders import RECEIVING
 
@@ -126,3 +126,20 @@ def test_upcasting_recipe_loads_a_v1_event_as_v2() -> None:
 
 def test_case_class_keeps_its_topic() -> None:
     assert Case.TOPIC == "tongban.case:Case"
+
+
+def test_every_recorded_event_fits_the_schema_a_partner_is_held_to(
+    replayed: tuple[CaseHub, list[StoredEvent]],
+) -> None:
+    """No valid old event is refused: the shared form of every recorded event (v1 ones with their derived
+    identity) has a known type and version and fits its type's schema (hub/application/event_schema.py)."""
+    from hub.application.partner_intake import KNOWN_VERSIONS, PartnerIntake
+
+    hub, stored = replayed
+    intake = PartnerIntake(RECEIVING)
+    events = [e for s in stored if s.topic == "tongban.case:CaseReceived"
+              for e in hub.get_case(s.originator_id).shared_events()]
+    for shared in events:
+        assert shared.type_version == KNOWN_VERSIONS[shared.type]
+        intake.check_data(shared)
+    assert {e.type for e in events} == set(EVENT_TYPES)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -293,7 +294,7 @@ def test_a_handling_step_sent_by_the_receiving_side_is_refused_whole_and_nothing
     relay(a, b)
     step(a, c.RaiseIssue, case.id, actor_data(CLERK), kind="dispute", description="争议")  # a valid seq 3
     issue = a.get_case(case.id).shared_events(RECEIVING)[-1]
-    sign = forged(dataclasses.replace(issue, seq=4, lamport=issue.lamport + 1, event_id="forged-sign"),
+    sign = forged(dataclasses.replace(issue, seq=4, lamport=issue.lamport + 1, event_id=str(uuid.uuid4())),
                   "CaseSignedIn", Actor("PDS-H", Role.HANDLER, RECEIVING), {"details": {}})
     before = stored(b)
     with pytest.raises(NotPermitted) as refused:
@@ -338,7 +339,7 @@ def test_a_rating_before_delivery_is_refused_at_ingest_and_after_delivery_arrive
     assert locally.value.reason == "NOT_YET_RATEABLE"
     last = a.get_case(case.id).shared_events(RECEIVING)[-1]
     early = forged(dataclasses.replace(last, seq=last.seq + 1, lamport=a.get_case(case.id).lamport + 1,
-                                       event_id="early-rating"),
+                                       event_id=str(uuid.uuid4())),
                    "CaseRated", APPLICANT, {"score": 5, "reason": "", "about": "handling_place"})
     before = stored(b)
     with pytest.raises(RuleViolation) as at_ingest:
@@ -364,8 +365,8 @@ def test_a_callback_from_the_place_not_reviewed_is_refused_at_ingest() -> None:
     relay(a, b)
     theirs = b.get_case(case.id)
     last = theirs.shared_events(HANDLING)[-1]
-    callback = forged(dataclasses.replace(last, seq=last.seq + 1, lamport=theirs.lamport + 1, event_id="cb"),
-                      "BadReviewCallbackMade", HANDLER, {"note": "替收件地回访"})
+    after_last = dataclasses.replace(last, seq=last.seq + 1, lamport=theirs.lamport + 1, event_id=str(uuid.uuid4()))
+    callback = forged(after_last, "BadReviewCallbackMade", HANDLER, {"note": "替收件地回访"})
     before = stored(a)
     with pytest.raises(NotPermitted) as refused:
         CaseSharing(a).ingest(HANDLING, [callback])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -151,7 +151,7 @@ def test_a_fork_is_opened_with_both_versions_and_never_twice(sites: tuple[CaseHu
     case_id = list(versions(a))[7]
     step(b, c.SignCase, case_id, HANDLER)
     signed = b.get_case(case_id).shared_events(HANDLING)[0]
-    forged = dataclasses.replace(signed, event_id="forged", actor={**signed.actor, "staff_id": "SZ-9"})
+    forged = dataclasses.replace(signed, event_id=str(uuid4()), actor={**signed.actor, "staff_id": "SZ-9"})
     CaseSharing(a).ingest(HANDLING, [forged])  # a holds another event under b's seq 1
     summary = run(a, b)
     assert summary.by_kind == {"fork": 1} and summary.opened == 1 and summary.repaired == 0

@@ -54,6 +54,7 @@ from adapters.exchange.wire import event_from, receipt_from, receipt_message
 from adapters.nats.access import NatsAccess
 from adapters.nats.loop import LoopThread
 from hub.application.case_sharing import CaseSharing, NotRouted
+from hub.application.partner_intake import refusal_reason
 from hub.domain.errors import ConcurrentUpdate, HubError
 from hub.domain.receipts import CaseReceipt
 from hub.domain.shared import SharedEvent
@@ -96,9 +97,10 @@ _ACK, _GAP = _Verdict("ack"), _Verdict("gap")
 class _Poison(Exception):
     """This message can never be applied; it is parked with ``reason`` (and its case, once known)."""
 
-    def __init__(self, reason: str, case_id: str = "") -> None:
+    def __init__(self, reason: str, case_id: str = "", code: str = "", sender: str = "") -> None:
         super().__init__(reason)
         self.reason, self.case_id = reason, case_id
+        self.code, self.sender = code, sender  # the refusal's reason code, when the sender is known (counted)
 
 
 def _retryable(error: BaseException) -> bool:
@@ -254,6 +256,9 @@ class NatsInbox:
             try:
                 sender, event = self._decode_event(msg)
             except _Poison as poison:
+                if poison.code and poison.sender:
+                    log.warning("partner_refused", site=self.site, partner=poison.sender, reason=poison.code)
+                    self.observer.refused(poison.sender, poison.code)
                 await self._park(msg, poison.reason, poison.case_id)
                 continue
             by_sender[sender].append((msg, event))
@@ -280,7 +285,7 @@ class NatsInbox:
         except DecodeError as error:
             raise _Poison(f"undecodable: {error}") from None
         except HubError as error:  # InvalidInput: bad fields, or the hash does not match the content
-            raise _Poison(_describe(error)) from None
+            raise _Poison(_describe(error), code=refusal_reason(error), sender=sender) from None
         if event.event_id != message_id:
             raise _Poison(f"id_mismatch: sealed as {message_id}, event {event.event_id}", str(event.case_id))
         if event.origin != sender:
@@ -324,21 +329,39 @@ class NatsInbox:
         except HubError as error:
             if _retryable(error):
                 raise
-            if len(by_case) == 1:
+            if len(items) == 1:
+                self._refused(sender, error)
                 return [(m, _Verdict("park", _describe(error))) for m, _e in items], []
         verdicts: list[tuple[Msg, _Verdict]] = []
         receipts = []
-        for case_id, case_items in by_case.items():
+        # Refused whole: per case, and within a refused case per event (in seq order), so that only the
+        # events at fault are parked and the ones before them are stored.
+        groups = [(case_id, case_items) for case_id, case_items in by_case.items()] if len(by_case) > 1 else [
+            (case_id, [item]) for case_id, case_items in by_case.items()
+            for item in sorted(case_items, key=lambda i: i[1].seq)]
+        for case_id, group in groups:
             try:
-                got = self._store(sender, [e for _m, e in case_items])
+                got = self._store(sender, [e for _m, e in group])
             except HubError as error:
                 if _retryable(error):
                     raise
-                verdicts.extend((m, _Verdict("park", _describe(error))) for m, _e in case_items)
+                if len(group) > 1:
+                    more, got_more = self._ingest(sender, group)
+                    verdicts.extend(more)
+                    receipts.extend(got_more)
+                    continue
+                self._refused(sender, error)
+                verdicts.extend((m, _Verdict("park", _describe(error))) for m, _e in group)
                 continue
-            verdicts.extend(self._verdicts(sender, {case_id: case_items}, got))
+            verdicts.extend(self._verdicts(sender, {case_id: group}, got))
             receipts.extend(got)
         return verdicts, receipts
+
+    def _refused(self, sender: str, error: HubError) -> None:
+        reason = refusal_reason(error)
+        log.warning("partner_refused", site=self.site, partner=sender, reason=reason,
+                    event_id=error.metadata.get("event_id", ""))
+        self.observer.refused(sender, reason)
 
     def _store(self, sender: str, events: list[SharedEvent]) -> list[CaseReceipt]:
         receipts = self.sharing.ingest(sender, events)
