@@ -28,6 +28,7 @@ from adapters.auth.client import login, signed_channel
 from adapters.cli.render import local_time
 from adapters.grpc.errors import error_info
 from adapters.grpc.rpc import CASE_SERVICE, request_type, unary
+from adapters.grpc.translate import domain_value
 from adapters.launcher import SiteProcess, SiteSpec, link, make_certs
 from adapters.nats.server import NatsServer
 from hub.domain.values import Role
@@ -66,7 +67,8 @@ def create_accounts(process: SiteProcess) -> None:
     for actor in ACCOUNTS[process.spec.site]:
         process.add_staff(actor.staff_id, actor.name, Role(pb.Role.Name(actor.role).removeprefix("ROLE_").lower()),
                           DEMO_PASSWORD)
-        say(f"  账号 {actor.staff_id}（{actor.name}，{pb.Role.Name(actor.role)}）@ {NAMES[process.spec.site]}")
+        role = Role(domain_value(pb.Role.DESCRIPTOR, actor.role) or "").label
+        say(f"  账号 {actor.staff_id}（{actor.name}，{role}）@ {NAMES[process.spec.site]}")
 
 
 class Window:

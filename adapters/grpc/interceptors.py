@@ -65,9 +65,9 @@ def _ms(started: float) -> float:
 
 
 def _field(message: Any, name: str) -> Any:
-    """A message's field by name, if its type has one (read from the message's descriptor)."""
-    if isinstance(message, Message) and name in message.DESCRIPTOR.fields_by_name:
-        return getattr(message, name)
+    """A message's field by name, if it is set (a protobuf message lists its set fields itself)."""
+    if isinstance(message, Message):
+        return next((value for field, value in message.ListFields() if field.name == name), None)
     return None
 
 
