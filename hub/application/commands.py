@@ -26,6 +26,7 @@ from stdnum.cn import ric, uscc
 from stdnum.exceptions import ValidationError as StdnumError
 
 from hub.application.ports import CaseQuery, Catalogue, DueFilter, Regions
+from hub.application.text_rules import NoControl, NoControlInText
 from hub.domain.case import Case
 from hub.domain.errors import FieldViolation, InvalidInput
 from hub.domain.lifecycle import CaseState, Step
@@ -47,9 +48,9 @@ from hub.domain.values import (
 )
 
 RegionCode = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
-Text = Annotated[str, StringConstraints(max_length=500, strip_whitespace=True)]
-ShortText = Annotated[str, StringConstraints(max_length=64, strip_whitespace=True)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+Text = Annotated[str, StringConstraints(max_length=500, strip_whitespace=True), NoControlInText]
+ShortText = Annotated[str, StringConstraints(max_length=64, strip_whitespace=True), NoControl]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True), NoControl]
 Token = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
 _STDNUM_REASONS = {
     "InvalidChecksum": "校验位错误",
@@ -68,7 +69,7 @@ class ActorIn(_Model):
     staff_id: Token
     role: Role
     site: RegionCode
-    name: Annotated[str, StringConstraints(max_length=32)] = ""
+    name: Annotated[str, StringConstraints(max_length=32), NoControl] = ""
 
     def to_domain(self) -> Actor:
         return Actor(self.staff_id, self.role, self.site, self.name)
@@ -78,9 +79,9 @@ class ApplicantIn(_Model):
     kind: ApplicantKind
     name: Name
     id_type: IdType
-    id_number: Annotated[str, StringConstraints(min_length=1, max_length=40)]
-    phone: Annotated[str, StringConstraints(max_length=20)] = ""
-    address: Annotated[str, StringConstraints(max_length=200)] = ""
+    id_number: Annotated[str, StringConstraints(min_length=1, max_length=40), NoControl]
+    phone: Annotated[str, StringConstraints(max_length=20), NoControl] = ""
+    address: Annotated[str, StringConstraints(max_length=200), NoControlInText] = ""
 
     @field_validator("id_type")
     @classmethod
@@ -132,7 +133,7 @@ class ReceiveCase(_Model):
 
     request_id: Token
     actor: ActorIn
-    item_code: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    item_code: Annotated[str, StringConstraints(min_length=1, max_length=40), NoControl]
     mode: Mode
     handling_site: RegionCode
     co_handling_sites: list[RegionCode] = Field(default_factory=list, max_length=5)
@@ -196,12 +197,13 @@ class StepCommand(CaseCommand):
         case.take_step(self.STEP, self.actor.to_domain(), site=site, **details)
 
 
-Reason = Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True), NoControlInText]
 
 
 class RefuseIntake(StepCommand):
     STEP = Step.REFUSE_INTAKE
-    reasons: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(min_length=1, max_length=20)
+    reasons: list[Annotated[str, StringConstraints(min_length=1, max_length=200), NoControlInText]] = Field(
+        min_length=1, max_length=20)
 
 
 class ForwardCase(StepCommand):

@@ -15,11 +15,9 @@ with a default are optional (older events, and domain-level callers, may leave t
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -31,6 +29,7 @@ from pydantic import (
     create_model,
 )
 
+from hub.application.text_rules import NoControl, NoControlInText
 from hub.domain.values import (
     ApplicantKind,
     CaseType,
@@ -45,40 +44,22 @@ from hub.domain.values import (
     Role,
 )
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 MAX_DAYS = 365  # the longest commitment AcceptCase allows, and more than any legal limit in the catalogue
 
-
-def _no_control(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("含有控制字符")
-    return value
-
-
-def _no_control_in_text(value: str) -> str:
-    if _CONTROL_IN_TEXT.search(value):
-        raise ValueError("含有控制字符")
-    return value
-
-
-_NoControl = AfterValidator(_no_control)
-_NoControlInText = AfterValidator(_no_control_in_text)
-
-SiteCode = Annotated[StrictStr, StringConstraints(pattern=r"^[0-9]{6}$"), _NoControl]
+SiteCode = Annotated[StrictStr, StringConstraints(pattern=r"^[0-9]{6}$"), NoControl]
 Token = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
-Code = Annotated[StrictStr, StringConstraints(min_length=1, max_length=40), _NoControl]
-Name = Annotated[StrictStr, StringConstraints(min_length=1, max_length=100), _NoControl]
-StaffName = Annotated[StrictStr, StringConstraints(max_length=32), _NoControl]
-IdNumber = Annotated[StrictStr, StringConstraints(min_length=1, max_length=40), _NoControl]
-Phone = Annotated[StrictStr, StringConstraints(max_length=20), _NoControl]
+Code = Annotated[StrictStr, StringConstraints(min_length=1, max_length=40), NoControl]
+Name = Annotated[StrictStr, StringConstraints(min_length=1, max_length=100), NoControl]
+StaffName = Annotated[StrictStr, StringConstraints(max_length=32), NoControl]
+IdNumber = Annotated[StrictStr, StringConstraints(min_length=1, max_length=40), NoControl]
+Phone = Annotated[StrictStr, StringConstraints(max_length=20), NoControl]
 CaseNumber = Annotated[StrictStr, StringConstraints(pattern=r"^[0-9]{22}[0-9X]$")]
-Label = Annotated[StrictStr, StringConstraints(max_length=200), _NoControl]
-ShortText = Annotated[StrictStr, StringConstraints(max_length=64), _NoControl]
-Address = Annotated[StrictStr, StringConstraints(max_length=200), _NoControlInText]
-Text = Annotated[StrictStr, StringConstraints(max_length=500), _NoControlInText]
-Reason = Annotated[StrictStr, StringConstraints(min_length=1, max_length=500), _NoControlInText]
-ShortReason = Annotated[StrictStr, StringConstraints(min_length=1, max_length=200), _NoControlInText]
+Label = Annotated[StrictStr, StringConstraints(max_length=200), NoControl]
+ShortText = Annotated[StrictStr, StringConstraints(max_length=64), NoControl]
+Address = Annotated[StrictStr, StringConstraints(max_length=200), NoControlInText]
+Text = Annotated[StrictStr, StringConstraints(max_length=500), NoControlInText]
+Reason = Annotated[StrictStr, StringConstraints(min_length=1, max_length=500), NoControlInText]
+ShortReason = Annotated[StrictStr, StringConstraints(min_length=1, max_length=200), NoControlInText]
 IssueId = Annotated[StrictStr, StringConstraints(pattern=r"^Q[0-9]{1,4}(-[0-9]{6})?$")]
 Days = Annotated[StrictInt, Field(ge=0, le=MAX_DAYS)]
 
