@@ -141,7 +141,7 @@ def build_intake(settings: Settings) -> PartnerIntake:
                           max_lamport_jump=settings.max_lamport_jump)
     return PartnerIntake(settings.site, partners=frozenset(p.site for p in settings.partners),
                          agreements=SiteAgreements(settings.site, Agreements.load(settings.agreements_file)),
-                         bounds=bounds)
+                         catalogue=Catalogue.load(), bounds=bounds)
 
 
 def build_hub(settings: Settings, observer: StoreObserver | None = None) -> CaseHub:

@@ -12,13 +12,15 @@ from hub.application.partner_intake import PartnerIntake
 from hub.domain.case import EVENT_TYPES
 from hub.domain.shared import SharedEvent
 from routing.agreements import Agreements, SiteAgreements
+from routing.catalogue import Catalogue
 from tests.builders import CLERK, HANDLER, HANDLING, RECEIVING, SUPERVISOR, actor_data, receive_request
 from tests.memory_sites import hub, relay, step
 
 
 def intake(site: str, partners: frozenset[str] = frozenset({RECEIVING, HANDLING})) -> PartnerIntake:
     """The intake as the composition root builds it: configured partners, the seed agreements."""
-    return PartnerIntake(site, partners=partners - {site}, agreements=SiteAgreements(site, Agreements.load()))
+    return PartnerIntake(site, partners=partners - {site}, agreements=SiteAgreements(site, Agreements.load()),
+                         catalogue=Catalogue.load())
 
 
 @dataclass

@@ -27,7 +27,9 @@ from pydantic import (
     StrictStr,
     StringConstraints,
     create_model,
+    model_validator,
 )
+from stdnum.cn import ric, uscc
 
 from hub.application.text_rules import NoControl, NoControlInText
 from hub.domain.values import (
@@ -127,6 +129,29 @@ class CaseReceivedData(Schema):
     materials: list[MaterialData] = Field(max_length=50)
     note: Text
     route: Annotated[RouteData | None, BeforeValidator(_no_route)]
+
+    @model_validator(mode="after")
+    def _as_the_window_would(self) -> CaseReceivedData:
+        """The rules ``Case.receive`` applies at the window, which a partner's receipt must also meet:
+        the sites of the case, its mode, its limits, its number and route, the applicant's id."""
+        co = self.co_handling_sites
+        if self.handling_site == self.receiving_site:
+            raise ValueError("办理地与收件地相同")
+        if len(set(co)) != len(co) or self.handling_site in co or self.receiving_site in co:
+            raise ValueError("联办地重复，或与办理地、收件地相同")
+        if (self.mode is Mode.JOINT) != bool(co):
+            raise ValueError("多地联办须指定联办地；其他模式不能指定联办地")
+        if not self.item.legal_days >= 1 or self.item.committed_days > self.item.legal_days:
+            raise ValueError("事项时限无效：承诺时限超过法定时限，或法定时限为 0")
+        if not self.case_number.startswith(self.receiving_site):
+            raise ValueError("办件编号须以收件地行政区划代码开头")
+        if self.route is not None and (self.route.handling_site, sorted(self.route.co_handling_sites)) != (
+                self.handling_site, sorted(co)):
+            raise ValueError("路由决定与办件的办理地、联办地不一致")
+        checker = {IdType.RESIDENT_ID: ric, IdType.CREDIT_CODE: uscc}.get(self.applicant.id_type)
+        if checker is not None and not checker.is_valid(self.applicant.id_number):
+            raise ValueError("申请人证件号码校验不通过")
+        return self
 
 
 # ---------------------------------------------------------------------------- main-track step details

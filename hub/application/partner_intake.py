@@ -40,11 +40,12 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from hub.application.event_schema import DATA_SCHEMAS, ActorData, CaseReceivedData
-from hub.application.ports import Agreements
-from hub.domain.case import EVENT_TYPES
+from hub.application.ports import Agreements, Catalogue
+from hub.domain.case import EVENT_TYPES, JOINT_LEGAL_DAYS
 from hub.domain.errors import FieldViolation, HubError, InvalidInput, NotPermitted, RuleViolation
 from hub.domain.identifiers import LOCAL_TZ
 from hub.domain.shared import SharedEvent
+from hub.domain.values import Mode
 
 # The reason codes a partner's event can be refused with: a bounded set (metric labels).
 REFUSAL_REASONS = frozenset({
@@ -54,6 +55,9 @@ REFUSAL_REASONS = frozenset({
     # this module
     "UNKNOWN_EVENT_TYPE", "UNKNOWN_TYPE_VERSION", "BAD_EVENT_ID", "BAD_SEQ", "BAD_LAMPORT", "CLOCK_SKEW",
     "BAD_ACTOR", "ACTOR_NOT_ORIGIN", "IDENTITY_OVERRIDE", "BAD_DATA", "NOT_A_PARTNER", "NO_AGREEMENT",
+    "UNKNOWN_ITEM", "ITEM_MISMATCH", "MODE_NOT_OFFERED",
+    # the case's own history (hub/domain/case.py admit)
+    "OUT_OF_ORDER",
     # case_sharing.py
     "NOT_ROUTED",
 })
@@ -125,6 +129,7 @@ class PartnerIntake:
     site: str
     partners: frozenset[str] | None = None
     agreements: Agreements | None = None
+    catalogue: Catalogue | None = None  # ours: the limits we answer for come from it, not from the partner
     bounds: IntakeBounds = field(default_factory=IntakeBounds)
     now: Callable[[], datetime] = _utc_now
 
@@ -211,6 +216,28 @@ class PartnerIntake:
                 f"本站与 {sender} 没有在 {on.isoformat()} 有效、涵盖事项 {data.item.code}"
                 f"（{data.mode.label}）的通办协议",
                 {"sender": sender, "item": data.item.code, "mode": data.mode.value})
+        self._check_item(data, event.event_id)
+
+
+    def _check_item(self, data: CaseReceivedData, event_id: str) -> None:
+        """The item as our catalogue has it: its name, department, type and limits (the deadlines the
+        handling site answers for are its own, whatever the partner's copy says), and the mode offered."""
+        if self.catalogue is None:
+            return
+        code = data.item.code
+        if code not in self.catalogue:
+            raise EventNotPermitted("UNKNOWN_ITEM", event_id, f"本站事项目录中没有事项 {code}", {"item": code})
+        ours = self.catalogue.get(code)
+        if data.mode not in ours.modes:
+            raise EventNotPermitted("MODE_NOT_OFFERED", event_id, f"事项「{ours.name}」不支持「{data.mode.label}」模式",
+                                    {"item": code, "mode": data.mode.value})
+        legal = JOINT_LEGAL_DAYS if data.mode is Mode.JOINT else ours.legal_days
+        expected = (ours.name, ours.department, legal, ours.committed_days, ours.case_type)
+        claimed = (data.item.name, data.item.department, data.item.legal_days, data.item.committed_days,
+                   data.item.case_type)
+        if claimed != expected:
+            raise EventNotPermitted("ITEM_MISMATCH", event_id, f"事项 {code} 的名称、部门或时限与本站事项目录不符",
+                                    {"item": code})
 
 
 def _violations(error: ValidationError, prefix: str) -> list[FieldViolation]:

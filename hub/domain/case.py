@@ -285,6 +285,13 @@ class Case(CaseFold, Aggregate):
         """
         if shared.type == "CaseReceived":
             raise RuleViolation("ALREADY_RECEIVED", "办件已收件")
+        previous = self.shared_events(shared.origin)[shared.seq - 2] if shared.seq > 1 else None
+        floor = max(previous.lamport if previous is not None else 0, 1)  # 1: the receipt, which it answers
+        if shared.lamport <= floor:
+            # An origin's clock only grows: an event at or below its own previous one (or at the receipt's)
+            # cannot have seen what it follows, and would be folded before it (or win a conflict it lost).
+            raise RuleViolation("OUT_OF_ORDER", f"事件的逻辑时钟 {shared.lamport} 不大于其来源上一事件的 {floor}",
+                                {"event_id": shared.event_id, "lamport": str(shared.lamport), "floor": str(floor)})
         side = self.side_of(shared.origin)
         authorize(shared.type, shared.actor.get("role", ""), side, None)
         if shared.type == "CaseRated" and len(set(self.sites)) == 2 and not any(

@@ -25,7 +25,7 @@ from hub.application.partner_intake import (
     PartnerIntake,
 )
 from hub.domain.case import EVENT_TYPES, Case
-from hub.domain.errors import HubError
+from hub.domain.errors import HubError, RuleViolation
 from hub.domain.shared import SharedEvent
 from tests.builders import CLERK, HANDLING, RECEIVING, actor_data, receive_request
 from tests.memory_sites import hub
@@ -302,3 +302,51 @@ def test_the_bounds_come_from_the_exchange_section_of_the_settings() -> None:
     for bad in ({"max_clock_skew_seconds": -1}, {"max_clock_skew_seconds": "5"}, {"max_lamport_jump": 0}):
         with pytest.raises(ConfigError, match="exchange"):
             settings_from({"site": {"code": HANDLING}, "exchange": bad})
+
+
+# --------------------------------------------------------------------------- found by the adversarial pass
+@pytest.mark.parametrize(("change", "why"), [
+    (lambda d: {"co_handling_sites": [HANDLING]}, "the handling site as its own co-handling site"),
+    (lambda d: {"co_handling_sites": [RECEIVING]}, "the receiving site as a co-handling site"),
+    (lambda d: {"mode": "joint"}, "joint handling with no co-handling site"),
+    (lambda d: {"co_handling_sites": ["330100"]}, "a co-handling site outside joint handling"),
+    (lambda d: {"item": {**d["item"], "legal_days": 1, "committed_days": 365}}, "a commitment beyond the limit"),
+    (lambda d: {"item": {**d["item"], "legal_days": 0, "committed_days": 0}}, "no legal limit at all"),
+    (lambda d: {"case_number": HANDLING + d["case_number"][6:]}, "a case number under our region code"),
+    (lambda d: {"route": {"handling_site": "330100", "co_handling_sites": [], "department": "人社局",
+                          "agreement_id": "A-1", "agreement_version": 1}}, "a route to somewhere else"),
+    (lambda d: {"applicant": {**d["applicant"], "id_number": "123"}}, "an ID number that fails its check"),
+])
+def test_a_receipt_the_window_would_refuse_is_refused_from_a_partner(
+    life: Lifecycle, b: CaseHub, change: Any, why: str,
+) -> None:
+    received, _ = opening(life)
+    refused(b, [with_data(received, **change(received.data))], EventInvalid, "BAD_DATA")
+
+
+@pytest.mark.parametrize(("item", "reason"), [
+    (lambda i: {**i, "legal_days": i["legal_days"] + 5}, "ITEM_MISMATCH"),  # a longer limit than the item has
+    (lambda i: {**i, "committed_days": i["committed_days"] - 1}, "ITEM_MISMATCH"),
+    (lambda i: {**i, "name": "另一个名称"}, "ITEM_MISMATCH"),
+])
+def test_the_items_limits_come_from_our_catalogue_not_the_partners_copy(
+    life: Lifecycle, b: CaseHub, item: Any, reason: str,
+) -> None:
+    received, _ = opening(life)
+    refused(b, [with_data(received, item=item(received.data["item"]))], EventNotPermitted, reason)
+
+
+@pytest.mark.parametrize("behind", [0, 1])
+def test_an_event_whose_clock_does_not_grow_with_its_origins_is_refused(
+    life: Lifecycle, b: CaseHub, behind: int,
+) -> None:
+    """At or below the origin's own previous clock (still within the envelope's bounds): it cannot have
+    seen what it follows, and would be folded before it, or win a conflict it lost."""
+    ours = life.a.get_case(life.cases[0]).shared_events(RECEIVING)
+    k = next(i for i in range(2, len(ours)) if ours[i - 1].lamport - behind >= ours[i].seq)
+    deliver(b, ours[:k])
+    late = dataclasses.replace(ours[k], lamport=ours[k - 1].lamport - behind)
+    refused(b, [late], RuleViolation, "OUT_OF_ORDER")
+    assert b.get_case(ours[0].case_id).last_seq(RECEIVING) == k
+    deliver(b, [ours[k]])  # the genuine one still arrives
+    assert b.get_case(ours[0].case_id).last_seq(RECEIVING) == k + 1
