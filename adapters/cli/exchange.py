@@ -24,7 +24,7 @@ from uuid import UUID
 import click
 import grpc
 import psycopg
-from eventsourcing.persistence import ConnectionUnavailableError, OperationalError
+from eventsourcing.persistence import ConnectionUnavailableError, MapperDeserialisationError, OperationalError
 from rich.table import Table
 
 from adapters.bootstrap import build_hub
@@ -80,6 +80,9 @@ def _access(nats_url: str, site: str, certs_dir: Path | None, credentials: Path 
 def _call(work: Callable[[], _T]) -> _T:
     try:
         return work()
+    except MapperDeserialisationError:
+        fail("无法读取本站存储的事件：PII 密钥（站点配置 [security] pii_key_env 所指的环境变量，默认 TONGBAN_PII_KEY）"
+             "缺失或与存储时所用的不同", 2)
     except ConfigError as error:
         fail(str(error), 2)
     except InvalidInput as error:

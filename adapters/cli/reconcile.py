@@ -19,7 +19,7 @@ from uuid import UUID
 import click
 import grpc
 import psycopg
-from eventsourcing.persistence import ConnectionUnavailableError, OperationalError
+from eventsourcing.persistence import ConnectionUnavailableError, MapperDeserialisationError, OperationalError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -45,6 +45,9 @@ PHASES = {"compare": "比对摘要", "classify": "核对差异", "repair": "自�
 def _call(work: Callable[[], _T]) -> _T:
     try:
         return work()
+    except MapperDeserialisationError:
+        fail("无法读取本站存储的事件：PII 密钥（站点配置 [security] pii_key_env 所指的环境变量，默认 TONGBAN_PII_KEY）"
+             "缺失或与存储时所用的不同", 2)
     except ConfigError as error:
         fail(str(error), 2)
     except InvalidInput as error:
