@@ -21,10 +21,13 @@ from adapters.exchange.wire import event_message
 from adapters.grpc.errors import error_info, field_violations
 from adapters.settings import Settings
 from audit import checkpoints
+from hub.application import commands as c
 from hub.application.case_sharing import CaseSharing
-from tests.builders import HANDLING, RECEIVING, new_case
+from tests.builders import HANDLING, RECEIVING
+from tests.builders import receive_request as receipt_data
 from tests.integration.conftest import RunningSite
 from tests.integration.test_grpc_site import receive_request
+from tests.memory_sites import hub as memory_hub
 from tests.partner_events import intake
 from tongban.v1 import case_service_pb2 as svc
 from tongban.v1 import exchange_pb2, exchange_pb2_grpc
@@ -80,7 +83,9 @@ def test_a_time_beyond_the_timestamp_range_ends_an_ingest_stream_as_invalid_argu
     partner_port: tuple[exchange_pb2_grpc.ExchangeServiceStub, Checkpointer],
 ) -> None:
     stub, _ = partner_port
-    good, bad = event_message(new_case().shared_events()[0]), event_message(new_case().shared_events()[0])
+    window = memory_hub(RECEIVING)  # receipts as a window makes them, of the catalogue's items
+    good, bad = (event_message(window.receive(c.parse(c.ReceiveCase, receipt_data(f"bounds-{i}")))[0]
+                               .shared_events()[0]) for i in range(2))
     bad.occurred_at.seconds = 253_402_300_800
     requests = [exchange_pb2.IngestEventsRequest(batch_id=i, sender_site=RECEIVING, events=[m])
                 for i, m in enumerate([good, bad])]
