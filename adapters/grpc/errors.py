@@ -94,6 +94,9 @@ def translate_stream_errors(method: F) -> F:
         try:
             yield from method(self, request, context)
         except Exception as error:
+            if not context.is_active():  # the client went away mid-stream: nothing to answer, not our fault
+                log.info("rpc_cancelled", method=method.__name__, error=type(error).__name__)
+                return
             _abort(context, error, method.__name__)
 
     return wrapper  # type: ignore[return-value]

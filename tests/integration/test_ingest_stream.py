@@ -3,6 +3,7 @@ real store (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent import futures
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import structlog.testing
 
 from adapters.bootstrap import build_hub
 from adapters.exchange.grpc_client import GrpcPartner
@@ -162,3 +164,20 @@ def test_the_pipelined_relay_delivers_every_case_once_and_stores_matching_receip
     for event in events:
         (receipt,) = exchange.receipts(event.case_id)
         assert receipt["matched"] and receipt["stored_through"] == 1
+
+
+def test_a_sender_that_goes_away_mid_stream_is_not_a_server_error(receiver: Receiver, sender: CaseHub) -> None:
+    """A relay that is stopped (or loses its link) mid-stream cancels the call: the receiver logs it as
+    a cancelled call, not as ``rpc_failed`` with a traceback for SREs to chase."""
+    events = opened(sender, 6)
+    client = receiver.client()
+    with structlog.testing.capture_logs() as logs:
+        stream = client.ingest_stream(iter(batches_of(events, 3)), in_flight=1)
+        next(stream)  # the first batch is stored and answered; then the sender goes away
+        stream.close()
+        client.close()
+        deadline = time.monotonic() + 10
+        while not any(e["event"] == "rpc_cancelled" for e in logs) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert any(e["event"] == "rpc_cancelled" and e["method"] == "IngestEvents" for e in logs)
+    assert not any(e["event"] == "rpc_failed" for e in logs)
