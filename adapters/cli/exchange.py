@@ -28,6 +28,7 @@ from eventsourcing.persistence import ConnectionUnavailableError, MapperDeserial
 from rich.table import Table
 
 from adapters.bootstrap import build_hub
+from adapters.cli import token_file
 from adapters.cli.console import err, fail, out
 from adapters.exchange.grpc_client import GrpcPartner
 from adapters.exchange.nats_channel import (
@@ -61,7 +62,7 @@ _nats_option = click.option("--nats", "nats_url", default=None, envvar="TONGBAN_
 _site_option = click.option("--site", default=None, help="站点行政区划代码（6 位，用于 --nats）")
 _partner_option = click.option("--partner", default=None, help="伙伴站点行政区划代码（用于 --config）")
 _by_option = click.option("--by", "by", default="", envvar="TONGBAN_OPERATOR",
-                          help="操作人姓名或工号（记录在案；在员工登录上线前由此给出）")
+                          help="操作人姓名或工号（记录在案）；不给则取本终端 tongban login 的工号")
 _certs_option = click.option("--certs", "certs_dir", type=click.Path(file_okay=False, path_type=Path),
                              envvar="TONGBAN_CERTS", default=None, help="证书目录（连接加密的 NATS 时用）")
 _credentials_option = click.option("--nats-credentials", "credentials", envvar="TONGBAN_NATS_CREDENTIALS",
@@ -165,9 +166,14 @@ def _case(value: str | None) -> UUID | None:
 
 
 def _operator(by: str) -> str:
-    if not by.strip():
-        fail("请用 --by 写明操作人（记录在案）", 2)
-    return by.strip()
+    """Who is recorded as having replayed or discarded: ``--by``, else the staff id this terminal is
+    signed in as (``tongban login``, unexpired)."""
+    if by.strip():
+        return by.strip()
+    signed_in = token_file.load()
+    if signed_in is not None and not signed_in.expired and signed_in.staff_id:
+        return signed_in.staff_id
+    fail("请用 --by 写明操作人，或先 tongban login（记录在案）", 2)
 
 
 @exchange.command()
