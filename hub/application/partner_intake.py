@@ -57,7 +57,7 @@ REFUSAL_REASONS = frozenset({
     "BAD_ACTOR", "ACTOR_NOT_ORIGIN", "IDENTITY_OVERRIDE", "BAD_DATA", "NOT_A_PARTNER", "NO_AGREEMENT",
     "UNKNOWN_ITEM", "ITEM_MISMATCH", "MODE_NOT_OFFERED",
     # the case's own history (hub/domain/case.py admit)
-    "OUT_OF_ORDER",
+    "OUT_OF_ORDER", "COMMITMENT_EXCEEDS_LEGAL_LIMIT",
     # case_sharing.py
     "NOT_ROUTED",
 })

@@ -294,6 +294,12 @@ class Case(CaseFold, Aggregate):
                                 {"event_id": shared.event_id, "lamport": str(shared.lamport), "floor": str(floor)})
         side = self.side_of(shared.origin)
         authorize(shared.type, shared.actor.get("role", ""), side, None)
+        if shared.type == "CaseAccepted":  # the step's own rule, on what the partner says it committed to
+            days, legal = shared.data.get("details", {}).get("committed_days"), int(self.item["legal_days"])
+            if isinstance(days, int) and days > legal:
+                raise RuleViolation("COMMITMENT_EXCEEDS_LEGAL_LIMIT",
+                                    f"承诺办结时限 {days} 个工作日超过法定时限 {legal} 个工作日",
+                                    {"committed_days": str(days), "legal_days": str(legal)})
         if shared.type == "CaseRated" and len(set(self.sites)) == 2 and not any(
             e.shared.type in SERVICE_ENDING and e.shared.key < shared.key for e in self.log
         ):

@@ -350,3 +350,16 @@ def test_an_event_whose_clock_does_not_grow_with_its_origins_is_refused(
     assert b.get_case(ours[0].case_id).last_seq(RECEIVING) == k
     deliver(b, [ours[k]])  # the genuine one still arrives
     assert b.get_case(ours[0].case_id).last_seq(RECEIVING) == k + 1
+
+
+def test_an_acceptance_committing_beyond_the_items_legal_limit_is_refused(life: Lifecycle) -> None:
+    """The handling site's commitment rule holds for what it tells its partner it committed to, too: the
+    receiving site's copy of the case checks 苏州's acceptance against the item's legal limit."""
+    case = life.a.get_case(life.cases[0])
+    accepted = next(e for e in case.shared_events(HANDLING) if e.type == "CaseAccepted")
+    legal = int(case.item["legal_days"])
+    case.admit(accepted)  # the genuine acceptance passes
+    beyond = with_data(accepted, details={**accepted.data["details"], "committed_days": legal + 1})
+    with pytest.raises(RuleViolation) as caught:
+        case.admit(beyond)
+    assert caught.value.reason == "COMMITMENT_EXCEEDS_LEGAL_LIMIT"
