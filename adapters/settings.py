@@ -174,6 +174,17 @@ def load_settings(path: Path, overrides: dict[str, Any] | None = None) -> Settin
 
 
 def settings_from(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
+    """The settings a parsed config file gives; anything of the wrong type or shape is a ConfigError
+    (one line for the operator), never a traceback."""
+    try:
+        return _settings_from(raw, base)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise ConfigError(f"a setting has the wrong type or shape: {type(exc).__name__}: {exc}") from None
+
+
+def _settings_from(raw: dict[str, Any], base: Path) -> Settings:
     site = raw.get("site", {})
     store = raw.get("store", {})
     server = raw.get("server", {})

@@ -175,7 +175,7 @@ def verify_bundle(
         else:
             doc = json.loads(json.dumps(data, ensure_ascii=False))
         _canonical(doc)  # every string must be encodable: lone surrogates cannot be hashed or signed
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: nested past any real bundle
         return [f"not valid JSON: {exc}"]
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__

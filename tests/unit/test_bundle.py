@@ -400,3 +400,8 @@ def test_each_failure_names_what_failed(path: tuple[Any, ...], expected: str) ->
         if last == "value":  # keep it valid base64 of a different signature
             node[last] = ("B" if value[0] != "B" else "C") + value[1:]
     assert expected in verify_bundle(reseal(bundle))
+
+
+def test_a_bundle_nested_past_any_real_one_is_refused_not_a_crash() -> None:
+    failures = verify_bundle("[" * 100_000 + "]" * 100_000)
+    assert len(failures) == 1 and failures[0].startswith("not valid JSON")

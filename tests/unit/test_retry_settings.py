@@ -51,3 +51,14 @@ def test_pauses_grow_to_the_cap_with_bounded_jitter() -> None:
     assert 0.1 <= pauses[0] <= 0.11 and 0.2 <= pauses[1] <= 0.22
     assert all(1.0 <= p <= 1.1 for p in pauses[4:])
     assert GrpcRetry().is_transient(ValueError()) is False
+
+
+@pytest.mark.parametrize("raw", [
+    {**SITE, "server": {"workers": "many"}},
+    {**SITE, "audit": {"checkpoint_interval": "often"}},
+    {"site": "410400"},
+    {**SITE, "store": "sqlite"},
+])
+def test_a_setting_of_the_wrong_type_or_shape_is_a_config_error_not_a_traceback(raw: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        settings_from(raw)
