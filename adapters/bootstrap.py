@@ -133,27 +133,44 @@ def build_clocks(settings: Settings, hub: CaseHub) -> CaseClocks:
     return CaseClocks(WorkCalendar(notices), settings.policy, hub.now)
 
 
-def build_intake(settings: Settings) -> PartnerIntake:
-    """The partner port's checks: the configured partners, the agreements we hold, the [exchange] bounds.
-    (The agreements are read again here; build_hub has already checked them against the catalogue.) The
-    clock is the real one, like the clock that stamps every event, whatever ``hub.now`` says."""
+@dataclass(frozen=True)
+class Reference:
+    """The site's reference data, read and cross-checked once: the routing and the partner port share it."""
+
+    catalogue: Catalogue
+    regions: RegionDirectory
+    agreements: Agreements
+
+    @classmethod
+    def load(cls, settings: Settings) -> Reference:
+        catalogue, regions = Catalogue.load(), RegionDirectory.load()
+        agreements = Agreements.load(settings.agreements_file)
+        agreements.check_references(catalogue=catalogue, regions=regions)
+        return cls(catalogue, regions, agreements)
+
+
+def build_intake(settings: Settings, reference: Reference) -> PartnerIntake:
+    """The partner port's checks: the configured partners, the agreements we hold, our catalogue, the
+    [exchange] bounds. The clock is the real one, like the clock that stamps every event, whatever
+    ``hub.now`` says."""
     bounds = IntakeBounds(max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
                           max_lamport_jump=settings.max_lamport_jump)
     return PartnerIntake(settings.site, partners=frozenset(p.site for p in settings.partners),
-                         agreements=SiteAgreements(settings.site, Agreements.load(settings.agreements_file)),
-                         catalogue=Catalogue.load(), bounds=bounds)
+                         agreements=SiteAgreements(settings.site, reference.agreements),
+                         catalogue=reference.catalogue, bounds=bounds)
 
 
-def build_hub(settings: Settings, observer: StoreObserver | None = None) -> CaseHub:
+def build_hub(
+    settings: Settings, observer: StoreObserver | None = None, reference: Reference | None = None
+) -> CaseHub:
     """The site's store and commands, routing by the catalogue, region codes and agreements. The
     caller closes it."""
     if settings.store == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     else:
         ensure_postgres_schema(settings.postgres)
-    catalogue, regions = Catalogue.load(), RegionDirectory.load()
-    agreements = Agreements.load(settings.agreements_file)
-    agreements.check_references(catalogue=catalogue, regions=regions)
+    ref = reference or Reference.load(settings)
+    catalogue, regions, agreements = ref.catalogue, ref.regions, ref.agreements
     return CaseHub(
         site=settings.site,
         catalogue=catalogue,
@@ -259,14 +276,15 @@ def build_site(settings: Settings) -> Site:
 def _build_site(settings: Settings, closers: list[Callable[[], None]]) -> Site:
     site = settings.site
     metrics = SiteMetrics(site)
-    hub = build_hub(settings, observer=metrics)
+    reference = Reference.load(settings)
+    hub = build_hub(settings, observer=metrics, reference=reference)
     closers.append(hub.close)
     clocks = build_clocks(settings, hub)
     index = build_index(settings)
     closers.append(index.close)
     read_model = CaseReadModel(hub, index, clocks)
     metrics.watch_cases(case_counts(read_model))
-    sharing = CaseSharing(hub, intake=build_intake(settings))
+    sharing = CaseSharing(hub, intake=build_intake(settings, reference))
     committer = None
     if settings.group_commit_max > 1:
         committer = GroupCommitter(hub, settings.group_commit_max, settings.group_commit_window_ms / 1000)

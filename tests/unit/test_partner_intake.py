@@ -290,15 +290,16 @@ def test_each_schema_names_exactly_the_fields_of_its_event_class() -> None:
 
 
 def test_the_bounds_come_from_the_exchange_section_of_the_settings() -> None:
-    from adapters.bootstrap import build_intake
+    from adapters.bootstrap import Reference, build_intake
     from adapters.settings import ConfigError, settings_from
 
     raw = {"site": {"code": HANDLING}, "exchange": {"max_clock_skew_seconds": 60, "max_lamport_jump": 500},
            "partners": [{"site": RECEIVING, "channel": "grpc", "address": "127.0.0.1:1"}]}
-    built = build_intake(settings_from(raw))
+    built = build_intake(settings_from(raw), Reference.load(settings_from(raw)))
     assert built.bounds.max_clock_skew == timedelta(seconds=60) and built.bounds.max_lamport_jump == 500
     assert built.partners == frozenset({RECEIVING})
-    assert build_intake(settings_from({"site": {"code": HANDLING}})).bounds.max_clock_skew == timedelta(seconds=300)
+    defaults = settings_from({"site": {"code": HANDLING}})
+    assert build_intake(defaults, Reference.load(defaults)).bounds.max_clock_skew == timedelta(seconds=300)
     for bad in ({"max_clock_skew_seconds": -1}, {"max_clock_skew_seconds": "5"}, {"max_lamport_jump": 0}):
         with pytest.raises(ConfigError, match="exchange"):
             settings_from({"site": {"code": HANDLING}, "exchange": bad})
