@@ -16,7 +16,7 @@ import structlog
 from adapters.audit.signing import Checkpointer
 from adapters.audit.site_chain import SiteChain
 from adapters.exchange.grpc_client import GrpcPartner
-from adapters.exchange.nats_channel import NatsChannelError, list_parked
+from adapters.exchange.nats_channel import list_parked
 from adapters.nats.access import NatsAccess
 from hub.application.ports import SiteLog
 from ops.metrics import SiteMetrics
@@ -28,6 +28,7 @@ class Periodic:
     """A thread calling ``tick`` every ``interval`` seconds (first after ``first``, default ``interval``)."""
 
     name = "periodic"
+    failure_event = "periodic_failed"  # the log line of a failed tick (the next tick tries again)
 
     def __init__(self, interval: float, first: float | None = None) -> None:
         self.interval, self.first = interval, interval if first is None else first
@@ -52,7 +53,7 @@ class Periodic:
             try:
                 self.tick()
             except Exception as error:  # the next tick tries again
-                log.warning(f"{self.name}_failed", error=f"{type(error).__name__}: {error}")
+                log.warning(self.failure_event, error=f"{type(error).__name__}: {error}")
 
 
 class ReadinessWatch(Periodic):
@@ -88,6 +89,7 @@ class ChainFollower(Periodic):
     """Chains the newest stored events into the site's audit chain."""
 
     name = "audit-chain"
+    failure_event = "chain_extend_failed"  # the chain catches up on the next tick
 
     def __init__(self, chain: SiteChain, interval: float, ready: Callable[[], bool]) -> None:
         super().__init__(interval)
@@ -95,10 +97,7 @@ class ChainFollower(Periodic):
 
     def tick(self) -> None:
         if self.ready():
-            try:
-                self.chain.extend()
-            except Exception as error:  # the chain catches up on the next tick
-                log.warning("chain_extend_failed", error=f"{type(error).__name__}: {error}")
+            self.chain.extend()
 
 
 class CheckpointSigner(Periodic):
@@ -106,6 +105,7 @@ class CheckpointSigner(Periodic):
     again each time until it has)."""
 
     name = "checkpoints"
+    failure_event = "checkpoint_failed"  # the next checkpoint catches up
 
     def __init__(
         self, checkpointer: Checkpointer, partners: Sequence[GrpcPartner], interval: float, first: float,
@@ -117,13 +117,10 @@ class CheckpointSigner(Periodic):
     def tick(self) -> None:
         if not self.ready():
             return
-        try:
-            signed = self.checkpointer.checkpoint()
-            if signed is not None:
-                log.info("checkpoint_signed", position=signed["checkpoint"]["position"])
-            self.countersign_latest()
-        except Exception as error:  # the next checkpoint catches up
-            log.warning("chain_extend_failed", error=f"{type(error).__name__}: {error}")
+        signed = self.checkpointer.checkpoint()
+        if signed is not None:
+            log.info("checkpoint_signed", position=signed["checkpoint"]["position"])
+        self.countersign_latest()
 
     def countersign_latest(self) -> None:
         checkpoints = self.checkpointer.ledger().checkpoints
@@ -147,6 +144,7 @@ class ParkedCounter(Periodic):
     """Counts the messages parked in the site's NATS stream, for the parked-messages gauge and alert."""
 
     name = "parked-count"
+    failure_event = "parked_count_failed"
 
     def __init__(
         self, nats: NatsAccess, site: str, metrics: SiteMetrics, interval: float, ready: Callable[[], bool]
@@ -157,7 +155,4 @@ class ParkedCounter(Periodic):
     def tick(self) -> None:
         if not self.ready():
             return
-        try:
-            self.metrics.parked.set(len(list_parked(self.nats, self.site)))
-        except NatsChannelError as error:
-            log.warning("parked_count_failed", error=str(error))
+        self.metrics.parked.set(len(list_parked(self.nats, self.site)))
