@@ -333,7 +333,7 @@ def _build_site(settings: Settings, closers: list[Callable[[], None]]) -> Site:
     def fill_gap(receipt: CaseReceipt) -> None:
         """A gap reported over NATS: each NATS relay of the case's partners sends the events again (the
         receipt does not say which partner; repeats are dropped)."""
-        sites = hub.get_case(receipt.case_id).sites
+        sites = sharing.sites_of(receipt.case_id)  # remembered per case: a case's sites never change
         for relay in relays:
             if relay.channel.channel_name == "nats" and relay.channel.partner in sites:
                 relay.fill_gap(receipt)

@@ -52,8 +52,3 @@ class GrpcRetry:
 
     def is_transient(self, error: BaseException) -> bool:
         return isinstance(error, grpc.RpcError) and error.code() in self.transient
-
-
-def is_final_refusal(error: BaseException) -> bool:
-    """A partner's answer that sending again will not change (refused, not unreachable)."""
-    return isinstance(error, grpc.RpcError) and error.code() not in TRANSIENT_CODES

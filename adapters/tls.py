@@ -46,6 +46,7 @@ __all__ = [
     "site_key",
     "site_public_key",
     "staff_server_credentials",
+    "write_private",
 ]
 
 SITE_URI_PREFIX = "urn:tongban:site:"
@@ -88,8 +89,8 @@ def _read(path: Path) -> bytes:
         raise TlsError(path, f"cannot read ({error.strerror or error})") from None
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a private key readable by its owner only, also when the file already existed."""
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret (a key, a seed, a token) readable by its owner only, also when the file already existed."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
@@ -146,7 +147,7 @@ def create_ca(directory: Path, name: str = "Tongban Demo CA") -> None:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write_private(directory / "ca.key", _key_pem(key))
+    write_private(directory / "ca.key", _key_pem(key))
     (directory / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
@@ -265,7 +266,7 @@ def _issue(directory: Path, stem: str, common_name: str, uri: str, client: bool 
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    _write_private(directory / f"{stem}.key", _key_pem(key))
+    write_private(directory / f"{stem}.key", _key_pem(key))
     (directory / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 

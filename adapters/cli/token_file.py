@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from adapters.tls import write_private
+
 
 @dataclass(frozen=True)
 class StoredToken:
@@ -34,10 +36,7 @@ def save(stored: StoredToken, path: Path | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = {"target": stored.target, "token": stored.token, "expires_at": stored.expires_at.isoformat(),
             "staff_id": stored.staff_id}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
-    os.chmod(path, 0o600)
+    write_private(path, json.dumps(data).encode())
     return path
 
 

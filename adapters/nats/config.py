@@ -29,7 +29,7 @@ from pathlib import Path
 
 import nkeys  # type: ignore[import-untyped]
 
-from adapters.tls import NATS_SERVER, TlsFiles
+from adapters.tls import NATS_SERVER, TlsFiles, write_private
 
 __all__ = ["NatsSiteUser", "new_user_seed", "server_config", "site_permissions", "user_public_key",
            "write_nats_config"]
@@ -114,13 +114,6 @@ def server_config(certs_dir: Path, users: list[NatsSiteUser], listen: str = "127
     return "\n".join(lines)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, 0o600)
-
-
 def write_nats_config(certs_dir: Path, sites: list[str], out: Path, listen: str = "127.0.0.1:4222",
                       seeds_dir: Path | None = None) -> list[NatsSiteUser]:
     """Write the server config to ``out`` and each site's seed to ``<seeds_dir>/<site>.nk`` (mode 0600).
@@ -140,7 +133,7 @@ def write_nats_config(certs_dir: Path, sites: list[str], out: Path, listen: str 
     for site in dict.fromkeys(_checked(s) for s in sites):
         seed_file = seeds_dir / f"{site}.nk"
         seed = seed_file.read_bytes().strip() if seed_file.exists() else new_user_seed()
-        _write_private(seed_file, seed + b"\n")
+        write_private(seed_file, seed + b"\n")
         users.append(NatsSiteUser(site, user_public_key(seed), seed_file))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(server_config(certs_dir, users, listen), encoding="utf-8")

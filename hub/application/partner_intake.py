@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from hub.application.event_schema import DATA_SCHEMAS, ActorData, CaseReceivedData
 from hub.application.ports import Agreements, Catalogue
@@ -147,9 +147,9 @@ class PartnerIntake:
         if opens and self.partners is not None and sender not in self.partners:  # who, before what it says
             raise EventNotPermitted("NOT_A_PARTNER", event.event_id, f"站点 {sender} 不是本站配置的合作站点",
                                     {"sender": sender})
-        self.check_data(event)
-        if opens:
-            self._check_agreement(sender, event)
+        data = self.check_data(event)
+        if isinstance(data, CaseReceivedData):
+            self._check_agreement(sender, event, data)
 
     def _check_type(self, event: SharedEvent) -> None:
         known = KNOWN_VERSIONS.get(event.type)
@@ -196,19 +196,19 @@ class PartnerIntake:
                 f"站点 {event.origin} 的事件只能由本站工作人员办理（操作人属于 {actor.site}）",
                 {"origin": event.origin, "actor_site": actor.site})
 
-    def check_data(self, event: SharedEvent) -> None:
-        """The data alone: no reserved key, and the type's schema (the type must be known)."""
+    def check_data(self, event: SharedEvent) -> BaseModel:
+        """The data alone: no reserved key, and the type's schema (the type must be known); the data as
+        its schema read it."""
         clash = sorted(RESERVED_KEYS & event.data.keys())
         if clash:
             raise EventInvalid.at("IDENTITY_OVERRIDE", event.event_id, f"data.{clash[0]}",
                                   "数据不能覆盖事件身份字段")
         try:
-            DATA_SCHEMAS[event.type].model_validate(event.data)
+            return DATA_SCHEMAS[event.type].model_validate(event.data)
         except ValidationError as error:
             raise EventInvalid("BAD_DATA", event.event_id, _violations(error, "data")) from None
 
-    def _check_agreement(self, sender: str, event: SharedEvent) -> None:
-        data = CaseReceivedData.model_validate(event.data)  # already checked: cannot fail here
+    def _check_agreement(self, sender: str, event: SharedEvent, data: CaseReceivedData) -> None:
         on = event.occurred_at.astimezone(LOCAL_TZ).date()
         if self.agreements is not None and not self.agreements.covers(sender, data.item.code, data.mode, on):
             raise EventNotPermitted(
